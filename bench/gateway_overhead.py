@@ -1,0 +1,219 @@
+"""The gateway's own overhead, measured in one run.
+
+Starts a trivial upstream and the gateway (each its own process, on loopback), then drives the same
+calls with wrk twice: straight to the upstream, and as `mcp.execute` through the gateway's whole HTTP
+stack (auth, validation, rate limits, permission, cost, ledger on). The difference is the gateway's
+overhead. It keeps calling up to --total calls and reads the gateway process's memory again, to show
+that it stays flat, and counts the ledger rows after a clean stop.
+
+    apt-get install wrk   # the load generator (C, so the client costs the machine little)
+    .venv/bin/python bench/gateway_overhead.py [--connections 8] [--seconds 10] [--total 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the two server roles, each run in its own process ---------------------------------------------
+
+
+def run_upstream(port: int) -> None:
+    import uvicorn
+
+    from tests.echo_service import create_echo_upstream
+
+    uvicorn.run(create_echo_upstream(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def run_gateway(port: int, upstream: str, db: str) -> None:
+    from gateway_core.catalog import DEFAULT_CATALOG, Catalog
+    from gateway_core.config import load_settings
+    from gateway_core.gateway import Gateway
+    from gateway_core.server import GatewayServer, run_fast, serve_until_signalled
+    from tests.echo_service import ECHO_SPEC, EchoHandler
+
+    async def serve() -> None:
+        settings = load_settings(None, store={"path": db},
+                                 rate_limit={"per_agent": {"max_requests": 10_000_000, "window_ms": 1000}})
+        gateway = await Gateway.open(settings, catalog=Catalog((*DEFAULT_CATALOG, ECHO_SPEC)),
+                                     handlers={"echo": EchoHandler(upstream)})
+        await gateway.start()
+        await serve_until_signalled(gateway, GatewayServer(gateway, "127.0.0.1", port))
+
+    run_fast(serve())
+
+
+# -- the driver ------------------------------------------------------------------------------------
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+async def wait_up(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[%(body)s]]
+wrk.headers["Content-Type"] = "application/json"
+%(auth)s
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"calls":%%d,"seconds":%%f,"errors":%%d,"p50_ms":%%f,"p99_ms":%%f,"status_errors":%%d,"timeouts":%%d}\\n',
+    summary.requests, summary.duration / 1e6, e.status + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, e.status, e.timeout))
+end
+"""
+
+
+def wrk(url: str, body: dict[str, object], token: str | None, seconds: int, connections: int) -> dict[str, float]:
+    """A closed-loop load from wrk (one thread), so the client costs the machine little."""
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"body": json.dumps(body), "auth": auth})
+    try:
+        output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
+                                capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    if result["errors"]:
+        raise SystemExit(f"calls failed against {url}: {result}")
+    result["calls_per_s"] = result["calls"] / result["seconds"]
+    return result
+
+
+def figures(result: dict[str, float]) -> dict[str, float]:
+    return {"calls_per_s": round(result["calls_per_s"]), "p50_ms": round(result["p50_ms"], 3),
+            "p99_ms": round(result["p99_ms"], 3)}
+
+
+def added(direct: dict[str, float], through: dict[str, float]) -> dict[str, float]:
+    return {"p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
+            "p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3)}
+
+
+async def bench(args: argparse.Namespace) -> None:
+    from gateway_core.auth import TokenHasher, create_agent, key_path_for, load_or_create_key
+    from gateway_core.store import SQLiteStore
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark drives the load with wrk: apt-get install wrk")
+    db = Path(tempfile.mkdtemp(prefix="mcp-bench-")) / "bench.db"
+    store = await SQLiteStore.open(db)
+    agent, token = await create_agent(store, TokenHasher(load_or_create_key(key_path_for(db))), "bench", "bench")
+    await store.add_grant(agent.id, "echo", None, None, "bench")
+    await store.close()
+
+    upstream_port, gateway_port = free_port(), free_port()
+    me = [sys.executable, __file__]
+    upstream = subprocess.Popen([*me, "--role", "upstream", "--port", str(upstream_port)])
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    await wait_up(upstream_url + "/health")
+    gateway = subprocess.Popen([*me, "--role", "gateway", "--port", str(gateway_port), "--upstream", upstream_url,
+                                "--db", str(db)])
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    await wait_up(gateway_url + "/health")
+    direct_body = {"message": "x"}
+    rpc_body = {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
+                "params": {"service": "echo", "operation": "echo", "args": ["x"]}}
+    echo_url, rpc_url = upstream_url + "/echo", gateway_url + "/mcp/rpc"
+    try:
+        wrk(echo_url, direct_body, None, 2, args.connections)  # warm-up
+        warm = wrk(rpc_url, rpc_body, token, 2, args.connections)
+        direct = wrk(echo_url, direct_body, None, args.seconds, args.connections)
+        through = wrk(rpc_url, rpc_body, token, args.seconds, args.connections)
+        early_calls = int(warm["calls"] + through["calls"])
+        memory_early = memory_kib(gateway.pid)
+        done = early_calls
+        while done < args.total:
+            done += int(wrk(rpc_url, rpc_body, token, args.seconds, args.connections)["calls"])
+        memory_late = memory_kib(gateway.pid)
+        # One client at a time: the latency of a call on its own, without queueing behind others.
+        direct_alone = wrk(echo_url, direct_body, None, args.seconds, 1)
+        through_alone = wrk(rpc_url, rpc_body, token, args.seconds, 1)
+        done += int(through_alone["calls"])
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
+        upstream.terminate()
+        upstream.wait(10)
+    with sqlite3.connect(db) as connection:
+        ledger_rows = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    n = args.connections
+    print(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        "conditions": {"connections": n, "seconds_per_run": args.seconds, "ledger": "on (SQLite WAL, batched)",
+                       "load": "wrk, one thread"},
+        f"direct_to_upstream_{n}_clients": figures(direct),
+        f"through_gateway_{n}_clients": figures(through),
+        f"gateway_added_{n}_clients": added(direct, through),
+        "direct_to_upstream_1_client": figures(direct_alone),
+        "through_gateway_1_client": figures(through_alone),
+        "gateway_added_1_client": added(direct_alone, through_alone),
+        "gateway_memory_kib": {f"rss_after_{early_calls}_calls": memory_early["VmRSS"],
+                               f"rss_after_{done}_calls": memory_late["VmRSS"], "peak": memory_late["VmHWM"]},
+        "gateway_calls": done,
+        "ledger_rows_after_stop": ledger_rows,
+    }, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", choices=["driver", "upstream", "gateway"], default="driver", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured run (default 10)")
+    parser.add_argument("--total", type=int, default=100_000, help="gateway calls before memory is read again")
+    args = parser.parse_args()
+    if args.role == "upstream":
+        run_upstream(args.port)
+    elif args.role == "gateway":
+        run_gateway(args.port, args.upstream, args.db)
+    else:
+        asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    main()

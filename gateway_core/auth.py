@@ -1,0 +1,153 @@
+"""Agent credentials: bearer tokens, stored as HMAC-SHA256 under a server key that lives beside the store."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from gateway_core.errors import AuthenticationRequired
+from gateway_core.periodic import Periodic
+from gateway_core.store import Agent, AuditEvent, SQLiteStore
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "mcpa_"
+AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+
+def key_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".key")
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The server key: 32 random bytes in a 0600 file, created once (the first writer wins a race)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) < 32:
+            raise ValueError(f"the server key {path} is damaged (shorter than 32 bytes)") from None
+        return key
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+class TokenHasher:
+    """Hashes tokens with HMAC-SHA256: a stolen store alone does not let anyone check a guess."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def hash(self, token: str) -> str:
+        return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_agent(
+    store: SQLiteStore, hasher: TokenHasher, name: str, actor: str, agent_id: str | None = None
+) -> tuple[Agent, str]:
+    """Creates an agent and returns it with its token: the only time the plain token exists."""
+    agent_id = agent_id or f"agent_{uuid.uuid4().hex[:12]}"
+    if not AGENT_ID_PATTERN.match(agent_id):
+        raise ValueError("an agent id is 1-128 characters: letters, digits and _ . : @ -, starting alphanumeric")
+    if not name.strip():
+        raise ValueError("an agent needs a name")
+    token = new_token()
+    agent = await store.add_agent(agent_id, name.strip(), hasher.hash(token), actor)
+    return agent, token
+
+
+class CredentialRefused(AuthenticationRequired):
+    """-32003 with the reason kept apart, for the audit log."""
+
+    def __init__(self, reason: str, claimed_agent_id: str | None) -> None:
+        super().__init__(f"Authentication required: {reason}")
+        self.reason = reason
+        self.claimed_agent_id = claimed_agent_id
+
+    def audit_event(self, remote: str | None) -> AuditEvent:
+        return AuditEvent(
+            ts=time.time(),
+            actor=f"remote:{remote or 'unknown'}",
+            action="auth.failed",
+            subject=self.claimed_agent_id,
+            detail={"reason": self.reason},
+        )
+
+
+class Authenticator:
+    """Maps a bearer token to its agent from an in-memory snapshot of active agents, refreshed
+    every `refresh_seconds`, so a token added or revoked by the CLI takes effect within that."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        hasher: TokenHasher,
+        trust_agent_header: bool = False,
+        refresh_seconds: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._trust_agent_header = trust_agent_header
+        self._by_token_hash: dict[str, Agent] = {}
+        self._by_id: dict[str, Agent] = {}
+        self._refresher = Periodic(refresh_seconds, self.refresh, "auth-refresh")
+
+    async def start(self) -> None:
+        await self.refresh()
+        if self._trust_agent_header:
+            log.warning(
+                "auth.trust_agent_header is on: an X-Agent-Id header without a token is trusted. "
+                "Use this only on a private network whose agents cannot send tokens yet."
+            )
+        self._refresher.start()
+
+    async def aclose(self) -> None:
+        await self._refresher.stop()
+
+    async def refresh(self) -> None:
+        by_hash = await self._store.active_agents_by_token_hash()
+        self._by_token_hash = by_hash
+        self._by_id = {agent.id: agent for agent in by_hash.values()}
+
+    @property
+    def active_agent_count(self) -> int:
+        return len(self._by_id)
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return self._by_id.get(agent_id)
+
+    def authenticate(self, authorization: str | None, agent_header: str | None) -> Agent:
+        """The agent behind a request's credentials; CredentialRefused if there is none."""
+        claimed = agent_header.strip() if agent_header else None
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise CredentialRefused("the Authorization header must be 'Bearer <agent token>'", claimed)
+            agent = self._by_token_hash.get(self._hasher.hash(token))
+            if agent is None:
+                raise CredentialRefused("unknown or revoked agent token", claimed)
+            if claimed is not None and claimed != agent.id:
+                raise CredentialRefused("X-Agent-Id does not match the agent of this token", claimed)
+            return agent
+        if self._trust_agent_header and claimed:
+            agent = self._by_id.get(claimed)
+            if agent is not None:
+                return agent
+            raise CredentialRefused(f"unknown or revoked agent {claimed!r}", claimed)
+        raise CredentialRefused("an agent token is required: send 'Authorization: Bearer <agent token>'", claimed)

@@ -1,0 +1,321 @@
+"""`mcp-console`: the gateway headless (`serve`), agents, grants and the calls ledger from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway_core import __version__
+from gateway_core.auth import TokenHasher, create_agent, key_path_for, load_or_create_key
+from gateway_core.catalog import DEFAULT_CATALOG, Catalog
+from gateway_core.config import ConfigError, Settings, load_settings
+from gateway_core.gateway import Gateway, iso_utc
+from gateway_core.handlers import HANDLER_CLASSES
+from gateway_core.server import GatewayServer, run_fast, serve_until_signalled
+from gateway_core.store import SQLiteStore, StoreError
+
+log = logging.getLogger("mcp_console")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2 with the message."""
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '1h', '1h30m', '2d' → seconds."""
+    compact = text.replace(" ", "").lower()
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != compact:
+        raise UsageError(f"cannot read the duration {text!r}: use forms like 90s, 30m, 1h, 1h30m, 2d")
+    seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise UsageError("a duration must be longer than zero")
+    return seconds
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli:unknown"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "db", None):
+        overrides["store"] = {"path": Path(args.db)}
+    server = {key: value for key in ("host", "port") if (value := getattr(args, key, None)) is not None}
+    if server:
+        overrides["server"] = server
+    return load_settings(Path(args.config) if getattr(args, "config", None) else None, **overrides)
+
+
+def _when(ts: float | None) -> str:
+    return iso_utc(ts) if ts is not None else "-"
+
+
+def _print_table(rows: list[list[str]], headers: list[str], out: TextIO) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        out.write("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() + "\n")
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+async def _open_store(settings: Settings) -> tuple[SQLiteStore, TokenHasher]:
+    store = await SQLiteStore.open(settings.store_path)
+    return store, TokenHasher(load_or_create_key(key_path_for(store.path)))
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    gateway = await Gateway.open(settings)
+    try:
+        server = GatewayServer(gateway, settings.server.host, settings.server.port)
+    except OSError as exc:
+        await gateway.aclose()
+        print(f"mcp-console: cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    await gateway.start()
+
+    def announce() -> None:
+        print(f"mcp-console gateway {__version__} listening on {server.url} (store: {gateway.store.path})",
+              file=sys.stderr, flush=True)
+
+    return await serve_until_signalled(gateway, server, announce)
+
+
+async def cmd_agents_add(args: argparse.Namespace) -> int:
+    store, hasher = await _open_store(_settings(args))
+    try:
+        agent, token = await create_agent(store, hasher, args.name, _actor(), args.id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps({"id": agent.id, "name": agent.name, "token": token}))
+    else:
+        print(f"agent {agent.id} ({agent.name}) added.\ntoken: {token}")
+        print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
+    return 0
+
+
+async def cmd_agents_list(args: argparse.Namespace) -> int:
+    store, _ = await _open_store(_settings(args))
+    try:
+        agents = await store.list_agents()
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps([{"id": a.id, "name": a.name, "created_at": _when(a.created_at),
+                           "revoked_at": a.revoked_at and _when(a.revoked_at)} for a in agents]))
+    elif not agents:
+        print("no agents yet: add one with 'mcp-console agents add NAME'")
+    else:
+        _print_table([[a.id, a.name, _when(a.created_at), "revoked" if a.revoked_at else "active"]
+                      for a in agents], ["ID", "NAME", "CREATED", "STATE"], sys.stdout)
+    return 0
+
+
+async def cmd_agents_revoke(args: argparse.Namespace) -> int:
+    store, _ = await _open_store(_settings(args))
+    try:
+        revoked = await store.revoke_agent(args.agent_id, _actor())
+    finally:
+        await store.close()
+    if not revoked:
+        print(f"no active agent {args.agent_id!r}", file=sys.stderr)
+        return 1
+    print(f"agent {args.agent_id} revoked: its token stops working within 2 seconds")
+    return 0
+
+
+def _check_grant_target(service: str, operation: str | None) -> str:
+    spec = Catalog(DEFAULT_CATALOG).resolve(service)
+    if spec is None:
+        raise UsageError(f"unknown service {service!r}; services: {', '.join(s.name for s in DEFAULT_CATALOG)}")
+    handler = HANDLER_CLASSES.get(spec.name)
+    if operation is not None and handler is not None and operation not in handler.operations:
+        raise UsageError(f"{spec.name} has no operation {operation!r}; it has: {', '.join(handler.operations)}")
+    return spec.name
+
+
+async def cmd_grants_add(args: argparse.Namespace) -> int:
+    service = _check_grant_target(args.service, args.operation)
+    expires_at = time.time() + parse_duration(args.expires_in) if args.expires_in else None
+    store, _ = await _open_store(_settings(args))
+    try:
+        grant = await store.add_grant(args.agent_id, service, args.operation, expires_at, _actor())
+    finally:
+        await store.close()
+    scope = f"{service}.{args.operation}" if args.operation else f"all of {service}"
+    print(f"grant {grant.id}: {args.agent_id} may use {scope} until {_when(expires_at) if expires_at else 'revoked'}")
+    return 0
+
+
+async def cmd_grants_list(args: argparse.Namespace) -> int:
+    store, _ = await _open_store(_settings(args))
+    try:
+        grants = await store.list_grants(agent_id=args.agent, active_only=not args.all)
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps([{"id": g.id, "agent_id": g.agent_id, "service": g.service,
+                           "operation": g.operation or "*", "expires_at": g.expires_at and _when(g.expires_at),
+                           "granted_by": g.granted_by, "granted_at": _when(g.granted_at),
+                           "revoked_at": g.revoked_at and _when(g.revoked_at)} for g in grants]))
+    elif not grants:
+        print("no grants")
+    else:
+        now = time.time()
+        _print_table([[g.id, g.agent_id, g.service, g.operation or "*", _when(g.expires_at), g.granted_by,
+                       "active" if g.active_at(now) else ("revoked" if g.revoked_at else "expired")]
+                      for g in grants], ["ID", "AGENT", "SERVICE", "OPERATION", "EXPIRES", "BY", "STATE"],
+                     sys.stdout)
+    return 0
+
+
+async def cmd_grants_revoke(args: argparse.Namespace) -> int:
+    store, _ = await _open_store(_settings(args))
+    try:
+        grant = await store.revoke_grant(args.grant_id, _actor())
+    finally:
+        await store.close()
+    if grant is None:
+        print(f"no active grant {args.grant_id!r}", file=sys.stderr)
+        return 1
+    print(f"grant {grant.id} revoked ({grant.agent_id} on {grant.service})")
+    return 0
+
+
+CSV_COLUMNS = ["id", "time", "agent_id", "method", "service", "operation", "status", "error_code",
+               "duration_ms", "tokens", "cost_usd", "rpc_id", "permission_request_id"]
+
+
+async def cmd_calls_export(args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError("--since takes an ISO-8601 time, like 2026-11-29 or 2026-11-29T08:00Z") from None
+        since_ts = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
+    store, _ = await _open_store(_settings(args))
+    # A command-line tool: nothing else shares this event loop, so plain file writes are fine.
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
+    try:
+        writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
+        if writer:
+            writer.writeheader()
+        async for call in store.iter_calls(since=since_ts if since else None):
+            row = call.as_dict()
+            row["time"] = iso_utc(row.pop("ts"))
+            if writer:
+                writer.writerow(row)
+            else:
+                out.write(json.dumps({"id": row.pop("id"), "time": row.pop("time"), **row}) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        await store.close()
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH", help="the SQLite store (default: in the user's data dir)")
+    common.add_argument("--config", metavar="FILE", help="a TOML config file (the environment wins over it)")
+
+    parser = argparse.ArgumentParser(
+        prog="mcp-console",
+        description="An MCP gateway with an operator's console. Without a command, serves the gateway.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"mcp-console {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the gateway headless (stops on SIGINT/SIGTERM)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8100)")
+    serve.set_defaults(run=cmd_serve)
+
+    agents = commands.add_parser("agents", help="agents and their tokens").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    add = agents.add_parser("add", parents=[common], help="add an agent and print its token once")
+    add.add_argument("name")
+    add.add_argument("--id", help="the agent id (default: generated)")
+    add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
+    add.set_defaults(run=cmd_agents_add)
+    listing = agents.add_parser("list", parents=[common], help="list agents")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_agents_list)
+    revoke = agents.add_parser("revoke", parents=[common], help="revoke an agent's token")
+    revoke.add_argument("agent_id", metavar="ID")
+    revoke.set_defaults(run=cmd_agents_revoke)
+
+    grants = commands.add_parser("grants", help="what agents may use").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    grant_add = grants.add_parser("add", parents=[common], help="let an agent use a service (or one operation)")
+    grant_add.add_argument("agent_id", metavar="AGENT_ID")
+    grant_add.add_argument("service", metavar="SERVICE")
+    grant_add.add_argument("--operation", metavar="OP", help="only this operation (default: the whole service)")
+    grant_add.add_argument("--expires-in", metavar="DURATION", help="e.g. 30m, 1h, 8h, 2d (default: never)")
+    grant_add.set_defaults(run=cmd_grants_add)
+    grant_list = grants.add_parser("list", parents=[common], help="list active grants")
+    grant_list.add_argument("--agent", metavar="AGENT_ID", help="only this agent's")
+    grant_list.add_argument("--all", action="store_true", help="include revoked and expired grants")
+    grant_list.add_argument("--json", action="store_true")
+    grant_list.set_defaults(run=cmd_grants_list)
+    grant_revoke = grants.add_parser("revoke", parents=[common], help="revoke a grant")
+    grant_revoke.add_argument("grant_id", metavar="GRANT_ID")
+    grant_revoke.set_defaults(run=cmd_grants_revoke)
+
+    calls = commands.add_parser("calls", help="the calls ledger").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    export = calls.add_parser("export", parents=[common], help="write the whole ledger as CSV or JSON lines")
+    export.add_argument("--format", choices=["csv", "jsonl"], required=True)
+    export.add_argument("--output", metavar="FILE", help="default: standard output")
+    export.add_argument("--since", metavar="TIME", help="only calls at or after this ISO-8601 time")
+    export.set_defaults(run=cmd_calls_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    run = getattr(args, "run", cmd_serve)
+    try:
+        exit_code: int = run_fast(run(args))
+        return exit_code
+    except UsageError as exc:
+        parser.exit(2, f"mcp-console: {exc}\n")
+    except (ConfigError, StoreError, ValueError) as exc:
+        print(f"mcp-console: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

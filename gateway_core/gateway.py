@@ -1,0 +1,429 @@
+"""The Gateway: the execution pipeline of gateway-protocol.md, and the event stream for UIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway_core.auth import Authenticator, TokenHasher, key_path_for, load_or_create_key
+from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
+from gateway_core.config import Settings
+from gateway_core.cost import catalog_cost, measured_cost
+from gateway_core.errors import (
+    BudgetExceeded,
+    GatewayError,
+    InternalError,
+    OperationNotSupported,
+    PermissionDenied,
+    RateLimitExceeded,
+    ServiceNotFound,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
+from gateway_core.events import CallFinished, EventBus, HealthChanged
+from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
+from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
+from gateway_core.ids import time_ordered_uuid
+from gateway_core.metrics import GatewayMetrics
+from gateway_core.models import ExecuteParams
+from gateway_core.operations import Operation, OperationArgs
+from gateway_core.permissions import PermissionPolicy, StoreGrantPolicy
+from gateway_core.ratelimit import RateLimit, TokenBuckets
+from gateway_core.recorder import Recorder
+from gateway_core.store import CallRecord, SQLiteStore
+from gateway_core.store.records import CallStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    spec: ServiceSpec
+    operations: Mapping[str, Operation]
+    handler: ServiceHandler | None
+    missing_settings: list[str]
+    has_handler: bool  # this build has code for the service
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteOutcome:
+    """A finished call: its ledger row and either its result or its error."""
+
+    record: CallRecord
+    result: dict[str, Any] | None = None
+    error: GatewayError | None = None
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    calls: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.errors += record.status != "success"
+        self.tokens += record.tokens
+        self.cost_usd += record.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, "tokens": self.tokens,
+                "cost": round(self.cost_usd, 10)}
+
+
+@dataclass(slots=True)
+class _DailySpend:
+    """What each agent spent in one UTC day, [starts, ends)."""
+
+    starts: float = 0.0
+    ends: float = 0.0
+    by_agent: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of_day_at(cls, ts: float, by_agent: dict[str, float] | None = None) -> _DailySpend:
+        midnight = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return cls(midnight, midnight + 86_400, by_agent or {})
+
+    def covers(self, ts: float) -> bool:
+        return self.starts <= ts < self.ends
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Gateway:
+    """Owns the store, the handlers and the policy; `execute` runs one call through the pipeline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SQLiteStore,
+        hasher: TokenHasher,
+        *,
+        catalog: Catalog | None = None,
+        handlers: Mapping[str, ServiceHandler] | None = None,
+        handler_classes: Mapping[str, type[ServiceHandler]] | None = None,
+        policy: PermissionPolicy | None = None,
+    ) -> None:
+        """`handlers` are ready instances (always configured); `handler_classes` (default: every
+        handler of this build) are built from the settings where their required settings are present."""
+        self.settings = settings
+        self.store = store
+        self.hasher = hasher
+        self.catalog = catalog or Catalog(DEFAULT_CATALOG)
+        self.services = self._build_services(handlers or {},
+                                             HANDLER_CLASSES if handler_classes is None else handler_classes)
+        self.authenticator = Authenticator(store, hasher, settings.auth.trust_agent_header,
+                                           settings.auth.refresh_seconds)
+        self.policy: PermissionPolicy = policy or StoreGrantPolicy(store, settings.policy.grant_cache_seconds)
+        self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
+        self.events = EventBus()
+        self.metrics = GatewayMetrics()
+        self.health = HealthMonitor(
+            {name: state.handler for name, state in self.services.items() if state.handler is not None},
+            settings.health.interval_seconds,
+            settings.health.timeout_seconds,
+            self._health_changed,
+        )
+        self._agent_limits = TokenBuckets(settings.rate_limit.per_agent)
+        self._service_limits = {
+            name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
+            for name, state in self.services.items()
+        }
+        self._spend = _DailySpend()
+        self.totals = UsageTotals()
+        self.totals_by_service: dict[str, UsageTotals] = {}
+        self.started_at = time.time()
+
+    @classmethod
+    async def open(cls, settings: Settings, **kwargs: Any) -> Gateway:
+        """A gateway on the store named by the settings (created if missing), not yet started."""
+        store = await SQLiteStore.open(settings.store_path)
+        hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))
+        return cls(settings, store, hasher, **kwargs)
+
+    def _build_services(
+        self, handlers: Mapping[str, ServiceHandler], handler_classes: Mapping[str, type[ServiceHandler]]
+    ) -> dict[str, ServiceState]:
+        services: dict[str, ServiceState] = {}
+        for name, spec in self.catalog.services.items():
+            given = handlers.get(name)
+            handler_class = type(given) if given is not None else handler_classes.get(name)
+            missing = [] if given is not None else self.settings.missing_settings(spec)
+            handler = given
+            if handler is None and handler_class is not None and not missing:
+                handler = handler_class.from_settings(self.settings)
+            services[name] = ServiceState(
+                spec=spec,
+                operations=handler_class.operations if handler_class is not None else {},
+                handler=handler,
+                missing_settings=missing,
+                has_handler=handler_class is not None,
+            )
+        return services
+
+    async def start(self) -> None:
+        await self.authenticator.start()
+        await self.policy.start()
+        today = _DailySpend.of_day_at(time.time())
+        today.by_agent = await self.store.cost_by_agent_since(today.starts)
+        self._spend = today
+        self.recorder.start()
+        self.health.start()
+
+    async def aclose(self) -> None:
+        """Stops background work, writes every pending ledger row, closes handlers and the store."""
+        await self.health.stop()
+        await self.policy.aclose()
+        await self.authenticator.aclose()
+        await self.recorder.aclose()
+        for state in self.services.values():
+            if state.handler is not None:
+                await state.handler.aclose()
+        await self.store.close()
+
+    # -- the pipeline -----------------------------------------------------------------------------
+
+    async def execute(
+        self, agent_id: str, params: ExecuteParams, rpc_id: str | None = None, method: str = "mcp.execute"
+    ) -> ExecuteOutcome:
+        started = time.perf_counter()
+        service: str | None = params.service
+        operation_name: str | None = params.operation
+        try:
+            state = self._resolve_service(params.service)
+            service = state.spec.name
+            operation = self._resolve_operation(state, params.operation)
+            args = operation.parse_args(params.args, params.argument_defaults())
+            handler = self._available_handler(state, operation)
+            self._take_rate_limits(agent_id, state.spec)
+            self._check_budget(agent_id)
+            if not state.spec.always_active:
+                await self._check_permission(agent_id, state.spec, operation)
+            data = await self._call(handler, state.spec, operation, args)
+            tokens, cost = self._cost(state.spec, operation, args, data)
+        except GatewayError as error:
+            status: CallStatus = "denied" if isinstance(error, PermissionDenied) else "error"
+            record = self.record(agent_id, method, service, operation_name, status, error.code,
+                                 started, rpc_id)
+            return ExecuteOutcome(record, error=error)
+        record = self.record(agent_id, method, service, operation.name, "success", None, started, rpc_id,
+                             tokens, cost)
+        result = {
+            "status": "success",
+            "data": data,
+            "metadata": {
+                "executionTime": round(record.duration_ms),
+                "tokensUsed": tokens,
+                "cost": cost,
+                "service": service,
+                "operation": operation.name,
+                "timestamp": iso_utc(record.ts),
+                "callId": record.id,
+            },
+        }
+        return ExecuteOutcome(record, result=result)
+
+    def _resolve_service(self, name: str) -> ServiceState:
+        spec = self.catalog.resolve(name)
+        if spec is None:
+            raise ServiceNotFound(f"Service {name} not found", {"available": self.catalog.names()})
+        return self.services[spec.name]
+
+    @staticmethod
+    def _resolve_operation(state: ServiceState, name: str) -> Operation:
+        if not state.has_handler:
+            raise ServiceUnavailable(
+                f"Service {state.spec.name} has no handler in this version of mcp-console",
+                {"service": state.spec.name},
+            )
+        operation = state.operations.get(name)
+        if operation is None:
+            raise OperationNotSupported(
+                f"Operation {name} not supported by {state.spec.name}",
+                {"service": state.spec.name, "availableOperations": list(state.operations)},
+            )
+        return operation
+
+    def _available_handler(self, state: ServiceState, operation: Operation) -> ServiceHandler:
+        if state.handler is None:
+            missing = ", ".join(state.missing_settings)
+            raise ServiceUnavailable(
+                f"Service {state.spec.name} is not configured: set {missing}",
+                {"service": state.spec.name, "status": "not_configured", "missingSettings": state.missing_settings},
+            )
+        report = self.health.reports.get(state.spec.name)
+        if report is not None and report.status == "down" and operation.name != "health":
+            raise ServiceUnavailable(
+                f"Service {state.spec.name} is down: {report.message}".rstrip(": "),
+                {"service": state.spec.name, "status": "down"},
+            )
+        return state.handler
+
+    def _take_rate_limits(self, agent_id: str, spec: ServiceSpec) -> None:
+        retry_ms = self._agent_limits.take(agent_id)
+        if retry_ms:
+            self._refuse_rate(self._agent_limits.limit, f"agent:{agent_id}", retry_ms)
+        service_limits = self._service_limits[spec.name]
+        retry_ms = service_limits.take(agent_id)
+        if retry_ms:
+            self._agent_limits.give_back(agent_id)
+            self._refuse_rate(service_limits.limit, f"agent:{agent_id}:service:{spec.name}", retry_ms)
+
+    def _refuse_rate(self, limit: RateLimit, identifier: str, retry_ms: float) -> None:
+        self.metrics.rate_limit_hits.inc()
+        raise RateLimitExceeded(
+            f"Rate limit exceeded for {identifier}: {limit.max_requests} calls per {limit.window_ms} ms",
+            {"limit": limit.max_requests, "windowMs": limit.window_ms, "identifier": identifier,
+             "retryAfterMs": max(1, round(retry_ms))},
+        )
+
+    def _check_budget(self, agent_id: str) -> None:
+        budget = self.settings.budget.daily_usd_per_agent
+        if budget is None:
+            return
+        spent = self._spend.by_agent.get(agent_id, 0.0) if self._spend.covers(time.time()) else 0.0
+        if spent >= budget:
+            raise BudgetExceeded(
+                f"Agent {agent_id} has spent its daily budget of USD {budget:g}",
+                {"agentId": agent_id, "budgetUsd": budget, "spentUsd": round(spent, 6), "period": "day"},
+            )
+
+    async def _check_permission(self, agent_id: str, spec: ServiceSpec, operation: Operation) -> None:
+        try:
+            allowed = await self.policy.is_allowed(agent_id, spec.name, operation)
+        except Exception:  # fail closed
+            log.exception("permission check failed for %s on %s", agent_id, spec.name)
+            allowed = False
+        if allowed:
+            return
+        message = (
+            f"Agent {agent_id} has no grant for {spec.name} (operation {operation.name}); "
+            f"an operator can grant it with: mcp-console grants add {agent_id} {spec.name}"
+        )
+        raise PermissionDenied(message, {"service": spec.name, "operation": operation.name, "agentId": agent_id,
+                                         "requestId": None, "status": "denied", "message": message})
+
+    async def _call(
+        self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs
+    ) -> dict[str, Any]:
+        timeout = self.settings.upstream_timeout_seconds
+        active = self.metrics.active_requests.labels(spec.name)
+        active.inc()
+        try:
+            async with asyncio.timeout(timeout):
+                return await handler.execute(operation, args)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{spec.name} did not answer {operation.name} within {timeout:g} s",
+                {"service": spec.name, "operation": operation.name, "timeoutSeconds": timeout},
+            ) from None
+        except GatewayError:
+            raise
+        except Exception:
+            correlation_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s in %s.%s", correlation_id, spec.name, operation.name)
+            raise InternalError(f"Internal error (correlation id {correlation_id})",
+                                {"correlationId": correlation_id}) from None
+        finally:
+            active.dec()
+
+    def _cost(
+        self, spec: ServiceSpec, operation: Operation, args: OperationArgs, data: dict[str, Any]
+    ) -> tuple[int, float]:
+        if self.settings.cost.mode == "catalog":
+            return catalog_cost(spec, operation)
+        request_chars = len(args.model_dump_json())
+        response_chars = len(json.dumps(data, default=str))
+        return measured_cost(self.settings.cost, request_chars, response_chars)
+
+    # -- recording ---------------------------------------------------------------------------------
+
+    def record(
+        self,
+        agent_id: str | None,
+        method: str | None,
+        service: str | None,
+        operation: str | None,
+        status: CallStatus,
+        error_code: int | None,
+        started: float,
+        rpc_id: str | None,
+        tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> CallRecord:
+        """Writes one ledger row (batched), counts it and publishes it to subscribers."""
+        record = CallRecord(
+            id=time_ordered_uuid(), ts=time.time(), agent_id=agent_id, method=method, service=service,
+            operation=operation, status=status, error_code=error_code,
+            duration_ms=(time.perf_counter() - started) * 1000, tokens=tokens, cost_usd=cost_usd,
+            rpc_id=rpc_id,
+        )
+        self.recorder.record_call(record)
+        self.metrics.observe(record)
+        self.totals.add(record)
+        if service is not None:
+            self.totals_by_service.setdefault(service, UsageTotals()).add(record)
+        if cost_usd and agent_id is not None:
+            if not self._spend.covers(record.ts):
+                self._spend = _DailySpend.of_day_at(record.ts)
+            self._spend.by_agent[agent_id] = self._spend.by_agent.get(agent_id, 0.0) + cost_usd
+        self.events.publish(CallFinished(record))
+        return record
+
+    def _health_changed(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
+        self.metrics.service_up.labels(service).set(1 if current.status in ("healthy", "degraded") else 0)
+        self.events.publish(HealthChanged(service, previous, current))
+
+    # -- what the gateway knows --------------------------------------------------------------------
+
+    def service_status(self, name: str) -> HealthStatus:
+        state = self.services[name]
+        if state.handler is None:
+            return "not_configured"
+        report = self.health.reports.get(name)
+        return report.status if report else "unknown"
+
+    def describe_service(self, name: str, with_schemas: bool = True) -> dict[str, Any]:
+        state = self._resolve_service(name)
+        spec = state.spec
+        report = self.health.reports.get(spec.name)
+        operations: list[Any] = (
+            [op.describe() for op in state.operations.values()] if with_schemas
+            else [{"name": op.name, "risk": op.risk} for op in state.operations.values()]
+        )
+        return {
+            "name": spec.name,
+            "description": spec.description,
+            "location": spec.location,
+            "alwaysActive": spec.always_active,
+            "aliases": list(spec.aliases),
+            "status": self.service_status(spec.name),
+            "missingSettings": state.missing_settings,
+            "health": report.as_dict() if report else None,
+            "pricing": {"avgTokensPerCall": spec.avg_tokens_per_call, "costPerCall": spec.cost_per_call},
+            "rateLimit": {"maxRequests": self._service_limits[spec.name].limit.max_requests,
+                          "windowMs": self._service_limits[spec.name].limit.window_ms},
+            "operations": operations,
+        }
+
+    def list_services(self, with_schemas: bool = False) -> dict[str, Any]:
+        services = [self.describe_service(name, with_schemas) for name in self.catalog.names()]
+        return {"services": services, "count": len(services)}
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "since": iso_utc(self.started_at),
+            "uptimeSeconds": round(time.time() - self.started_at, 3),
+            "totals": self.totals.as_dict(),
+            "byService": {name: totals.as_dict() for name, totals in sorted(self.totals_by_service.items())},
+        }

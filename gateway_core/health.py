@@ -1,0 +1,84 @@
+"""Service health: a report per check, and a monitor that probes each configured service on an interval."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from gateway_core.periodic import Periodic
+
+if TYPE_CHECKING:
+    from gateway_core.handlers.base import ServiceHandler
+
+HealthStatus = Literal["healthy", "degraded", "down", "not_configured", "unknown"]
+HISTORY_LENGTH = 30
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    status: HealthStatus
+    checked_at: float
+    latency_ms: float | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"status": self.status, "checkedAt": self.checked_at, "latencyMs": self.latency_ms,
+                "message": self.message}
+
+
+class HealthMonitor:
+    """Checks every handler at start and then every `interval` seconds; calls `on_change` when a
+    service's status changes. Keeps the last HISTORY_LENGTH latencies per service for sparklines."""
+
+    def __init__(
+        self,
+        handlers: Mapping[str, ServiceHandler],
+        interval: float,
+        timeout: float,
+        on_change: Callable[[str, HealthReport | None, HealthReport], None],
+    ) -> None:
+        self._handlers = handlers
+        self._timeout = timeout
+        self._on_change = on_change
+        self.reports: dict[str, HealthReport] = {}
+        self.latency_history: dict[str, deque[float | None]] = {
+            name: deque(maxlen=HISTORY_LENGTH) for name in handlers
+        }
+        self._checks_started: dict[str, int] = dict.fromkeys(handlers, 0)
+        self._periodic = Periodic(interval, self.check_all, "health-monitor")
+
+    def start(self) -> None:
+        self._periodic.start()
+        self._periodic.run_soon()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(name) for name in self._handlers))
+
+    async def check(self, service: str) -> HealthReport:
+        handler = self._handlers[service]
+        self._checks_started[service] += 1
+        this_check = self._checks_started[service]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                report = await handler.health()
+        except TimeoutError:
+            report = HealthReport("down", time.time(), None, f"health check timed out after {self._timeout:g} s")
+        except Exception as exc:  # a broken probe is a down service, not a crashed monitor
+            report = HealthReport("down", time.time(), (time.perf_counter() - started) * 1000,
+                                  f"health check failed: {type(exc).__name__}")
+        if this_check != self._checks_started[service]:
+            return report  # a newer check started meanwhile: its answer is the one that counts
+        previous = self.reports.get(service)
+        self.reports[service] = report
+        self.latency_history[service].append(report.latency_ms)
+        if previous is None or previous.status != report.status:
+            self._on_change(service, previous, report)
+        return report

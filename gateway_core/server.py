@@ -1,0 +1,251 @@
+"""The HTTP side: routes of gateway-protocol.md on Starlette, served by uvicorn, standalone or as a task
+inside another asyncio loop (the console's)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import platform
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway_core import __version__
+from gateway_core.errors import GatewayError, InternalError, InvalidRequest
+from gateway_core.gateway import Gateway, iso_utc
+from gateway_core.models import error_envelope
+from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
+from gateway_core.store import StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _json(status: int, body: Any) -> Response:
+    if body is None:
+        return Response(status_code=204)
+    return Response(json.dumps(body, separators=(",", ":"), default=str), status,
+                    media_type="application/json")
+
+
+def _caller(request: Request) -> Caller:
+    return Caller(
+        authorization=request.headers.get("authorization"),
+        agent_header=request.headers.get("x-agent-id"),
+        remote=request.client.host if request.client else None,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes (never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    endpoint = JsonRpcEndpoint(gateway)
+    limit = gateway.settings.server.max_body_bytes
+
+    def rpc_route(handler: Callable[[bytes, Caller], Awaitable[Reply]], method: str) -> Callable[
+        [Request], Awaitable[Response]
+    ]:
+        async def route(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                body = await _read_body(request, limit)
+                status, reply = await handler(body, _caller(request))
+            except BodyTooLarge:
+                error = InvalidRequest(f"Request body too large: the limit is {limit} bytes")
+                status, reply = endpoint.refuse(error, started, method=method)
+                status = 413
+            except Exception:
+                correlation_id = uuid.uuid4().hex[:12]
+                log.exception("internal error %s on %s", correlation_id, request.url.path)
+                status, reply = endpoint.refuse(
+                    InternalError(f"Internal error (correlation id {correlation_id})",
+                                  {"correlationId": correlation_id}), started, method=method)
+            return _json(status, reply)
+
+        return route
+
+    def authenticated(view: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            try:
+                RequestAuthentication(gateway, _caller(request)).agent_id()
+                return _json(200, view(request))
+            except GatewayError as error:
+                return _json(error.http_status, error_envelope(None, error))
+
+        return route
+
+    async def health(request: Request) -> Response:
+        return _json(200, {"status": "healthy", "timestamp": iso_utc(time.time()), "version": __version__})
+
+    async def ready(request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            await gateway.store.check_writable()
+            checks["store"] = {"ok": True, "path": gateway.store.path.name}
+        except StoreError as exc:
+            checks["store"] = {"ok": False, "error": str(exc)}
+        backlog = gateway.recorder.pending
+        checks["ledger"] = {"ok": backlog < 100_000, "pendingRows": backlog}
+        checks["orchestrator"] = {"ok": True, "state": "not linked"}
+        checks["services"] = {
+            "ok": True,
+            "status": {name: gateway.service_status(name) for name in gateway.catalog.names()},
+        }
+        ready_now = all(check["ok"] for check in checks.values())
+        body = {"status": "ready" if ready_now else "not_ready", "timestamp": iso_utc(time.time()),
+                "checks": checks}
+        return _json(200 if ready_now else 503, body)
+
+    async def info(request: Request) -> Response:
+        configured = [name for name, state in gateway.services.items() if state.handler is not None]
+        return _json(200, {
+            "name": "mcp-console gateway",
+            "version": __version__,
+            "uptimeSeconds": round(time.time() - gateway.started_at, 3),
+            "python": platform.python_version(),
+            "counts": {
+                "services": len(gateway.services),
+                "configuredServices": len(configured),
+                "activeAgents": gateway.authenticator.active_agent_count,
+                "callsSinceStart": gateway.totals.calls,
+            },
+        })
+
+    async def metrics(request: Request) -> Response:
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _json(404, {"error": "Not Found", "message": f"Route {request.method} {request.url.path} not found"})
+
+    routes = [  # the hot routes first: Starlette tries them in order
+        Route("/mcp/rpc", rpc_route(endpoint.handle, "rpc"), methods=["POST"]),
+        Route("/mcp/execute", rpc_route(endpoint.handle_slash, "slash"), methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/info", info, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/mcp/catalog", authenticated(lambda request: gateway.list_services(with_schemas=True)),
+              methods=["GET"]),
+        Route("/mcp/service/{name}",
+              authenticated(lambda request: gateway.describe_service(request.path_params["name"])),
+              methods=["GET"]),
+    ]
+    # A known path with another method is still "no such route" to a client (gateway-protocol.md).
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: not_found, 405: not_found}
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = asyncio.Event()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.startup_done.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Signals belong to whoever runs us (the CLI or the console), which then stops us cleanly.
+        yield
+
+
+class GatewayServer:
+    """uvicorn serving a Gateway inside the current event loop. The socket is bound at construction,
+    so a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is known at once."""
+
+    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        self._socket = socket.socket(family, kind, proto)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind(address)
+        except OSError:
+            self._socket.close()
+            raise
+        self.host = host
+        self.port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(create_app(gateway), log_level="warning", access_log=False, lifespan="off",
+                                server_header=False, proxy_headers=False)
+        self._server = _Server(config)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def serve(self) -> None:
+        """Serves until stop(); in-flight requests are answered before it returns."""
+        try:
+            await self._server.serve(sockets=[self._socket])
+        finally:
+            self._socket.close()
+
+    async def wait_started(self) -> bool:
+        """Waits until requests are accepted; False when start-up failed."""
+        await self._server.startup_done.wait()
+        return bool(self._server.started)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+async def serve_until_signalled(
+    gateway: Gateway, server: GatewayServer, on_listening: Callable[[], None] | None = None
+) -> int:
+    """Serves until SIGINT or SIGTERM, then answers what is in flight, flushes the ledger and closes
+    the gateway. Returns the process exit code."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.stop)
+    try:
+        serving = asyncio.create_task(server.serve())
+        if not await server.wait_started():
+            await serving
+            return 1
+        if on_listening is not None:
+            on_listening()
+        await serving
+    finally:
+        await gateway.aclose()
+        log.info("stopped; ledger flushed")
+    return 0
+
+
+def run_fast(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop where it is installed (it comes with uvicorn[standard]): the headless
+    gateway spends a good part of each call in the event loop itself."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

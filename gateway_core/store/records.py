@@ -1,0 +1,74 @@
+"""Rows of the store as plain immutable records (cheap to build on the request path)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+CallStatus = Literal["success", "error", "denied"]
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permission for an agent to use a service; `operation` None means the whole service."""
+
+    id: str
+    agent_id: str
+    service: str
+    operation: str | None
+    expires_at: float | None
+    granted_by: str
+    granted_at: float
+    revoked_at: float | None = None
+    args_hash: str | None = None  # set for a one-time approval bound to one call's arguments
+
+    def active_at(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def covers(self, operation: str) -> bool:
+        return self.operation is None or self.operation == operation
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One row of the calls ledger: every JSON-RPC request, answered or refused."""
+
+    id: str
+    ts: float
+    agent_id: str | None
+    method: str | None
+    service: str | None
+    operation: str | None
+    status: CallStatus
+    error_code: int | None
+    duration_ms: float
+    tokens: int
+    cost_usd: float
+    rpc_id: str | None
+    permission_request_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One append-only audit row: a security event (who did what to whom)."""
+
+    ts: float
+    actor: str
+    action: str
+    subject: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,278 @@
+"""The SQLite store (aiosqlite, WAL): one file holds agents, grants, the calls ledger and the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway_core.store.migrations import MIGRATIONS
+from gateway_core.store.records import Agent, AuditEvent, CallRecord, Grant
+
+_CALL_COLUMNS = (
+    "id, ts, agent_id, method, service, operation, status, error_code, "
+    "duration_ms, tokens, cost_usd, rpc_id, permission_request_id"
+)
+_GRANT_COLUMNS = "id, agent_id, service, operation, expires_at, granted_by, granted_at, revoked_at, args_hash"
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unknown agent, unwritable file, newer schema)."""
+
+
+class SQLiteStore:
+    """All persistent state. Writes are serialised by one lock; each write is one transaction."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SQLiteStore:
+        path = Path(path)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except Exception as exc:  # sqlite3.OperationalError carries the reason, never a secret
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+        connection.row_factory = aiosqlite.Row
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        store = cls(connection, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            if self._db.in_transaction:  # left open by a caller cancelled mid-write: undo it first
+                await self._db.execute("ROLLBACK")
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        latest = MIGRATIONS[-1][0]
+        if current > latest:
+            raise StoreError(f"the store at {self.path} has schema {current}, newer than this version ({latest})")
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            # executescript commits first, so the migration and its version row form one script.
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\n"
+                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {time.time()});\nCOMMIT;"
+            )
+
+    async def check_writable(self) -> None:
+        """Raises StoreError when a write transaction cannot be taken (disk full, read-only file)."""
+        try:
+            async with self._transaction() as db:
+                await db.execute("CREATE TEMP TABLE IF NOT EXISTS _probe (x)")
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"store not writable: {exc}") from exc
+
+    # -- agents -----------------------------------------------------------------------------------
+
+    async def add_agent(self, agent_id: str, name: str, token_hash: str, actor: str) -> Agent:
+        agent = Agent(id=agent_id, name=name, created_at=time.time())
+        try:
+            async with self._transaction() as db:
+                await db.execute(
+                    "INSERT INTO agents (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (agent.id, agent.name, token_hash, agent.created_at),
+                )
+                await self._insert_audit(db, [AuditEvent(agent.created_at, actor, "agent.added", agent.id,
+                                                         {"name": name})])
+        except aiosqlite.IntegrityError as exc:
+            raise StoreError(f"an agent with id {agent_id!r} already exists") from exc
+        return agent
+
+    async def list_agents(self, include_revoked: bool = True) -> list[Agent]:
+        sql = "SELECT id, name, created_at, revoked_at FROM agents"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        async with self._db.execute(sql + " ORDER BY created_at") as cursor:
+            return [Agent(*row) for row in await cursor.fetchall()]
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        async with self._db.execute(
+            "SELECT id, name, created_at, revoked_at FROM agents WHERE id = ?", (agent_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Agent(*row) if row else None
+
+    async def active_agents_by_token_hash(self) -> dict[str, Agent]:
+        async with self._db.execute(
+            "SELECT token_hash, id, name, created_at, revoked_at FROM agents WHERE revoked_at IS NULL"
+        ) as cursor:
+            return {row[0]: Agent(*row[1:]) for row in await cursor.fetchall()}
+
+    async def revoke_agent(self, agent_id: str, actor: str) -> bool:
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, agent_id)
+            )
+            if cursor.rowcount == 0:
+                return False
+            await self._insert_audit(db, [AuditEvent(now, actor, "agent.revoked", agent_id)])
+        return True
+
+    # -- grants -----------------------------------------------------------------------------------
+
+    async def add_grant(
+        self,
+        agent_id: str,
+        service: str,
+        operation: str | None,
+        expires_at: float | None,
+        granted_by: str,
+        args_hash: str | None = None,
+    ) -> Grant:
+        grant = Grant(
+            id=f"grant_{uuid.uuid4().hex}",
+            agent_id=agent_id,
+            service=service,
+            operation=operation,
+            expires_at=expires_at,
+            granted_by=granted_by,
+            granted_at=time.time(),
+            args_hash=args_hash,
+        )
+        async with self._transaction() as db:
+            async with db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)) as cursor:
+                if await cursor.fetchone() is None:
+                    raise StoreError(f"unknown agent {agent_id!r}")
+            await db.execute(
+                f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (grant.id, grant.agent_id, grant.service, grant.operation, grant.expires_at,
+                 grant.granted_by, grant.granted_at, None, grant.args_hash),
+            )
+            detail: dict[str, Any] = {"service": service, "operation": operation or "*",
+                                      "expires_at": expires_at, "agent_id": agent_id}
+            await self._insert_audit(db, [AuditEvent(grant.granted_at, granted_by, "grant.added", grant.id,
+                                                     detail)])
+        return grant
+
+    async def list_grants(self, agent_id: str | None = None, active_only: bool = True) -> list[Grant]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if agent_id is not None:
+            clauses.append("agent_id = ?")
+            params.append(agent_id)
+        if active_only:
+            clauses.append("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)")
+            params.append(time.time())
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with self._db.execute(
+            f"SELECT {_GRANT_COLUMNS} FROM grants{where} ORDER BY granted_at", params
+        ) as cursor:
+            return [Grant(*row) for row in await cursor.fetchall()]
+
+    async def revoke_grant(self, grant_id: str, actor: str) -> Grant | None:
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, actor, grant_id),
+            )
+            if cursor.rowcount == 0:
+                return None
+            await self._insert_audit(db, [AuditEvent(now, actor, "grant.revoked", grant_id)])
+            async with db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as rows:
+                row = await rows.fetchone()
+        return Grant(*row) if row else None
+
+    # -- the calls ledger and the audit log -------------------------------------------------------
+
+    async def append(self, calls: Sequence[CallRecord], audit: Sequence[AuditEvent] = ()) -> None:
+        """Writes a batch of ledger rows and audit events in one transaction."""
+        if not calls and not audit:
+            return
+        async with self._transaction() as db:
+            if calls:
+                await db.executemany(
+                    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(c.id, c.ts, c.agent_id, c.method, c.service, c.operation, c.status, c.error_code,
+                      c.duration_ms, c.tokens, c.cost_usd, c.rpc_id, c.permission_request_id) for c in calls],
+                )
+            if audit:
+                await self._insert_audit(db, audit)
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        await self.append((), (event,))
+
+    @staticmethod
+    async def _insert_audit(db: aiosqlite.Connection, events: Iterable[AuditEvent]) -> None:
+        await db.executemany(
+            "INSERT INTO audit (ts, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+            [(e.ts, e.actor, e.action, e.subject, json.dumps(e.detail, sort_keys=True)) for e in events],
+        )
+
+    async def iter_calls(self, since: float | None = None, batch: int = 1000) -> AsyncIterator[CallRecord]:
+        """All ledger rows in the order they were written, read in pages (never all in memory)."""
+        last_seq = 0
+        while True:
+            params: list[Any] = [last_seq]
+            sql = f"SELECT seq, {_CALL_COLUMNS} FROM calls WHERE seq > ?"
+            if since is not None:
+                sql += " AND ts >= ?"
+                params.append(since)
+            async with self._db.execute(sql + f" ORDER BY seq LIMIT {int(batch)}", params) as cursor:
+                rows = list(await cursor.fetchall())
+            if not rows:
+                return
+            for row in rows:
+                yield CallRecord(*row[1:])
+            last_seq = rows[-1][0]
+
+    async def recent_calls(self, limit: int = 100) -> list[CallRecord]:
+        async with self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY seq DESC LIMIT ?", (limit,)
+        ) as cursor:
+            return [CallRecord(*row) for row in await cursor.fetchall()]
+
+    async def count_calls(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM calls") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def cost_by_agent_since(self, since: float) -> dict[str, float]:
+        async with self._db.execute(
+            "SELECT agent_id, SUM(cost_usd) FROM calls WHERE ts >= ? AND agent_id IS NOT NULL GROUP BY agent_id",
+            (since,),
+        ) as cursor:
+            return {row[0]: float(row[1]) for row in await cursor.fetchall()}
+
+    async def list_audit(self, limit: int = 200) -> list[AuditEvent]:
+        async with self._db.execute(
+            "SELECT ts, actor, action, subject, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,)
+        ) as cursor:
+            return [AuditEvent(row[0], row[1], row[2], row[3], json.loads(row[4]))
+                    for row in await cursor.fetchall()]

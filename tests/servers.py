@@ -1,0 +1,86 @@
+"""Real servers on 127.0.0.1 for tests: any ASGI app under uvicorn, and our gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from gateway_core.auth import create_agent
+from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
+from gateway_core.config import load_settings
+from gateway_core.gateway import Gateway
+from gateway_core.handlers import ServiceHandler
+from gateway_core.server import GatewayServer
+from tests.echo_service import ECHO_SPEC, EchoHandler, create_echo_upstream
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serves `app` on a free loopback port; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    url: str
+
+    async def add_agent(self, name: str = "test-agent", agent_id: str | None = None) -> tuple[str, str]:
+        agent, token = await create_agent(self.gateway.store, self.gateway.hasher, name, "test", agent_id)
+        await self.gateway.authenticator.refresh()
+        return agent.id, token
+
+    async def grant(self, agent_id: str, service: str, operation: str | None = None) -> None:
+        await self.gateway.store.add_grant(agent_id, service, operation, None, "test")
+        policy_refresh = getattr(self.gateway.policy, "refresh", None)
+        if policy_refresh is not None:
+            await policy_refresh()
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    db_path: Path,
+    extra_specs: tuple[ServiceSpec, ...] = (ECHO_SPEC,),
+    handler_classes: dict[str, type[ServiceHandler]] | None = None,
+    **settings: Any,
+) -> AsyncIterator[RunningGateway]:
+    """Our gateway with the echo service (and any `extra_specs`) beside the default catalog, on a
+    free loopback port. Every spec named "echo*" is served by the echo handler."""
+    async with serve_asgi(create_echo_upstream()) as upstream_url:
+        settings.setdefault("store", {"path": db_path})
+        gateway = await Gateway.open(
+            load_settings(None, **settings),
+            catalog=Catalog((*DEFAULT_CATALOG, *extra_specs)),
+            handlers={spec.name: EchoHandler(upstream_url) for spec in extra_specs if spec.name.startswith("echo")},
+            handler_classes=handler_classes,
+        )
+        await gateway.start()
+        server = GatewayServer(gateway, "127.0.0.1", 0)
+        task = asyncio.create_task(server.serve())
+        await server.wait_started()
+        try:
+            yield RunningGateway(gateway, server.url)
+        finally:
+            server.stop()
+            await task
+            await gateway.aclose()

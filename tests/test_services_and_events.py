@@ -1,0 +1,152 @@
+"""Service configuration, health, and the event stream a console subscribes to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+import pytest
+
+from gateway_core.catalog import ServiceSpec
+from gateway_core.config import Settings
+from gateway_core.events import CallFinished, EventBus, HealthChanged
+from gateway_core.health import HealthReport
+from gateway_core.operations import Operation, OperationArgs, operation_table
+from gateway_core.ratelimit import RateLimit
+from gateway_core.store import CallRecord
+from tests.echo_service import ECHO_SPEC, EchoHandler
+from tests.servers import run_gateway
+from tests.test_wire_contract import execute
+
+NEEDY_SPEC = ServiceSpec("needy", "server", False, 10, 0.0001, RateLimit(max_requests=10, window_ms=1000),
+                         "needs two settings", (("COOLIFY_API_URL",), ("COOLIFY_API_TOKEN",)))
+
+
+class NeedyArgs(OperationArgs):
+    name: str
+
+
+class NeedyHandler(EchoHandler):
+    """Built from settings like a real handler; answers with what it was configured with."""
+
+    service = "needy"
+    operations = operation_table([Operation("hello", NeedyArgs, "read", "Say hello")])
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings.setting("COOLIFY_API_URL") or "")
+
+    async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:
+        return {"hello": args.model_dump()["name"], "url": self.url}
+
+    async def health(self) -> HealthReport:
+        return HealthReport("healthy", time.time(), 0.1)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_service_missing_settings_is_not_configured_and_names_them(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db", extra_specs=(ECHO_SPEC, NEEDY_SPEC),
+                           handler_classes={"needy": NeedyHandler}) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "needy")
+        await gw.grant(agent_id, "echo")
+        async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+            needy = await client.post("/mcp/rpc", json=execute("needy", "hello", ["x"]))
+            bad_args = await client.post("/mcp/rpc", json=execute("needy", "hello", []))
+            echo = await client.post("/mcp/rpc", json=execute("echo", "echo", ["still here"]))
+            listed = (await client.get("/mcp/service/needy")).json()
+    assert needy.status_code == 503
+    error = needy.json()["error"]
+    assert error["code"] == -32001
+    assert "COOLIFY_API_URL" in error["message"] and "COOLIFY_API_TOKEN" in error["message"]
+    assert bad_args.json()["error"]["code"] == -32602  # its operations are known all the same
+    assert echo.status_code == 200
+    assert listed["status"] == "not_configured"
+    assert listed["missingSettings"] == ["COOLIFY_API_URL", "COOLIFY_API_TOKEN"]
+
+
+async def test_settings_from_the_environment_configure_a_service(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COOLIFY_API_URL", "http://coolify.test")
+    monkeypatch.setenv("COOLIFY_API_TOKEN", "s3cret-token")
+    async with run_gateway(tmp_path / "gw.db", extra_specs=(NEEDY_SPEC,),
+                           handler_classes={"needy": NeedyHandler}) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "needy")
+        async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+            response = await client.post("/mcp/rpc", json=execute("needy", "hello", ["x"]))
+            catalog = await client.get("/mcp/catalog")
+    assert response.json()["result"]["data"] == {"hello": "x", "url": "http://coolify.test"}
+    assert "s3cret-token" not in catalog.text
+
+
+async def test_subscribers_see_every_finished_call(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        subscription = gw.gateway.events.subscribe()
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+            response = await client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"]))
+            refused = await client.post("/mcp/rpc", json=execute("echo", "nope"))
+        events = []
+        while len(events) < 2:
+            event = await asyncio.wait_for(subscription.get(), 2)
+            if isinstance(event, CallFinished):
+                events.append(event.record)
+        subscription.close()
+    assert events[0].id == response.json()["result"]["metadata"]["callId"]
+    assert events[1].error_code == refused.json()["error"]["code"] == -32002
+
+
+async def test_a_health_change_is_published_and_a_down_service_is_refused(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        subscription = gw.gateway.events.subscribe()
+        async with asyncio.timeout(5):
+            while "echo" not in gw.gateway.health.reports:  # the check made at start
+                await asyncio.sleep(0.01)
+        handler = gw.gateway.services["echo"].handler
+        assert isinstance(handler, EchoHandler)
+        handler.client.base_url = "http://127.0.0.1:9"  # nothing listens there: the upstream is gone
+
+        report = await gw.gateway.health.check("echo")
+        changes = []
+        while (event := subscription.get_nowait()) is not None:
+            if isinstance(event, HealthChanged):
+                changes.append((event.previous.status if event.previous else None, event.current.status))
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+            refused = await client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"]))
+            metrics = (await client.get("/metrics")).text
+    assert report.status == "down"
+    assert changes[-1] == ("healthy", "down")
+    assert refused.status_code == 503 and refused.json()["error"]["data"]["status"] == "down"
+    assert 'mcp_service_up{service="echo"} 0.0' in metrics
+
+
+def _record(n: int) -> CallRecord:
+    return CallRecord(str(n), 0.0, "a", "mcp.execute", "s", "o", "success", None, 1.0, 0, 0.0, None)
+
+
+async def test_a_slow_subscriber_loses_its_oldest_events_and_never_blocks_the_gateway() -> None:
+    bus = EventBus()
+    slow = bus.subscribe(maxsize=5)
+    fast = bus.subscribe(maxsize=100)
+    started = time.perf_counter()
+    for n in range(20):
+        bus.publish(CallFinished(_record(n)))
+    assert time.perf_counter() - started < 0.05
+    assert slow.dropped == 15 and fast.dropped == 0
+    kept = [event.record.id for event in [await slow.get() for _ in range(5)] if isinstance(event, CallFinished)]
+    assert kept == ["15", "16", "17", "18", "19"]
+    slow.close()
+    bus.publish(CallFinished(_record(99)))
+    assert slow.get_nowait() is None

@@ -1,0 +1,121 @@
+"""The store's guarantees, and the ledger surviving a clean stop of a real `mcp-console serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_core.recorder import Recorder
+from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
+from gateway_core.store.migrations import MIGRATIONS
+from tests.cli import COMMAND, mcp_console
+
+
+async def test_the_store_is_one_wal_file_migrated_once(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    await store.close()
+    store = await SQLiteStore.open(tmp_path / "s.db")  # opening again applies nothing twice
+    await store.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == [version for version, _ in MIGRATIONS]
+
+
+async def test_the_audit_log_refuses_edits_and_deletions(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    await store.append_audit(AuditEvent(1.0, "cli:test", "agent.added", "a"))
+    await store.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE audit SET actor = 'someone else'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("DELETE FROM audit")
+
+
+async def test_a_failed_ledger_write_keeps_its_rows_for_the_next_try(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    recorder = Recorder(store)
+    rows = [CallRecord(str(n), float(n), "a", "mcp.execute", "s", "o", "success", None, 1.0, 1, 0.1, None)
+            for n in range(3)]
+    for row in rows:
+        recorder.record_call(row)
+    real_append = store.append
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "append", disk_full)
+    with pytest.raises(sqlite3.OperationalError):
+        await recorder.flush()
+    assert recorder.pending == 3
+    monkeypatch.setattr(store, "append", real_append)
+    await recorder.aclose()
+    assert [call.id async for call in store.iter_calls()] == ["0", "1", "2"]
+    await store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_after_sigterm_the_ledger_holds_every_call_that_was_answered(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    token = json.loads((await mcp_console("agents", "add", "load", "--db", db, "--json")).stdout)["token"]
+    port = _free_port()
+    process = subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    answered: set[str] = set()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                     headers={"authorization": f"Bearer {token}"}) as client:
+            for _ in range(100):
+                try:
+                    await client.get("/health")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
+            async def agent(worker: int) -> None:
+                for n in range(10_000):
+                    rpc_id = f"{worker}-{n}"
+                    try:
+                        response = await client.post("/mcp/rpc", json={"jsonrpc": "2.0", "id": rpc_id,
+                                                                       "method": "mcp.getStatistics"})
+                    except httpx.TransportError:
+                        return  # the server has stopped
+                    if response.status_code == 200 and response.json()["id"] == rpc_id:
+                        answered.add(rpc_id)
+
+            workers = [asyncio.create_task(agent(worker)) for worker in range(8)]
+            await asyncio.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*workers), 15)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(answered) > 50
+    with sqlite3.connect(db) as connection:
+        recorded = {row[0] for row in connection.execute("SELECT rpc_id FROM calls")}
+    assert answered <= recorded, f"{len(answered - recorded)} answered calls missing from the ledger"
+    assert process.stderr is not None and "ledger flushed" in process.stderr.read()
+
+
+def test_gateway_core_never_imports_the_ui() -> None:
+    code = ("import sys, gateway_core.cli, gateway_core.server; "
+            "print(sorted(m for m in sys.modules if m.startswith(('textual', 'console'))))")
+    modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert modules.strip() == "[]"
