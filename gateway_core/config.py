@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # Services, under the existing environment variable names.
     coolify_api_url: str | None = None
     coolify_api_token: SecretStr | None = None
+    coolify_timeout_seconds: float = Field(30.0, gt=0)
+    coolify_poll_seconds: float = Field(2.0, gt=0)  # first interval when following a deployment
     orchestrator_url: str | None = None
     postgres_kids_ascension_url: SecretStr | None = None  # URLs with passwords in them
     postgres_ozean_licht_url: SecretStr | None = None

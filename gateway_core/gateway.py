@@ -316,7 +316,7 @@ class Gateway:
     async def _call(
         self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs
     ) -> dict[str, Any]:
-        timeout = self.settings.upstream_timeout_seconds
+        timeout = self.settings.upstream_timeout_seconds + args.extra_seconds()
         active = self.metrics.active_requests.labels(spec.name)
         active.inc()
         try:

@@ -22,6 +22,10 @@ class OperationArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    def extra_seconds(self) -> float:
+        """Time this call may take beyond the upstream timeout (an operation that waits says how long)."""
+        return 0.0
+
 
 class NoArgs(OperationArgs):
     pass

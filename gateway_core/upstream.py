@@ -58,14 +58,16 @@ class UpstreamClient:
         return self._session
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                      json_body: Any = None) -> UpstreamResponse:
+                      json_body: Any = None, timeout_seconds: float | None = None) -> UpstreamResponse:
         url = self.base_url + path
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds is not None else self._timeout
         try:
-            async with self._ensure_session().request(method, url, params=params, json=json_body) as response:
+            async with self._ensure_session().request(method, url, params=params, json=json_body,
+                                                      timeout=timeout) as response:
                 body = await response.read()
                 return UpstreamResponse(response.status, response.headers, body)
         except TimeoutError:
-            raise UpstreamTimeoutError(f"no answer from {self.base_url} within {self._timeout.total:g} s") from None
+            raise UpstreamTimeoutError(f"no answer from {self.base_url} within {timeout.total:g} s") from None
         except aiohttp.ClientConnectorDNSError:
             host = url.split("://", 1)[-1].split("/", 1)[0]
             raise UpstreamConnectionError(f"cannot resolve {host}") from None
