@@ -62,7 +62,7 @@ def run_gateway(port: int, upstream: str, db: str) -> None:
         gateway = await Gateway.open(settings, catalog=Catalog((*DEFAULT_CATALOG, ECHO_SPEC)),
                                      handlers={"echo": EchoHandler(upstream)})
         await gateway.start()
-        await serve_until_signalled(gateway, GatewayServer(gateway, "127.0.0.1", port))
+        await serve_until_signalled([GatewayServer(gateway, "127.0.0.1", port)], gateway.aclose)
 
     run_fast(serve())
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from gateway_core.errors import AuthenticationRequired
 from gateway_core.periodic import Periodic
-from gateway_core.store import Agent, AuditEvent, SQLiteStore
+from gateway_core.store import Agent, AuditEvent, Operator, SQLiteStore
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mcpa_"
+OPERATOR_TOKEN_PREFIX = "mcpo_"
 AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
@@ -69,6 +70,16 @@ async def create_agent(
     token = new_token()
     agent = await store.add_agent(agent_id, name.strip(), hasher.hash(token), actor)
     return agent, token
+
+
+async def create_operator(store: SQLiteStore, hasher: TokenHasher, name: str, actor: str) -> tuple[Operator, str]:
+    """Creates an operator (who may decide permissions on our orchestrator) and returns the only copy
+    of its token."""
+    if not name.strip():
+        raise ValueError("an operator needs a name")
+    token = OPERATOR_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    operator = await store.add_operator(f"operator_{uuid.uuid4().hex[:12]}", name.strip(), hasher.hash(token), actor)
+    return operator, token
 
 
 class CredentialRefused(AuthenticationRequired):

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway_core import __version__
-from gateway_core.auth import TokenHasher, create_agent, key_path_for, load_or_create_key
+from gateway_core.auth import TokenHasher, create_agent, create_operator, key_path_for, load_or_create_key
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.config import ConfigError, Settings, load_settings
-from gateway_core.gateway import Gateway, iso_utc
+from gateway_core.gateway import iso_utc
 from gateway_core.handlers import HANDLER_CLASSES
-from gateway_core.server import GatewayServer, run_fast, serve_until_signalled
+from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
+from gateway_core.runtime import open_runtime
+from gateway_core.server import HttpServer, run_fast, serve_until_signalled
 from gateway_core.store import SQLiteStore, StoreError
 
 log = logging.getLogger("mcp_console")
@@ -57,9 +59,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "db", None):
         overrides["store"] = {"path": Path(args.db)}
-    server = {key: value for key in ("host", "port") if (value := getattr(args, key, None)) is not None}
+    keys = ("host",) if getattr(args, "port_is_orchestrator", False) else ("host", "port")
+    server = {key: value for key in keys if (value := getattr(args, key, None)) is not None}
     if server:
         overrides["server"] = server
+    if getattr(args, "orchestrator_url", None):
+        overrides["orchestrator_url"] = args.orchestrator_url
     return load_settings(Path(args.config) if getattr(args, "config", None) else None, **overrides)
 
 
@@ -83,21 +88,59 @@ async def _open_store(settings: Settings) -> tuple[SQLiteStore, TokenHasher]:
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    gateway = await Gateway.open(settings)
     try:
-        server = GatewayServer(gateway, settings.server.host, settings.server.port)
+        runtime = await open_runtime(settings, orchestrator_port=args.orchestrator_port)
     except OSError as exc:
-        await gateway.aclose()
-        print(f"mcp-console: cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(f"mcp-console: cannot listen on {settings.server.host}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    await gateway.start()
+    await runtime.start()
 
     def announce() -> None:
-        print(f"mcp-console gateway {__version__} listening on {server.url} (store: {gateway.store.path})",
-              file=sys.stderr, flush=True)
+        where = (f"our orchestrator on {runtime.orchestrator_url}" if runtime.orchestrator is not None
+                 else f"the orchestrator at {runtime.orchestrator_url}")
+        print(f"mcp-console gateway {__version__} listening on {runtime.gateway_server.url}, with {where} "
+              f"(store: {runtime.gateway.store.path})", file=sys.stderr, flush=True)
 
-    return await serve_until_signalled(gateway, server, announce)
+    return await serve_until_signalled(runtime.servers, runtime.aclose, announce)
+
+
+async def cmd_orchestrator(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store, hasher = await _open_store(settings)
+    orchestrator = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds)
+    try:
+        server = HttpServer(orchestrator.app(), settings.server.host, args.port)
+    except OSError as exc:
+        await store.close()
+        print(f"mcp-console: cannot listen on {settings.server.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    await orchestrator.start()
+
+    async def cleanup() -> None:
+        await orchestrator.aclose()
+        await store.close()
+
+    def announce() -> None:
+        print(f"mcp-console orchestrator listening on {server.url} (store: {store.path})", file=sys.stderr,
+              flush=True)
+
+    return await serve_until_signalled([server], cleanup, announce)
+
+
+async def cmd_operators_add(args: argparse.Namespace) -> int:
+    store, hasher = await _open_store(_settings(args))
+    try:
+        operator, token = await create_operator(store, hasher, args.name, _actor())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps({"id": operator.id, "name": operator.name, "token": token}))
+    else:
+        print(f"operator {operator.id} ({operator.name}) added.\ntoken: {token}")
+        print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
+    return 0
 
 
 async def cmd_agents_add(args: argparse.Namespace) -> int:
@@ -256,7 +299,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the gateway headless (stops on SIGINT/SIGTERM)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8100)")
+    serve.add_argument("--orchestrator-port", type=int, default=9403,
+                       help="port of our orchestrator, started beside the gateway (default 9403)")
+    serve.add_argument("--orchestrator-url", metavar="URL",
+                       help="link to this orchestrator instead of starting ours (or set ORCHESTRATOR_URL)")
     serve.set_defaults(run=cmd_serve)
+
+    orchestrator = commands.add_parser("orchestrator", parents=[common],
+                                       help="run our orchestrator alone (permissions and the event feed)")
+    orchestrator.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    orchestrator.add_argument("--port", type=int, default=9403, help="port to bind (default 9403)")
+    orchestrator.set_defaults(run=cmd_orchestrator, port_is_orchestrator=True)
+
+    operators = commands.add_parser("operators", help="operators and their tokens").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    operator_add = operators.add_parser("add", parents=[common],
+                                        help="add an operator and print the orchestrator token once")
+    operator_add.add_argument("name")
+    operator_add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
+    operator_add.set_defaults(run=cmd_operators_add)
 
     agents = commands.add_parser("agents", help="agents and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)
@@ -304,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per orchestrator call is noise
     run = getattr(args, "run", cmd_serve)
     try:
         exit_code: int = run_fast(run(args))

@@ -61,8 +61,14 @@ class BudgetSettings(_Section):
 
 
 class PolicySettings(_Section):
-    always_ask: list[Risk] = Field(default_factory=list)
-    grant_cache_seconds: float = Field(2.0, gt=0, le=5.0)
+    always_ask: list[Risk] = Field(default_factory=list)  # e.g. ["destructive"]: a one-time approval each call
+    grant_cache_seconds: float = Field(5.0, gt=0, le=5.0)
+
+
+class PermissionSettings(_Section):
+    max_wait: float = Field(120.0, ge=0)  # the cap on options.waitForApproval
+    request_ttl_seconds: float = Field(3600.0, gt=0)
+    orchestrator_timeout_seconds: float = Field(3.0, gt=0)
 
 
 class LedgerSettings(_Section):
@@ -84,6 +90,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     budget: BudgetSettings = BudgetSettings()
     policy: PolicySettings = PolicySettings()
+    permission: PermissionSettings = PermissionSettings()
     ledger: LedgerSettings = LedgerSettings()
     health: HealthSettings = HealthSettings()
     upstream_timeout_seconds: float = Field(30.0, gt=0)
@@ -94,6 +101,7 @@ class Settings(BaseSettings):
     coolify_timeout_seconds: float = Field(30.0, gt=0)
     coolify_poll_seconds: float = Field(2.0, gt=0)  # first interval when following a deployment
     orchestrator_url: str | None = None
+    orchestrator_token: SecretStr | None = None  # an operator token, for an orchestrator of ours elsewhere
     postgres_kids_ascension_url: SecretStr | None = None  # URLs with passwords in them
     postgres_ozean_licht_url: SecretStr | None = None
     mem0_api_url: str | None = None

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gateway_core.health import HealthReport
+from gateway_core.orchestrator.client import LinkState
+from gateway_core.orchestrator.models import PermissionRequestEvent, PermissionResponseEvent, PermissionRevokedEvent
 from gateway_core.store import CallRecord
 
 
@@ -25,7 +27,19 @@ class HealthChanged:
     current: HealthReport
 
 
-GatewayEvent = CallFinished | HealthChanged
+@dataclass(frozen=True, slots=True)
+class PermissionEvent:
+    """A permission request, decision or revoke seen on the orchestrator's feed."""
+
+    event: PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    state: LinkState
+
+
+GatewayEvent = CallFinished | HealthChanged | PermissionEvent | LinkChanged
 
 
 class Subscription:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -16,6 +18,7 @@ from gateway_core.auth import Authenticator, TokenHasher, key_path_for, load_or_
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
+from gateway_core.decisions import DecisionBoard
 from gateway_core.errors import (
     BudgetExceeded,
     GatewayError,
@@ -27,17 +30,24 @@ from gateway_core.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from gateway_core.events import CallFinished, EventBus, HealthChanged
+from gateway_core.events import CallFinished, EventBus, HealthChanged, LinkChanged, PermissionEvent
 from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.models import ExecuteParams
 from gateway_core.operations import Operation, OperationArgs
-from gateway_core.permissions import PermissionPolicy, StoreGrantPolicy
+from gateway_core.orchestrator.client import LinkState, OrchestratorClient, OrchestratorUnavailable, params_preview
+from gateway_core.orchestrator.models import (
+    PermissionRequestBody,
+    PermissionRequestEvent,
+    PermissionResponseEvent,
+    PermissionRevokedEvent,
+)
+from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
-from gateway_core.store import CallRecord, SQLiteStore
+from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
 from gateway_core.store.records import CallStatus
 
 log = logging.getLogger(__name__)
@@ -96,6 +106,12 @@ class _DailySpend:
         return self.starts <= ts < self.ends
 
 
+def arguments_hash(service: str, operation: str, args: OperationArgs) -> str:
+    """What a one-time approval is bound to: this service, operation and these arguments."""
+    canonical = json.dumps([service, operation, args.model_dump(mode="json")], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -113,6 +129,7 @@ class Gateway:
         handlers: Mapping[str, ServiceHandler] | None = None,
         handler_classes: Mapping[str, type[ServiceHandler]] | None = None,
         policy: PermissionPolicy | None = None,
+        orchestrator: OrchestratorClient | None = None,
     ) -> None:
         """`handlers` are ready instances (always configured); `handler_classes` (default: every
         handler of this build) are built from the settings where their required settings are present."""
@@ -124,7 +141,14 @@ class Gateway:
                                              HANDLER_CLASSES if handler_classes is None else handler_classes)
         self.authenticator = Authenticator(store, hasher, settings.auth.trust_agent_header,
                                            settings.auth.refresh_seconds)
-        self.policy: PermissionPolicy = policy or StoreGrantPolicy(store, settings.policy.grant_cache_seconds)
+        self.orchestrator = orchestrator
+        self.policy: PermissionPolicy = policy or (
+            OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds, settings.policy.always_ask)
+            if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds))
+        self.decisions = DecisionBoard()
+        self.link_state: LinkState | None = None  # None: no orchestrator linked
+        self._feed: asyncio.Task[None] | None = None
+        self._filed: dict[tuple[str, str, str], asyncio.Future[str]] = {}
         self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
         self.events = EventBus()
         self.metrics = GatewayMetrics()
@@ -179,10 +203,18 @@ class Gateway:
         self._spend = today
         self.recorder.start()
         self.health.start()
+        if self.orchestrator is not None:
+            self._feed = asyncio.create_task(self._follow_orchestrator(self.orchestrator), name="orchestrator-feed")
 
     async def aclose(self) -> None:
         """Stops background work, writes every pending ledger row, closes handlers and the store."""
         await self.health.stop()
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+        if self.orchestrator is not None:
+            await self.orchestrator.aclose()
         await self.policy.aclose()
         await self.authenticator.aclose()
         await self.recorder.aclose()
@@ -199,6 +231,7 @@ class Gateway:
         started = time.perf_counter()
         service: str | None = params.service
         operation_name: str | None = params.operation
+        request_id: str | None = None
         try:
             state = self._resolve_service(params.service)
             service = state.spec.name
@@ -208,16 +241,19 @@ class Gateway:
             self._take_rate_limits(agent_id, state.spec)
             self._check_budget(agent_id)
             if not state.spec.always_active:
-                await self._check_permission(agent_id, state.spec, operation)
+                request_id = await self._check_permission(agent_id, state.spec, operation, args,
+                                                          params.options.waitForApproval)
             data = await self._call(handler, state.spec, operation, args)
             tokens, cost = self._cost(state.spec, operation, args, data)
         except GatewayError as error:
             status: CallStatus = "denied" if isinstance(error, PermissionDenied) else "error"
+            if isinstance(error, PermissionDenied) and error.data:
+                request_id = error.data.get("requestId")
             record = self.record(agent_id, method, service, operation_name, status, error.code,
-                                 started, rpc_id)
+                                 started, rpc_id, permission_request_id=request_id)
             return ExecuteOutcome(record, error=error)
         record = self.record(agent_id, method, service, operation.name, "success", None, started, rpc_id,
-                             tokens, cost)
+                             tokens, cost, permission_request_id=request_id)
         result = {
             "status": "success",
             "data": data,
@@ -298,20 +334,108 @@ class Gateway:
                 {"agentId": agent_id, "budgetUsd": budget, "spentUsd": round(spent, 6), "period": "day"},
             )
 
-    async def _check_permission(self, agent_id: str, spec: ServiceSpec, operation: Operation) -> None:
+    async def _check_permission(
+        self, agent_id: str, spec: ServiceSpec, operation: Operation, args: OperationArgs,
+        wait_seconds: float | None,
+    ) -> str | None:
+        """Returns when the call may go on (with the permission request it needed, if any); raises
+        PermissionDenied otherwise. Fails closed, and never claims a request was filed when it wasn't."""
+        args_hash = arguments_hash(spec.name, operation.name, args)
+
+        def denied(status: str, message: str, request_id: str | None = None) -> PermissionDenied:
+            self.recorder.record_audit(AuditEvent(time.time(), f"agent:{agent_id}", "permission.refused",
+                                                  request_id, {"service": spec.name, "operation": operation.name,
+                                                               "status": status}))
+            return PermissionDenied(message, {"service": spec.name, "operation": operation.name,
+                                              "agentId": agent_id, "requestId": request_id, "status": status,
+                                              "message": message})
+
         try:
-            allowed = await self.policy.is_allowed(agent_id, spec.name, operation)
+            if await self.policy.is_allowed(agent_id, spec.name, operation, args_hash):
+                return None
+        except OrchestratorUnavailable as exc:
+            raise denied("orchestrator_unavailable",
+                         f"Permission could not be checked ({exc}); no permission request was filed") from None
         except Exception:  # fail closed
             log.exception("permission check failed for %s on %s", agent_id, spec.name)
-            allowed = False
-        if allowed:
-            return
-        message = (
-            f"Agent {agent_id} has no grant for {spec.name} (operation {operation.name}); "
-            f"an operator can grant it with: mcp-console grants add {agent_id} {spec.name}"
-        )
-        raise PermissionDenied(message, {"service": spec.name, "operation": operation.name, "agentId": agent_id,
-                                         "requestId": None, "status": "denied", "message": message})
+            raise denied("denied", "Permission could not be checked; the call is refused") from None
+        if self.orchestrator is None:
+            raise denied("denied", f"Agent {agent_id} has no grant for {spec.name} (operation {operation.name}); "
+                                   f"an operator can grant it with: mcp-console grants add {agent_id} {spec.name}")
+        body = PermissionRequestBody(
+            agent_id=agent_id, service_name=spec.name, operation=operation.name, risk=operation.risk,
+            reason=f"Agent {agent_id} attempted to use {spec.name} for operation: {operation.name}",
+            timestamp=iso_utc(time.time()), params_preview=params_preview(args.model_dump(mode="json")),
+            args_hash=args_hash)
+        try:
+            request_id = await self._file_once(body)
+        except OrchestratorUnavailable as exc:
+            raise denied("orchestrator_unavailable",
+                         f"Permission is needed for {spec.name}.{operation.name}, but no request could be "
+                         f"filed: {exc}") from None
+        wait = min(wait_seconds or 0.0, self.settings.permission.max_wait)
+        if not wait:
+            raise denied("pending", f"Permission for {spec.name}.{operation.name} is pending an operator's "
+                                    f"decision (request {request_id}); retry after it is approved", request_id)
+        deadline = time.monotonic() + wait
+        while True:
+            decision = await self.decisions.wait(request_id, (agent_id, spec.name), deadline - time.monotonic())
+            if decision is None:
+                raise denied("pending", f"No decision on request {request_id} within {wait:g} s; it is still "
+                                        "pending", request_id)
+            if decision.request_id == request_id:
+                break
+            # A decision on another request for this agent and service: it may cover this call too.
+            if decision.final_status == "approved":
+                self.policy.invalidate(agent_id)
+                with contextlib.suppress(OrchestratorUnavailable):
+                    if await self.policy.is_allowed(agent_id, spec.name, operation, args_hash):
+                        return request_id
+        if decision.final_status != "approved":
+            raise denied(decision.final_status, f"Permission request {request_id} was {decision.final_status}"
+                         + (f": {decision.reason}" if decision.reason else ""), request_id)
+        self.policy.invalidate(agent_id)
+        try:
+            allowed = await self.policy.is_allowed(agent_id, spec.name, operation, args_hash)
+        except OrchestratorUnavailable as exc:
+            raise denied("orchestrator_unavailable", f"Approved, but the grant could not be read: {exc}",
+                         request_id) from None
+        if not allowed:
+            raise denied("denied", f"Request {request_id} was approved, but its grant does not cover this call "
+                                   "(already used, expired or revoked)", request_id)
+        return request_id
+
+    async def _file_once(self, body: PermissionRequestBody) -> str:
+        """Files a permission request, or joins the one this gateway already filed for the same agent,
+        service and operation while it is undecided (the orchestrator dedupes too; this spares it a storm)."""
+        assert self.orchestrator is not None
+        subject = (body.agent_id, body.service_name, body.operation or "")
+        filed = self._filed.get(subject)
+        if filed is None:
+            filed = self._filed[subject] = asyncio.ensure_future(self.orchestrator.request_permission(body))
+            filed.add_done_callback(lambda done: done.exception() and self._filed.pop(subject, None))
+            self.metrics.permission_requests.labels(body.service_name, "requested").inc()
+        return await asyncio.shield(filed)
+
+    async def _follow_orchestrator(self, client: OrchestratorClient) -> None:
+        """Learns decisions at once from the orchestrator's feed, and tells subscribers what it sees."""
+        async for item in client.events():
+            if isinstance(item, LinkState):
+                self.link_state = item
+                self.events.publish(LinkChanged(item))
+                continue
+            if isinstance(item, PermissionResponseEvent):
+                self._filed.pop((item.agent_id or "", item.service_name or "", item.operation or ""), None)
+                self.decisions.publish(item)
+                self.policy.invalidate(item.agent_id)
+                self.metrics.permission_requests.labels(item.service_name or "", item.final_status).inc()
+                self.recorder.record_audit(AuditEvent(
+                    time.time(), item.decided_by or "orchestrator", "permission.decision_seen", item.request_id,
+                    {"status": item.final_status, "agent_id": item.agent_id, "service": item.service_name}))
+            elif isinstance(item, PermissionRevokedEvent):
+                self.policy.invalidate(item.agent_id)
+            if isinstance(item, PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent):
+                self.events.publish(PermissionEvent(item))
 
     async def _call(
         self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs
@@ -360,13 +484,14 @@ class Gateway:
         rpc_id: str | None,
         tokens: int = 0,
         cost_usd: float = 0.0,
+        permission_request_id: str | None = None,
     ) -> CallRecord:
         """Writes one ledger row (batched), counts it and publishes it to subscribers."""
         record = CallRecord(
             id=time_ordered_uuid(), ts=time.time(), agent_id=agent_id, method=method, service=service,
             operation=operation, status=status, error_code=error_code,
             duration_ms=(time.perf_counter() - started) * 1000, tokens=tokens, cost_usd=cost_usd,
-            rpc_id=rpc_id,
+            rpc_id=rpc_id, permission_request_id=permission_request_id,
         )
         self.recorder.record_call(record)
         self.metrics.observe(record)

@@ -112,7 +112,9 @@ def create_app(gateway: Gateway) -> Starlette:
             checks["store"] = {"ok": False, "error": str(exc)}
         backlog = gateway.recorder.pending
         checks["ledger"] = {"ok": backlog < 100_000, "pendingRows": backlog}
-        checks["orchestrator"] = {"ok": True, "state": "not linked"}
+        link = gateway.link_state
+        checks["orchestrator"] = ({"ok": True, "state": "not linked"} if link is None else
+                                  {"ok": link.status == "connected", "state": link.describe()})
         checks["services"] = {
             "ok": True,
             "status": {name: gateway.service_status(name) for name in gateway.catalog.names()},
@@ -178,11 +180,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-class GatewayServer:
-    """uvicorn serving a Gateway inside the current event loop. The socket is bound at construction,
-    so a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is known at once."""
+class HttpServer:
+    """uvicorn serving an ASGI app inside the current event loop. The socket is bound at construction, so
+    a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is known at once."""
 
-    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         self._socket = socket.socket(family, kind, proto)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -193,8 +195,8 @@ class GatewayServer:
             raise
         self.host = host
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(create_app(gateway), log_level="warning", access_log=False, lifespan="off",
-                                server_header=False, proxy_headers=False)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
+                                proxy_headers=False, ws="websockets-sansio")
         self._server = _Server(config)
 
     @property
@@ -218,24 +220,37 @@ class GatewayServer:
         self._server.should_exit = True
 
 
+class GatewayServer(HttpServer):
+    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+        super().__init__(create_app(gateway), host, port)
+
+
 async def serve_until_signalled(
-    gateway: Gateway, server: GatewayServer, on_listening: Callable[[], None] | None = None
+    servers: list[HttpServer], cleanup: Callable[[], Awaitable[None]],
+    on_listening: Callable[[], None] | None = None,
 ) -> int:
-    """Serves until SIGINT or SIGTERM, then answers what is in flight, flushes the ledger and closes
-    the gateway. Returns the process exit code."""
+    """Serves until SIGINT or SIGTERM, then answers what is in flight and runs `cleanup` (which flushes
+    the ledger). Returns the process exit code."""
     loop = asyncio.get_running_loop()
+
+    def stop_all() -> None:
+        for server in servers:
+            server.stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.stop)
+        loop.add_signal_handler(signum, stop_all)
     try:
-        serving = asyncio.create_task(server.serve())
-        if not await server.wait_started():
-            await serving
+        serving = [asyncio.create_task(server.serve()) for server in servers]
+        started = [await server.wait_started() for server in servers]
+        if not all(started):
+            stop_all()
+            await asyncio.gather(*serving, return_exceptions=True)
             return 1
         if on_listening is not None:
             on_listening()
-        await serving
+        await asyncio.gather(*serving)
     finally:
-        await gateway.aclose()
+        await cleanup()
         log.info("stopped; ledger flushed")
     return 0
 

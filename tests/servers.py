@@ -12,11 +12,12 @@ from typing import Any
 
 import uvicorn
 
-from gateway_core.auth import create_agent
+from gateway_core.auth import create_agent, create_operator
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.config import load_settings
 from gateway_core.gateway import Gateway
 from gateway_core.handlers import ServiceHandler
+from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.server import GatewayServer
 from tests.echo_service import ECHO_SPEC, EchoHandler, create_echo_upstream
 
@@ -84,3 +85,53 @@ async def run_gateway(
             server.stop()
             await task
             await gateway.aclose()
+
+
+@dataclass
+class LinkedGateway:
+    """Our gateway with its orchestrator (ours, or the one at `orchestrator_url`), as `serve` runs them."""
+
+    runtime: Runtime
+    url: str
+    orchestrator_url: str
+    operator_token: str | None
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.runtime.gateway
+
+    async def add_agent(self, name: str = "test-agent", agent_id: str | None = None) -> tuple[str, str]:
+        agent, token = await create_agent(self.gateway.store, self.gateway.hasher, name, "test", agent_id)
+        await self.gateway.authenticator.refresh()
+        return agent.id, token
+
+
+@contextlib.asynccontextmanager
+async def run_linked(db_path: Path, extra_specs: tuple[ServiceSpec, ...] = (ECHO_SPEC,),
+                     wait_for_link: bool = True, **settings: Any) -> AsyncIterator[LinkedGateway]:
+    async with serve_asgi(create_echo_upstream()) as upstream_url:
+        settings.setdefault("store", {"path": db_path})
+        settings.setdefault("server", {"port": 0})
+        runtime = await open_runtime(
+            load_settings(None, **settings), orchestrator_port=0,
+            catalog=Catalog((*DEFAULT_CATALOG, *extra_specs)),
+            handlers={spec.name: EchoHandler(upstream_url) for spec in extra_specs if spec.name.startswith("echo")},
+        )
+        operator_token = None
+        if runtime.orchestrator is not None:
+            _, operator_token = await create_operator(runtime.gateway.store, runtime.gateway.hasher, "alice", "test")
+        await runtime.start()
+        tasks = [asyncio.create_task(server.serve()) for server in runtime.servers]
+        for server in runtime.servers:
+            await server.wait_started()
+        try:
+            async with asyncio.timeout(5):
+                while wait_for_link and (runtime.gateway.link_state is None
+                                         or runtime.gateway.link_state.status != "connected"):
+                    await asyncio.sleep(0.01)
+            yield LinkedGateway(runtime, runtime.gateway_server.url, runtime.orchestrator_url, operator_token)
+        finally:
+            for server in runtime.servers:
+                server.stop()
+            await asyncio.gather(*tasks)
+            await runtime.aclose()

@@ -75,7 +75,7 @@ async def test_after_sigterm_the_ledger_holds_every_call_that_was_answered(tmp_p
     db = tmp_path / "gw.db"
     token = json.loads((await mcp_console("agents", "add", "load", "--db", db, "--json")).stdout)["token"]
     port = _free_port()
-    process = subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port)],
+    process = subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port), "--orchestrator-port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answered: set[str] = set()
     try:

@@ -56,4 +56,38 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE operators (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE TABLE permission_requests (
+            id TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            service TEXT NOT NULL,
+            operation TEXT,
+            args_hash TEXT,
+            risk TEXT,
+            reason TEXT NOT NULL,
+            params_preview TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            decided_at REAL,
+            decided_by TEXT,
+            decision_reason TEXT,
+            scope TEXT,
+            grant_id TEXT
+        );
+        -- At most one pending request per agent, service and operation: the dedupe is the database's.
+        CREATE UNIQUE INDEX one_pending_request ON permission_requests(agent_id, service, COALESCE(operation, ''))
+            WHERE status = 'pending';
+        CREATE INDEX requests_by_status ON permission_requests(status, expires_at);
+        """,
+    ),
 )

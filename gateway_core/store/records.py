@@ -72,3 +72,37 @@ class AuditEvent:
     action: str
     subject: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+PermissionStatus = Literal["pending", "approved", "denied", "expired"]
+Scope = Literal["once", "service", "operation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    id: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionRequest:
+    """An agent's request for a permission it lacks, and, once decided, the decision."""
+
+    id: str
+    agent_id: str
+    service: str
+    operation: str | None
+    args_hash: str | None
+    risk: str | None
+    reason: str
+    params_preview: Any
+    status: PermissionStatus
+    created_at: float
+    expires_at: float
+    decided_at: float | None = None
+    decided_by: str | None = None
+    decision_reason: str | None = None
+    scope: Scope | None = None
+    grant_id: str | None = None

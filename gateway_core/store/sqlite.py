@@ -14,17 +14,51 @@ from typing import Any
 import aiosqlite
 
 from gateway_core.store.migrations import MIGRATIONS
-from gateway_core.store.records import Agent, AuditEvent, CallRecord, Grant
+from gateway_core.store.records import (
+    Agent,
+    AuditEvent,
+    CallRecord,
+    Grant,
+    Operator,
+    PermissionRequest,
+    Scope,
+)
 
 _CALL_COLUMNS = (
     "id, ts, agent_id, method, service, operation, status, error_code, "
     "duration_ms, tokens, cost_usd, rpc_id, permission_request_id"
 )
 _GRANT_COLUMNS = "id, agent_id, service, operation, expires_at, granted_by, granted_at, revoked_at, args_hash"
+_REQUEST_COLUMNS = (
+    "id, agent_id, service, operation, args_hash, risk, reason, params_preview, status, created_at, "
+    "expires_at, decided_at, decided_by, decision_reason, scope, grant_id"
+)
+
+
+def _request(row: Any) -> PermissionRequest:
+    values = list(row)
+    values[7] = json.loads(values[7]) if values[7] else None
+    return PermissionRequest(*values)
 
 
 class StoreError(Exception):
     """The store cannot do what was asked (unknown agent, unwritable file, newer schema)."""
+
+
+class UnknownPermissionRequest(StoreError):
+    pass
+
+
+class AlreadyDecided(StoreError):
+    """The request was decided (or expired) before: the first decision stands."""
+
+    def __init__(self, request: PermissionRequest) -> None:
+        super().__init__(f"permission request {request.id} is already {request.status}")
+        self.request = request
+
+
+def new_grant_id() -> str:
+    return f"grant_{uuid.uuid4().hex}"
 
 
 class SQLiteStore:
@@ -156,7 +190,7 @@ class SQLiteStore:
         args_hash: str | None = None,
     ) -> Grant:
         grant = Grant(
-            id=f"grant_{uuid.uuid4().hex}",
+            id=new_grant_id(),
             agent_id=agent_id,
             service=service,
             operation=operation,
@@ -169,16 +203,20 @@ class SQLiteStore:
             async with db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)) as cursor:
                 if await cursor.fetchone() is None:
                     raise StoreError(f"unknown agent {agent_id!r}")
-            await db.execute(
-                f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (grant.id, grant.agent_id, grant.service, grant.operation, grant.expires_at,
-                 grant.granted_by, grant.granted_at, None, grant.args_hash),
-            )
-            detail: dict[str, Any] = {"service": service, "operation": operation or "*",
-                                      "expires_at": expires_at, "agent_id": agent_id}
-            await self._insert_audit(db, [AuditEvent(grant.granted_at, granted_by, "grant.added", grant.id,
-                                                     detail)])
+            await self._insert_grant(db, grant)
         return grant
+
+    async def _insert_grant(self, db: aiosqlite.Connection, grant: Grant) -> None:
+        await db.execute(
+            f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (grant.id, grant.agent_id, grant.service, grant.operation, grant.expires_at,
+             grant.granted_by, grant.granted_at, None, grant.args_hash),
+        )
+        detail: dict[str, Any] = {"service": grant.service, "operation": grant.operation or "*",
+                                  "expires_at": grant.expires_at, "agent_id": grant.agent_id,
+                                  "once": grant.args_hash is not None}
+        await self._insert_audit(db, [AuditEvent(grant.granted_at, grant.granted_by, "grant.added", grant.id,
+                                                 detail)])
 
     async def list_grants(self, agent_id: str | None = None, active_only: bool = True) -> list[Grant]:
         clauses: list[str] = []
@@ -208,6 +246,138 @@ class SQLiteStore:
             async with db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as rows:
                 row = await rows.fetchone()
         return Grant(*row) if row else None
+
+    # -- operators ----------------------------------------------------------------------------------
+
+    async def add_operator(self, operator_id: str, name: str, token_hash: str, actor: str) -> Operator:
+        operator = Operator(operator_id, name, time.time())
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO operators (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                             (operator.id, operator.name, token_hash, operator.created_at))
+            await self._insert_audit(db, [AuditEvent(operator.created_at, actor, "operator.added", operator.id,
+                                                     {"name": name})])
+        return operator
+
+    async def operator_by_token_hash(self, token_hash: str) -> Operator | None:
+        async with self._db.execute(
+            "SELECT id, name, created_at, revoked_at FROM operators WHERE token_hash = ? AND revoked_at IS NULL",
+            (token_hash,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Operator(*row) if row else None
+
+    # -- permission requests ------------------------------------------------------------------------
+
+    async def file_permission_request(
+        self, agent_id: str, service: str, operation: str | None, args_hash: str | None, risk: str | None,
+        reason: str, params_preview: Any, ttl_seconds: float,
+    ) -> tuple[PermissionRequest, bool]:
+        """A new pending request, or the pending one for the same agent, service and operation (False)."""
+        now = time.time()
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE agent_id = ? AND service = ? "
+                "AND COALESCE(operation, '') = ? AND status = 'pending'", (agent_id, service, operation or ""),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                return _request(row), False
+            request = PermissionRequest(f"perm_req_{uuid.uuid4().hex}", agent_id, service, operation, args_hash,
+                                        risk, reason, params_preview, "pending", now, now + ttl_seconds)
+            await db.execute(
+                f"INSERT INTO permission_requests ({_REQUEST_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (request.id, agent_id, service, operation, args_hash, risk, reason,
+                 json.dumps(params_preview) if params_preview is not None else None, "pending", now,
+                 request.expires_at, None, None, None, None, None),
+            )
+            await self._insert_audit(db, [AuditEvent(now, f"agent:{agent_id}", "permission.requested", request.id,
+                                                     {"service": service, "operation": operation})])
+        return request, True
+
+    async def get_permission_request(self, request_id: str) -> PermissionRequest | None:
+        async with self._db.execute(
+            f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE id = ?", (request_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _request(row) if row else None
+
+    async def list_permission_requests(self, status: str | None = None, limit: int = 500) -> list[PermissionRequest]:
+        if status is None:
+            sql, params = (f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE status != 'pending' "
+                           "ORDER BY COALESCE(decided_at, created_at) DESC LIMIT ?"), (limit,)
+        else:
+            sql, params = (f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE status = ? "
+                           "ORDER BY created_at LIMIT ?"), (status, limit)  # type: ignore[assignment]
+        async with self._db.execute(sql, params) as cursor:
+            return [_request(row) for row in await cursor.fetchall()]
+
+    async def decide_permission_request(
+        self, request_id: str, approved: bool, decided_by: str, reason: str | None, scope: Scope,
+        grant_expires_at: float | None,
+    ) -> tuple[PermissionRequest, Grant | None]:
+        """Records the first decision and, for an approval, its grant, in one transaction."""
+        now = time.time()
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE id = ?", (request_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise UnknownPermissionRequest(f"no permission request {request_id!r}")
+            request = _request(row)
+            if request.status != "pending":
+                raise AlreadyDecided(request)
+            grant = None
+            if approved:
+                grant = Grant(
+                    id=new_grant_id(), agent_id=request.agent_id, service=request.service,
+                    operation=None if scope == "service" else request.operation,
+                    expires_at=grant_expires_at, granted_by=decided_by, granted_at=now,
+                    args_hash=request.args_hash if scope == "once" else None,
+                )
+                await self._insert_grant(db, grant)
+            status = "approved" if approved else "denied"
+            await db.execute(
+                "UPDATE permission_requests SET status = ?, decided_at = ?, decided_by = ?, decision_reason = ?, "
+                "scope = ?, grant_id = ? WHERE id = ?",
+                (status, now, decided_by, reason, scope if approved else None, grant.id if grant else None,
+                 request_id),
+            )
+            await self._insert_audit(db, [AuditEvent(now, decided_by, f"permission.{status}", request_id,
+                                                     {"agent_id": request.agent_id, "service": request.service,
+                                                      "operation": request.operation, "scope": scope,
+                                                      "reason": reason})])
+        decided = await self.get_permission_request(request_id)
+        assert decided is not None
+        return decided, grant
+
+    async def expire_permission_requests(self, now: float) -> list[PermissionRequest]:
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE status = 'pending' AND expires_at <= ?",
+                (now,),
+            ) as cursor:
+                expired = [_request(row) for row in await cursor.fetchall()]
+            for request in expired:
+                await db.execute("UPDATE permission_requests SET status = 'expired', decided_at = ?, "
+                                 "decided_by = 'orchestrator' WHERE id = ?", (now, request.id))
+            await self._insert_audit(db, [AuditEvent(now, "orchestrator", "permission.expired", request.id,
+                                                     {"agent_id": request.agent_id, "service": request.service})
+                                          for request in expired])
+        return [await self.get_permission_request(request.id) or request for request in expired]
+
+    async def use_grant(self, grant_id: str, actor: str) -> bool:
+        """Spends a one-time grant: True for the one caller that got it."""
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, actor, grant_id))
+            if cursor.rowcount == 0:
+                return False
+            await self._insert_audit(db, [AuditEvent(now, actor, "grant.used", grant_id)])
+        return True
 
     # -- the calls ledger and the audit log -------------------------------------------------------
 

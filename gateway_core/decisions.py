@@ -1,0 +1,51 @@
+"""Held calls waiting for an operator: one future per permission request, resolved by the feed's decision.
+A thousand held calls are a thousand suspended coroutines: no thread and no polling each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from gateway_core.orchestrator.models import PermissionResponseEvent
+
+RECENT = 10_000
+
+
+class DecisionBoard:
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[PermissionResponseEvent]] = {}
+        # Request ids waited on per agent and service: a decision on another request for the same subject
+        # wakes them too (the external orchestrator may file two ids for one need; one approval covers both).
+        self._by_subject: dict[tuple[str, str], set[str]] = {}
+        self._recent: OrderedDict[str, PermissionResponseEvent] = OrderedDict()  # decided before anyone waited
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def publish(self, decision: PermissionResponseEvent) -> None:
+        self._recent[decision.request_id] = decision
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        woken = {decision.request_id}
+        if decision.agent_id and decision.service_name:
+            woken |= self._by_subject.pop((decision.agent_id, decision.service_name), set())
+        for request_id in woken:
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(decision)
+
+    async def wait(self, request_id: str, subject: tuple[str, str], seconds: float) -> PermissionResponseEvent | None:
+        """The decision on `request_id` (or on another request for the same agent and service), or None
+        if none came within `seconds`."""
+        decided = self._recent.get(request_id)
+        if decided is not None:
+            return decided
+        future = self._waiting.get(request_id)
+        if future is None:
+            future = self._waiting[request_id] = asyncio.get_running_loop().create_future()
+        self._by_subject.setdefault(subject, set()).add(request_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
+        except TimeoutError:
+            return None

@@ -1,0 +1,229 @@
+"""The orchestrator client: REST with short timeouts, and the /ws event feed with reconnects. The same code
+talks to the team's external orchestrator and to ours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import websockets
+from websockets.asyncio.client import connect
+
+from gateway_core import __version__
+from gateway_core.orchestrator.models import (
+    AgentPermissions,
+    PermissionRequestBody,
+    PermissionRequestEvent,
+    PermissionRespondBody,
+    parse_event,
+)
+
+log = logging.getLogger(__name__)
+
+LinkStatus = Literal["connecting", "connected", "reconnecting", "failed"]
+
+
+class OrchestratorUnavailable(Exception):
+    """The orchestrator could not be asked (down, slow, or it answered with an error)."""
+
+
+class UnknownAgent(Exception):
+    pass
+
+
+class DecisionConflict(Exception):
+    """The request was decided before (409): `first` is the decision that stands."""
+
+    def __init__(self, first: dict[str, Any]) -> None:
+        super().__init__(str(first.get("detail", "already decided")))
+        self.first = first
+
+
+class RouteMissing(Exception):
+    """The orchestrator has no such route (the external one has only three)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """The feed's state; `retry_in` is set while reconnecting, `reason` when something went wrong."""
+
+    status: LinkStatus
+    retry_in: float | None = None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.status == "reconnecting":
+            return f"reconnecting in {self.retry_in:.0f} s ({self.reason})"
+        if self.status == "failed":
+            return f"failed: {self.reason}"
+        return self.status
+
+
+class OrchestratorClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout_seconds: float = 3.0,
+                 max_backoff_seconds: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"User-Agent": f"mcp-console/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._headers = headers
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_seconds)
+        self._max_backoff = max_backoff_seconds
+        self.has_pending_list: bool | None = None  # learnt on first use: the external orchestrator has none
+        self._seen_requests: OrderedDict[str, None] = OrderedDict()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    params: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, json=body, params=params)
+        except httpx.TimeoutException:
+            raise OrchestratorUnavailable(f"the orchestrator at {self.base_url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise OrchestratorUnavailable(f"cannot reach the orchestrator at {self.base_url}: "
+                                          f"{type(exc).__name__}") from None
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise OrchestratorUnavailable(f"the orchestrator answered {response.status_code} without JSON") from None
+
+    @staticmethod
+    def _detail(response: httpx.Response) -> str | None:
+        try:
+            payload = response.json()
+        except ValueError:
+            return None
+        return str(payload.get("detail")) if isinstance(payload, dict) and "detail" in payload else None
+
+    def _check(self, response: httpx.Response) -> Any:
+        if response.status_code in (404, 405) and self._detail(response) in (None, "Not Found",
+                                                                             "Method Not Allowed"):
+            raise RouteMissing(response.request.url.path)
+        if response.status_code in (401, 403):
+            raise OrchestratorUnavailable("the orchestrator refused our operator token")
+        if response.status_code >= 400:
+            raise OrchestratorUnavailable(f"the orchestrator answered {response.status_code}: "
+                                          f"{(self._detail(response) or '')[:200]}")
+        return self._json(response)
+
+    # -- REST -----------------------------------------------------------------------------------------
+
+    async def get_permissions(self, agent_id: str) -> AgentPermissions:
+        response = await self._call("GET", f"/api/agent/{agent_id}/mcp-permissions")
+        if response.status_code == 404 and (self._detail(response) or "").startswith("Agent "):
+            raise UnknownAgent(agent_id)
+        return AgentPermissions.model_validate(self._check(response))
+
+    async def request_permission(self, body: PermissionRequestBody) -> str:
+        payload = self._check(await self._call("POST", "/api/mcp/permission-request",
+                                               body.model_dump(exclude_none=True)))
+        request_id = payload.get("request_id") if isinstance(payload, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise OrchestratorUnavailable("the orchestrator accepted the request but gave no request id")
+        return request_id
+
+    async def respond(self, body: PermissionRespondBody) -> dict[str, Any]:
+        response = await self._call("POST", "/api/mcp/permission-respond", body.model_dump(exclude_none=True))
+        if response.status_code == 409:
+            raise DecisionConflict(self._json(response))
+        result: dict[str, Any] = self._check(response)
+        return result
+
+    async def list_pending(self) -> list[PermissionRequestEvent] | None:
+        """Pending requests, or None when this orchestrator cannot list them (the external one)."""
+        if self.has_pending_list is False:
+            return None
+        try:
+            payload = self._check(await self._call("GET", "/api/mcp/permission-requests",
+                                                   params={"status": "pending"}))
+        except RouteMissing:
+            self.has_pending_list = False
+            return None
+        self.has_pending_list = True
+        return [PermissionRequestEvent.model_validate(item) for item in payload.get("requests", [])]
+
+    async def ours_only(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A route only our orchestrator has; RouteMissing against the external one."""
+        return self._check(await self._call(method, path, **kwargs))
+
+    # -- the feed -------------------------------------------------------------------------------------
+
+    def _first_sight(self, request_id: str) -> bool:
+        if request_id in self._seen_requests:
+            return False
+        self._seen_requests[request_id] = None
+        if len(self._seen_requests) > 10_000:
+            self._seen_requests.popitem(last=False)
+        return True
+
+    async def events(self) -> AsyncIterator[LinkState | Any]:
+        """Link states and orchestrator events, forever: reconnects with capped, jittered backoff; after
+        every (re)connect lists pending requests where it can; yields each request once."""
+        ws_url = "ws" + self.base_url[len("http"):] + "/ws"
+        attempt = 0
+        yield LinkState("connecting")
+        while True:
+            try:
+                async with connect(ws_url, additional_headers=self._headers, open_timeout=5,
+                                   ping_interval=20, ping_timeout=20, max_size=1 << 20) as socket:
+                    attempt = 0
+                    yield LinkState("connected")
+                    try:
+                        for missed in await self.list_pending() or []:
+                            if self._first_sight(missed.request_id):
+                                yield missed
+                    except OrchestratorUnavailable as exc:
+                        log.warning("could not list pending requests after connecting: %s", exc)
+                    async for frame in socket:
+                        event = parse_event(frame)
+                        if event is None:
+                            continue
+                        if isinstance(event, PermissionRequestEvent) and not self._first_sight(event.request_id):
+                            continue
+                        yield event
+                reason = "the orchestrator closed the connection"
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                reason = _describe(exc)
+            attempt += 1
+            delay = min(self._max_backoff, 0.5 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+            yield LinkState("reconnecting", round(delay, 1), reason)
+            await asyncio.sleep(delay)
+            yield LinkState("connecting")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        return f"the orchestrator refused the feed (HTTP {exc.response.status_code})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+SECRET_WORDS = ("password", "secret", "token", "key", "credential")
+
+
+def params_preview(arguments: dict[str, Any], limit: int = 200) -> dict[str, Any]:
+    """Arguments for an operator's eyes: secrets-looking keys masked, long values cut."""
+    preview: dict[str, Any] = {}
+    for key, value in arguments.items():
+        lowered = key.lower()
+        if not lowered.endswith("_uuid") and any(word in lowered for word in SECRET_WORDS):
+            preview[key] = "********"
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            preview[key] = value if len(text) <= limit else text[:limit] + "…"
+    return preview

@@ -1,0 +1,173 @@
+"""The orchestrator's wire shapes (orchestrator-protocol.md), tolerant of both orchestrators: ours sends
+ISO-8601 UTC, the external one float epoch seconds or naive local ISO strings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+def _to_utc(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        # A naive time is the external orchestrator's local time, which astimezone assumes for it.
+        return parsed.astimezone(UTC)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+Risk = Literal["read", "write", "destructive"]
+Scope = Literal["once", "service", "operation"]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PermissionRequestEvent(_Event):
+    type: Literal["mcp_permission_request"] = "mcp_permission_request"
+    request_id: str
+    agent_id: str
+    agent_name: str | None = None
+    service_name: str
+    reason: str | None = None
+    timestamp: Timestamp | None = None
+    operation: str | None = None
+    params_preview: Any = None
+    risk: Risk | None = None
+    expires_at: Timestamp | None = None
+
+
+class PermissionResponseEvent(_Event):
+    type: Literal["mcp_permission_response"] = "mcp_permission_response"
+    request_id: str
+    agent_id: str | None = None
+    service_name: str | None = None
+    operation: str | None = None  # ours
+    approved: bool
+    reason: str | None = None
+    timestamp: Timestamp | None = None
+    scope: Scope | None = None
+    expires_at: Timestamp | None = None
+    decided_by: str | None = None
+    status: Literal["approved", "denied", "expired"] | None = None
+
+    @property
+    def final_status(self) -> str:
+        return self.status or ("approved" if self.approved else "denied")
+
+
+class PermissionRevokedEvent(_Event):
+    type: Literal["mcp_permission_revoked"] = "mcp_permission_revoked"
+    grant_id: str
+    agent_id: str | None = None
+    service_name: str | None = None
+    timestamp: Timestamp | None = None
+
+
+class ConnectionEstablished(_Event):
+    type: Literal["connection_established"]
+    client_id: str | None = None
+    message: str | None = None
+
+
+class Heartbeat(_Event):
+    type: Literal["heartbeat", "ping"]
+
+
+OrchestratorEvent = Annotated[
+    PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent | ConnectionEstablished | Heartbeat,
+    Field(discriminator="type"),
+]
+_EVENT = TypeAdapter[Any](OrchestratorEvent)
+KNOWN_TYPES = {"mcp_permission_request", "mcp_permission_response", "mcp_permission_revoked",
+               "connection_established", "heartbeat", "ping"}
+
+
+def parse_event(frame: str | bytes) -> Any | None:
+    """A known event, or None for frames we don't use (the external orchestrator sends ~15 other types)."""
+    try:
+        payload = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        log.debug("orchestrator sent a frame that is not JSON; ignored")
+        return None
+    if not isinstance(payload, dict) or payload.get("type") not in KNOWN_TYPES:
+        return None
+    try:
+        return _EVENT.validate_python(payload)
+    except ValidationError as exc:
+        log.warning("orchestrator sent a malformed %s event (%d problems); ignored", payload["type"],
+                    exc.error_count())
+        return None
+
+
+# -- REST bodies ------------------------------------------------------------------------------------
+
+
+class PermissionRequestBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str = Field(min_length=1, max_length=128)
+    service_name: str = Field(min_length=1, max_length=64)
+    reason: str = Field(max_length=2000)
+    timestamp: str
+    operation: str | None = Field(None, max_length=128)
+    params_preview: Any = None
+    risk: Risk | None = None
+    args_hash: str | None = Field(None, max_length=128)  # ours: binds a one-time approval to these arguments
+
+
+class PermissionRespondBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str = Field(min_length=1)
+    approved: bool
+    reason: str | None = Field(None, max_length=2000)
+    scope: Scope | None = None
+    expires_in_seconds: float | None = Field(None, gt=0)
+    decided_by: str | None = Field(None, max_length=128)
+
+
+class GrantView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    service: str
+    operations: list[str] = Field(default_factory=lambda: ["*"])
+    expires_at: Timestamp | None = None
+    granted_by: str | None = None
+    granted_at: Timestamp | None = None
+    args_hash: str | None = None
+
+
+class AgentPermissions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str
+    agent_name: str | None = None
+    allowed_mcps: list[str] = Field(default_factory=list)
+    grants: list[GrantView] | None = None  # ours only
+
+
+class NewAgentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    id: str | None = Field(None, max_length=128)
