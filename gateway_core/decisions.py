@@ -11,9 +11,16 @@ from gateway_core.orchestrator.models import PermissionResponseEvent
 RECENT = 10_000
 
 
+class Recheck:
+    """Not a decision: the feed was away and is back, so a decision may have been missed; look again."""
+
+
+RECHECK = Recheck()
+
+
 class DecisionBoard:
     def __init__(self) -> None:
-        self._waiting: dict[str, asyncio.Future[PermissionResponseEvent]] = {}
+        self._waiting: dict[str, asyncio.Future[PermissionResponseEvent | Recheck]] = {}
         # Request ids waited on per agent and service: a decision on another request for the same subject
         # wakes them too (the external orchestrator may file two ids for one need; one approval covers both).
         self._by_subject: dict[tuple[str, str], set[str]] = {}
@@ -35,9 +42,19 @@ class DecisionBoard:
             if future is not None and not future.done():
                 future.set_result(decision)
 
-    async def wait(self, request_id: str, subject: tuple[str, str], seconds: float) -> PermissionResponseEvent | None:
-        """The decision on `request_id` (or on another request for the same agent and service), or None
-        if none came within `seconds`."""
+    def recheck_all(self) -> None:
+        """Wakes every held call to look at its grants again (after the feed reconnected)."""
+        waiting, self._waiting = self._waiting, {}
+        self._by_subject.clear()
+        for future in waiting.values():
+            if not future.done():
+                future.set_result(RECHECK)
+
+    async def wait(
+        self, request_id: str, subject: tuple[str, str], seconds: float
+    ) -> PermissionResponseEvent | Recheck | None:
+        """The decision on `request_id` (or on another request for the same agent and service), RECHECK,
+        or None if nothing came within `seconds`."""
         decided = self._recent.get(request_id)
         if decided is not None:
             return decided

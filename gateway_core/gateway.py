@@ -18,7 +18,7 @@ from gateway_core.auth import Authenticator, TokenHasher, key_path_for, load_or_
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
-from gateway_core.decisions import DecisionBoard
+from gateway_core.decisions import DecisionBoard, Recheck
 from gateway_core.errors import (
     BudgetExceeded,
     GatewayError,
@@ -383,10 +383,11 @@ class Gateway:
             if decision is None:
                 raise denied("pending", f"No decision on request {request_id} within {wait:g} s; it is still "
                                         "pending", request_id)
-            if decision.request_id == request_id:
+            if isinstance(decision, PermissionResponseEvent) and decision.request_id == request_id:
                 break
-            # A decision on another request for this agent and service: it may cover this call too.
-            if decision.final_status == "approved":
+            # A decision on another request for this agent and service, or a feed that was away and is
+            # back: either may mean this call is covered now.
+            if isinstance(decision, Recheck) or decision.final_status == "approved":
                 self.policy.invalidate(agent_id)
                 with contextlib.suppress(OrchestratorUnavailable):
                     if await self.policy.is_allowed(agent_id, spec.name, operation, args_hash):
@@ -423,6 +424,9 @@ class Gateway:
             if isinstance(item, LinkState):
                 self.link_state = item
                 self.events.publish(LinkChanged(item))
+                if item.status == "connected":
+                    self.policy.invalidate()
+                    self.decisions.recheck_all()  # decisions made while we were away were not heard
                 continue
             if isinstance(item, PermissionResponseEvent):
                 self._filed.pop((item.agent_id or "", item.service_name or "", item.operation or ""), None)

@@ -383,3 +383,18 @@ async def test_a_thousand_held_calls_cost_no_thread_each_and_all_resume_on_one_a
             outcomes = await asyncio.gather(*held)
     assert all(outcome.result is not None for outcome in outcomes)
     assert len(ops.of("mcp_permission_request")) == 1
+
+
+async def test_a_decision_made_while_the_gateways_feed_was_away_still_releases_the_held_call(
+    tmp_path: Path,
+) -> None:
+    async with run_linked(tmp_path / "p.db") as linked, feed(linked.orchestrator_url, linked.operator_token) as ops:
+        _, token = await linked.add_agent()
+        held = asyncio.create_task(call(linked, token, waitForApproval=20))
+        request = await ops.next("mcp_permission_request")
+        orchestrator = linked.runtime.orchestrator
+        assert orchestrator is not None
+        await orchestrator.disconnect_clients()  # the gateway's feed (and ours) drop...
+        await respond(linked, request["request_id"], True)  # ...and the broadcast reaches nobody
+        response = await asyncio.wait_for(held, 10)
+    assert response.status_code == 200

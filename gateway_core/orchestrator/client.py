@@ -197,7 +197,7 @@ class OrchestratorClient:
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 reason = _describe(exc)
             attempt += 1
-            delay = min(self._max_backoff, 0.5 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+            delay = min(self._max_backoff, 0.1 * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
             yield LinkState("reconnecting", round(delay, 1), reason)
             await asyncio.sleep(delay)
             yield LinkState("connecting")
