@@ -127,6 +127,14 @@ async def cmd_orchestrator(args: argparse.Namespace) -> int:
     return await serve_until_signalled([server], cleanup, announce)
 
 
+def _print_credential(kind: str, credential_id: str, name: str, token: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"id": credential_id, "name": name, "token": token}))
+        return
+    print(f"{kind} {credential_id} ({name}) added.\ntoken: {token}")
+    print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
+
+
 async def cmd_operators_add(args: argparse.Namespace) -> int:
     store, hasher = await _open_store(_settings(args))
     try:
@@ -135,11 +143,7 @@ async def cmd_operators_add(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     finally:
         await store.close()
-    if args.json:
-        print(json.dumps({"id": operator.id, "name": operator.name, "token": token}))
-    else:
-        print(f"operator {operator.id} ({operator.name}) added.\ntoken: {token}")
-        print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
+    _print_credential("operator", operator.id, operator.name, token, args.json)
     return 0
 
 
@@ -151,11 +155,7 @@ async def cmd_agents_add(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     finally:
         await store.close()
-    if args.json:
-        print(json.dumps({"id": agent.id, "name": agent.name, "token": token}))
-    else:
-        print(f"agent {agent.id} ({agent.name}) added.\ntoken: {token}")
-        print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
+    _print_credential("agent", agent.id, agent.name, token, args.json)
     return 0
 
 

@@ -305,18 +305,18 @@ async def test_a_refused_token_is_a_configuration_problem(tmp_path: Path) -> Non
     assert forbidden["code"] == -32001 and forbidden["data"]["upstreamStatus"] == 403
 
 
+async def error_from(db: Path, coolify_api_url: str, operation: str) -> dict[str, Any]:
+    """The error an agent gets from `operation` with Coolify configured at an address that fails."""
+    async with run_gateway(db, extra_specs=(), coolify_api_url=coolify_api_url, coolify_api_token=TOKEN) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "coolify")
+        return await Coolify(FakeCoolify(TOKEN), "", gw, token).error(operation)
+
+
 async def test_unreachable_unresolvable_and_slow_coolify(tmp_path: Path) -> None:
-    async with run_gateway(tmp_path / "a.db", extra_specs=(), coolify_api_url="http://127.0.0.1:9",
-                           coolify_api_token=TOKEN) as gw:
-        agent_id, token = await gw.add_agent()
-        await gw.grant(agent_id, "coolify")
-        refused = await Coolify(FakeCoolify(TOKEN), "", gw, token).error("list-servers")
+    refused = await error_from(tmp_path / "a.db", "http://127.0.0.1:9", "list-servers")
     assert refused["code"] == -32001 and "cannot connect" in refused["message"]
-    async with run_gateway(tmp_path / "b.db", extra_specs=(), coolify_api_url="http://coolify.invalid",
-                           coolify_api_token=TOKEN) as gw:
-        agent_id, token = await gw.add_agent()
-        await gw.grant(agent_id, "coolify")
-        unresolved = await Coolify(FakeCoolify(TOKEN), "", gw, token).error("list-servers")
+    unresolved = await error_from(tmp_path / "b.db", "http://coolify.invalid", "list-servers")
     assert unresolved["code"] == -32001 and "cannot resolve coolify.invalid" in unresolved["message"]
     assert "COOLIFY_API_URL" in unresolved["message"]
     slow = FakeCoolify(TOKEN, delay_seconds=1.0)
@@ -339,11 +339,7 @@ async def test_health_is_healthy_degraded_or_down_and_down_is_an_error(tmp_path:
     finally:
         await handler.aclose()
     assert down.status == "down"
-    async with run_gateway(tmp_path / "e.db", extra_specs=(), coolify_api_url="http://127.0.0.1:9",
-                           coolify_api_token=TOKEN) as gw:
-        agent_id, token = await gw.add_agent()
-        await gw.grant(agent_id, "coolify")
-        error = await Coolify(FakeCoolify(TOKEN), "", gw, token).error("health")
+    error = await error_from(tmp_path / "e.db", "http://127.0.0.1:9", "health")
     assert error["code"] == -32001 and error["data"]["status"] == "down"
 
 
