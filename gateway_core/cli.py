@@ -283,6 +283,9 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
+COMMANDS = {"serve", "orchestrator", "agents", "grants", "calls", "operators"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="PATH", help="the SQLite store (default: in the user's data dir)")
@@ -362,11 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not COMMANDS.intersection(arguments) and not {"-h", "--help", "--version"}.intersection(arguments):
+        arguments.insert(0, "serve")  # no command: serve (until the console lands), with the options given
+    args = parser.parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per orchestrator call is noise
-    run = getattr(args, "run", cmd_serve)
+    run = args.run
     try:
         exit_code: int = run_fast(run(args))
         return exit_code

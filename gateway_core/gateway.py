@@ -425,8 +425,10 @@ class Gateway:
                 self.link_state = item
                 self.events.publish(LinkChanged(item))
                 if item.status == "connected":
+                    # Decisions made while we were away were not heard: forget what they may have changed.
+                    self._filed.clear()
                     self.policy.invalidate()
-                    self.decisions.recheck_all()  # decisions made while we were away were not heard
+                    self.decisions.recheck_all()
                 continue
             if isinstance(item, PermissionResponseEvent):
                 self._filed.pop((item.agent_id or "", item.service_name or "", item.operation or ""), None)

@@ -181,8 +181,9 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn serving an ASGI app inside the current event loop. The socket is bound at construction, so
-    a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is known at once."""
+    """uvicorn serving an ASGI app inside the current event loop. The socket is bound (and listening) at
+    construction, so a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is
+    known at once."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
@@ -190,6 +191,9 @@ class HttpServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._socket.bind(address)
+            # Listening at once: a client that connects before uvicorn accepts waits in the backlog
+            # instead of being refused (the gateway's own feed to the orchestrator beside it, at start).
+            self._socket.listen(2048)
         except OSError:
             self._socket.close()
             raise

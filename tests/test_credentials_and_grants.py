@@ -151,3 +151,12 @@ async def test_help_explains_every_command() -> None:
         assert command in usage
     grants_help = (await mcp_console("grants", "add", "--help")).stdout
     assert "--expires-in" in grants_help and "--operation" in grants_help
+
+
+async def test_operators_add_prints_the_orchestrator_token_once_and_stores_its_hash(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    added = json.loads((await mcp_console("operators", "add", "alice", "--db", db, "--json")).stdout)
+    assert set(added) == {"id", "name", "token"} and added["token"].startswith("mcpo_")
+    assert added["token"].encode() not in db.read_bytes()
+    plain = await mcp_console("operators", "add", "bob", "--db", db)
+    assert "token: mcpo_" in plain.stdout and "will not be shown again" in plain.stderr

@@ -119,3 +119,25 @@ def test_gateway_core_never_imports_the_ui() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('textual', 'console'))))")
     modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert modules.strip() == "[]"
+
+
+async def test_mcp_console_without_a_command_serves_the_gateway_and_our_orchestrator(tmp_path: Path) -> None:
+    port, orchestrator_port = _free_port(), _free_port()
+    process = subprocess.Popen([*COMMAND, "--db", str(tmp_path / "s.db"), "--port", str(port),
+                                "--orchestrator-port", str(orchestrator_port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    health = await client.get(f"http://127.0.0.1:{port}/health")
+                    orchestrator = await client.get(f"http://127.0.0.1:{orchestrator_port}/health")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            ready = await client.get(f"http://127.0.0.1:{port}/ready")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert health.json()["status"] == "healthy" and orchestrator.json()["status"] == "healthy"
+    assert ready.json()["checks"]["orchestrator"]["state"] == "connected"
