@@ -1,0 +1,1 @@
+"""Modal screens: the permission request, confirmations."""
