@@ -160,14 +160,19 @@ class ConsoleApp(App[None]):
             f"gateway {self.runtime.gateway_server.url}   orchestrator {link}   pending {len(self.pending)}   "
             f"calls {totals.calls}  tokens {totals.tokens}  cost ${totals.cost_usd:.4f}{mode}")
         table = self.query_one("#services", DataTable)
-        table.clear()
         for name in gateway.catalog.names():
             report = gateway.health.reports.get(name)
             used = gateway.totals_by_service.get(name)
-            table.add_row(name, gateway.service_status(name),
-                          f"{report.latency_ms:.0f} ms" if report and report.latency_ms is not None else "-",
-                          str(used.calls if used else 0), str(used.errors if used else 0),
-                          f"{used.cost_usd:.4f}" if used else "0.0000", key=name)
+            cells = (name, gateway.service_status(name),
+                     f"{report.latency_ms:.0f} ms" if report and report.latency_ms is not None else "-",
+                     str(used.calls if used else 0), str(used.errors if used else 0),
+                     f"{used.cost_usd:.4f}" if used else "0.0000")
+            if name not in table.rows:
+                table.add_row(*cells, key=name)
+                continue
+            for column, value in zip(table.columns, cells, strict=True):  # only changed cells repaint
+                if table.get_cell(name, column) != value:
+                    table.update_cell(name, column, value)
 
 
 def _login() -> str:

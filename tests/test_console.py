@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from console.app import ConsoleApp
 from console.modals.permission_request import PermissionRequestModal
@@ -147,3 +148,6 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
         await agent_call(app, token, "nope")
         await until(pilot, lambda: app.query_one("#calls").row_count >= 1)  # type: ignore[attr-defined]
         assert app.calls[0].error_code == -32002
+        services = app.query_one("#services", DataTable)
+        await until(pilot, lambda: services.get_row("echo")[3:5] == ["1", "1"])  # calls, errors
+        assert services.row_count == 11
