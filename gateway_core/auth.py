@@ -139,9 +139,6 @@ class Authenticator:
     def active_agent_count(self) -> int:
         return len(self._by_id)
 
-    def agent(self, agent_id: str) -> Agent | None:
-        return self._by_id.get(agent_id)
-
     def authenticate(self, authorization: str | None, agent_header: str | None) -> Agent:
         """The agent behind a request's credentials; CredentialRefused if there is none."""
         claimed = agent_header.strip() if agent_header else None

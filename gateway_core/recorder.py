@@ -25,7 +25,6 @@ class Recorder:
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.rows_written = 0
 
     @property
     def pending(self) -> int:
@@ -72,7 +71,6 @@ class Recorder:
             self._calls[:0] = calls
             self._audit[:0] = audit
             raise
-        self.rows_written += len(calls) + len(audit)
 
     async def _run(self) -> None:
         while not self._closing:

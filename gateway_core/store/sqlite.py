@@ -367,18 +367,6 @@ class SQLiteStore:
                                           for request in expired])
         return [await self.get_permission_request(request.id) or request for request in expired]
 
-    async def use_grant(self, grant_id: str, actor: str) -> bool:
-        """Spends a one-time grant: True for the one caller that got it."""
-        now = time.time()
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, actor, grant_id))
-            if cursor.rowcount == 0:
-                return False
-            await self._insert_audit(db, [AuditEvent(now, actor, "grant.used", grant_id)])
-        return True
-
     # -- the calls ledger and the audit log -------------------------------------------------------
 
     async def append(self, calls: Sequence[CallRecord], audit: Sequence[AuditEvent] = ()) -> None:
@@ -427,11 +415,6 @@ class SQLiteStore:
             f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY seq DESC LIMIT ?", (limit,)
         ) as cursor:
             return [CallRecord(*row) for row in await cursor.fetchall()]
-
-    async def count_calls(self) -> int:
-        async with self._db.execute("SELECT COUNT(*) FROM calls") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
 
     async def cost_by_agent_since(self, since: float) -> dict[str, float]:
         async with self._db.execute(
