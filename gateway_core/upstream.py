@@ -6,6 +6,7 @@ and ~1.33 ms with httpx (bench/gateway_overhead.py), and this path is the gatewa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ import aiohttp
 from gateway_core import __version__
 
 USER_AGENT = f"mcp-console/{__version__}"
+
+
+def without_userinfo(url: str) -> str:
+    """The URL for messages and logs: `user:password@` taken out, if an operator put it there."""
+    return re.sub(r"//[^/@]*@", "//", url)
 
 
 class UpstreamTimeoutError(Exception):
@@ -45,6 +51,7 @@ class UpstreamClient:
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, timeout_seconds: float = 30.0,
                  max_connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
+        self.display_url = without_userinfo(self.base_url)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._max_connections = max_connections
@@ -67,14 +74,14 @@ class UpstreamClient:
                 body = await response.read()
                 return UpstreamResponse(response.status, response.headers, body)
         except TimeoutError:
-            raise UpstreamTimeoutError(f"no answer from {self.base_url} within {timeout.total:g} s") from None
+            raise UpstreamTimeoutError(f"no answer from {self.display_url} within {timeout.total:g} s") from None
         except aiohttp.ClientConnectorDNSError:
-            host = url.split("://", 1)[-1].split("/", 1)[0]
+            host = self.display_url.split("://", 1)[-1].split("/", 1)[0]
             raise UpstreamConnectionError(f"cannot resolve {host}") from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectionError(f"cannot connect to {self.base_url}: {exc.strerror or exc}") from None
+            raise UpstreamConnectionError(f"cannot connect to {self.display_url}: {exc.strerror or exc}") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(f"{self.base_url} broke the connection: {type(exc).__name__}") from None
+            raise UpstreamConnectionError(f"{self.display_url} broke the connection: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         if self._session is not None:

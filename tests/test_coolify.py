@@ -395,3 +395,8 @@ async def test_every_operation_works_in_the_slash_form_too(
     method, path, query = expected
     assert coolify.fake.requests_to(method, path)[-1].query == query
     check(response.json()["result"]["data"], coolify.fake)
+
+
+async def test_credentials_in_the_api_url_never_reach_an_error(tmp_path: Path) -> None:
+    error = await error_from(tmp_path / "u.db", "http://admin:s3cret@127.0.0.1:9", "list-servers")
+    assert error["code"] == -32001 and "s3cret" not in json.dumps(error) and "127.0.0.1:9" in error["message"]

@@ -24,6 +24,7 @@ from gateway_core.orchestrator.models import (
     PermissionRespondBody,
     parse_event,
 )
+from gateway_core.upstream import without_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class OrchestratorClient:
     def __init__(self, base_url: str, token: str | None = None, timeout_seconds: float = 3.0,
                  max_backoff_seconds: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.display_url = without_userinfo(self.base_url)
         headers = {"User-Agent": f"mcp-console/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -87,9 +89,9 @@ class OrchestratorClient:
         try:
             return await self._http.request(method, path, json=body, params=params)
         except httpx.TimeoutException:
-            raise OrchestratorUnavailable(f"the orchestrator at {self.base_url} did not answer in time") from None
+            raise OrchestratorUnavailable(f"the orchestrator at {self.display_url} did not answer in time") from None
         except httpx.TransportError as exc:
-            raise OrchestratorUnavailable(f"cannot reach the orchestrator at {self.base_url}: "
+            raise OrchestratorUnavailable(f"cannot reach the orchestrator at {self.display_url}: "
                                           f"{type(exc).__name__}") from None
 
     @staticmethod
