@@ -1,75 +1,128 @@
 """ConsoleApp: the gateway and its orchestrator inside the app's event loop, with live health, calls and
-cost, and permission requests decided from the keyboard."""
+cost, permission requests decided from the keyboard, Coolify by hand and the audit log.
+
+The app owns the data (the runtime, the pending queue, the recent calls); screens draw it. Network and
+disk work runs in workers or tasks; nothing here waits on them in a key handler."""
 
 from __future__ import annotations
 
+import gc
 import getpass
-from collections import deque
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Static
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
 
+from console.commands import ConsoleCommands
+from console.formatting import STATUS_LABEL
+from console.keymap import APP_KEYS, KNOWN_IDS, bindings
 from console.modals.permission_request import Decision, PermissionRequestModal
-from gateway_core.config import Settings
+from console.screens.audit import AuditScreen
+from console.screens.coolify import CoolifyScreen
+from console.screens.dashboard import CALLS_SHOWN, DashboardScreen
+from console.screens.help import HelpScreen
+from console.screens.permissions import PermissionsScreen
+from gateway_core.config import ConfigError, Settings
 from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
-from gateway_core.gateway import iso_utc
+from gateway_core.gateway import ExecuteOutcome, OperatorCaller
+from gateway_core.models import ExecuteParams
 from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable
-from gateway_core.orchestrator.models import PermissionRequestEvent, PermissionRespondBody, PermissionResponseEvent
+from gateway_core.orchestrator.models import (
+    PermissionRequestEvent,
+    PermissionRespondBody,
+    PermissionResponseEvent,
+    PermissionRevokedEvent,
+)
 from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.store import CallRecord
+from sandbox import Sandbox
 
-CALLS_SHOWN = 200
+SCREEN_NAMES = ("dashboard", "permissions", "coolify", "audit")
 
 
 class ConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "mcp-console"
-    BINDINGS = [
-        Binding("q", "quit", "quit"),
-        Binding("r", "review_requests", "review pending requests"),
-    ]
+    BINDINGS = bindings(APP_KEYS)
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    ENABLE_COMMAND_PALETTE = True
 
-    def __init__(self, settings: Settings, orchestrator_port: int = 9403, read_only: bool = False,
-                 **gateway_options: Any) -> None:
+    status_line: reactive[str] = reactive("starting…")
+
+    def __init__(self, settings: Settings, orchestrator_port: int = 9403, *, read_only: bool = False,
+                 serve_gateway: bool = True, sandbox: Sandbox | None = None, clock: Callable[[], float] = time.time,
+                 login: str | None = None, **gateway_options: Any) -> None:
         super().__init__()
+        unknown = set(settings.console.keys) - KNOWN_IDS
+        if unknown:
+            raise ConfigError(f"console.keys: no key with the id {', '.join(sorted(unknown))} "
+                              f"(ids: {', '.join(sorted(KNOWN_IDS))})")
         self.settings = settings
         self.orchestrator_port = orchestrator_port
         self.read_only = read_only
+        self.serve_gateway = serve_gateway
+        self.sandbox = sandbox
+        self.clock = clock
         self.gateway_options = gateway_options
+        self.operator = OperatorCaller(login or _login(), read_only)
         self.runtime: Runtime | None = None
-        self.pending: dict[str, PermissionRequestEvent] = {}
+        self.pending: OrderedDict[str, PermissionRequestEvent] = OrderedDict()
         self.modal: PermissionRequestModal | None = None
         self.calls: deque[CallRecord] = deque(maxlen=CALLS_SHOWN)
-        self.operator = f"operator:{_login()}"
+        self.calls_seen = 0  # every call event received (the table keeps only the newest)
+        self._calls_changed = False
+        self.agent_names: dict[str, str] = {}
+        self._names_asked: set[str] = set()
+        self.screens_by_name: dict[str, Screen[None]] = {
+            "dashboard": DashboardScreen(), "permissions": PermissionsScreen(), "coolify": CoolifyScreen(),
+            "audit": AuditScreen()}
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return self.screens_by_name["dashboard"]  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Static("starting…", id="header")
-        yield Static("Services", classes="section-title")
-        yield DataTable(id="services", cursor_type="row")
-        yield Static("Calls, newest first", classes="section-title")
-        yield DataTable(id="calls", cursor_type="row")
-        yield Footer()
+        yield Static("")  # the default screen stays underneath the installed ones
 
     async def on_mount(self) -> None:
-        services = self.query_one("#services", DataTable)
-        services.add_columns("service", "status", "latency", "calls", "errors", "cost USD")
-        self.query_one("#calls", DataTable).add_columns("time", "agent", "service", "operation", "status", "ms",
-                                                        "tokens", "cost")
-        self.runtime = await open_runtime(self.settings, self.orchestrator_port, **self.gateway_options)
+        self.set_keymap(self.settings.console.keys)
+        for name, screen in self.screens_by_name.items():
+            self.install_screen(screen, name)
+        await self.push_screen("dashboard")
+        try:
+            settings = self.sandbox.configure(self.settings) if self.sandbox else self.settings
+            self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway,
+                                              **self.gateway_options)
+        except OSError as exc:
+            self.exit(return_code=1, message=f"mcp-console: cannot listen on {self.settings.server.host}: "
+                                             f"{exc.strerror or exc}")
+            return
         await self.runtime.start()
-        for server in self.runtime.servers:
+        servers = [*self.runtime.servers, *([self.sandbox.coolify_server] if self.sandbox else [])]
+        for server in servers:
             self.run_worker(server.serve(), exit_on_error=False, group="servers")
         self.run_worker(self._follow_events(), exit_on_error=False, group="events")
+        if self.sandbox is not None and self.runtime.gateway_url is not None:
+            gateway = self.runtime.gateway
+            await self.sandbox.start_agents(gateway.store, gateway.hasher, self.runtime.gateway_url)
+            await gateway.authenticator.refresh()
+        self.set_interval(0.5, self._show_new_calls)
         self.set_interval(1.0, self._refresh)
+        self.set_interval(5.0, self._load_agent_names)
+        self._load_agent_names()
         self._refresh()
+        gc.freeze()  # what start-up built lives as long as the app: keep it out of every collection's scan
 
     async def on_unmount(self) -> None:
-        # Textual cancels the server workers as the app closes; what matters after is the ledger.
-        if self.runtime is not None:
+        if self.sandbox is not None:
+            await self.sandbox.aclose()
+        if self.runtime is not None:  # Textual cancels the server workers; what matters after is the ledger
             for server in self.runtime.servers:
                 server.stop()
             await self.runtime.aclose()
@@ -80,8 +133,9 @@ class ConsoleApp(App[None]):
         assert self.runtime is not None
         async for event in self.runtime.gateway.events.subscribe():
             if isinstance(event, CallFinished):
+                self.calls_seen += 1
                 self.calls.appendleft(event.record)
-                self._add_call_row(event.record)
+                self._calls_changed = True
             elif isinstance(event, PermissionEvent):
                 self._permission_event(event.event)
             elif isinstance(event, LinkChanged | HealthChanged):
@@ -97,82 +151,144 @@ class ConsoleApp(App[None]):
             self.pending.pop(event.request_id, None)
             if self.modal is not None and self.modal.request.request_id == event.request_id:
                 self.modal.dismiss(None)
-                self.notify(f"Request {event.request_id} was {event.final_status} elsewhere"
-                            + (f" by {event.decided_by}" if event.decided_by else ""))
+                self.notify(f"Request from {event.agent_id} for {event.service_name} was {event.final_status} "
+                            f"elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
+        permissions = self.screens_by_name["permissions"]
+        if isinstance(permissions, PermissionsScreen):
+            if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
+                permissions.stale = True
+            if permissions.is_current:
+                permissions.show_pending()
+                if permissions.stale:
+                    permissions.reload()
         self._refresh()
+
+    # -- deciding -------------------------------------------------------------------------------------
 
     def _offer_next(self) -> None:
         if self.modal is None and self.pending and not self.read_only:
             self._review(next(iter(self.pending.values())))
 
+    def review(self, request_id: str) -> None:
+        """Opens the modal for this pending request (from the permissions screen or the palette)."""
+        request = self.pending.get(request_id)
+        if request is None:
+            self.notify("That request is no longer pending", severity="warning")
+        elif self.read_only:
+            self.notify("Read-only console: requests are decided elsewhere", severity="warning")
+        elif self.modal is None:
+            self._review(request)
+
     @work(exit_on_error=False, group="modal")
     async def _review(self, request: PermissionRequestEvent) -> None:
         assert self.runtime is not None
+        gateway = self.runtime.gateway
         position = list(self.pending).index(request.request_id) + 1 if request.request_id in self.pending else 1
-        health = self.runtime.gateway.service_status(request.service_name) \
-            if request.service_name in self.runtime.gateway.services else "unknown"
-        self.modal = PermissionRequestModal(request, position, len(self.pending), health)
+        health = STATUS_LABEL[gateway.service_status(request.service_name) if request.service_name in gateway.services
+                              else "unknown"]
+        self.modal = PermissionRequestModal(request, position, len(self.pending), health, self.clock)
         decision = await self.push_screen_wait(self.modal)
         self.modal = None
         if decision is not None:  # "later" leaves it queued until the operator asks again (r)
-            await self._send(decision)
+            await self._send(request, decision)
             self._offer_next()
 
-    async def _send(self, decision: Decision) -> None:
+    async def _send(self, request: PermissionRequestEvent, decision: Decision) -> None:
         assert self.runtime is not None and self.runtime.gateway.orchestrator is not None
         body = PermissionRespondBody(request_id=decision.request_id, approved=decision.approved,
                                      reason=decision.reason, scope=decision.scope,
-                                     expires_in_seconds=decision.expires_in_seconds, decided_by=self.operator)
+                                     expires_in_seconds=decision.expires_in_seconds,
+                                     decided_by=self.operator.caller_id)
+        self.pending.pop(decision.request_id, None)  # off the queue at once: the keypress is the decision
+        self._refresh()
         try:
             await self.runtime.gateway.orchestrator.respond(body)
         except DecisionConflict as conflict:
             self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}")
         except OrchestratorUnavailable as exc:
-            self.notify(f"The decision did not reach the orchestrator: {exc}", severity="error")
-            return
-        self.pending.pop(decision.request_id, None)
-        self._refresh()
+            self.notify(f"The decision did not reach the orchestrator: {exc}. The request is back in the queue.",
+                        severity="error", timeout=10)
+            self.pending[request.request_id] = request
+            self.pending.move_to_end(request.request_id, last=False)
+            self._refresh()
+
+    # -- actions --------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Over a modal only quitting and help work: switching screens would take the modal's place.
+        return action in ("quit", "help", "command_palette") or not isinstance(self.screen, ModalScreen)
+
+    def action_show_screen(self, name: str) -> None:
+        if name in SCREEN_NAMES and not isinstance(self.screen, ModalScreen) and self.screen is not \
+                self.screens_by_name[name]:
+            self.switch_screen(name)
 
     def action_review_requests(self) -> None:
+        if self.read_only and self.pending:
+            self.notify("Read-only console: requests are decided elsewhere", severity="warning")
+        elif not self.pending:
+            self.notify("No requests are waiting")
         self._offer_next()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def show_service(self, name: str) -> None:
+        self.action_show_screen("dashboard")
+        self.dashboard.set_filter(name)
+
+    @work(exit_on_error=False, group="palette")
+    async def show_coolify_operation(self, name: str) -> None:
+        self.action_show_screen("coolify")
+        coolify = self.screens_by_name["coolify"]
+        assert isinstance(coolify, CoolifyScreen)
+        await coolify.choose(name)
+
+    async def operator_call(self, operation: str, args: dict[str, Any]) -> ExecuteOutcome:
+        """The operator's own Coolify call, through the gateway (read-only consoles may only read)."""
+        assert self.runtime is not None
+        params = ExecuteParams(service="coolify", operation=operation, args=args)
+        return await self.runtime.gateway.execute_as_operator(self.operator, params)
 
     # -- drawing --------------------------------------------------------------------------------------
 
-    def _add_call_row(self, record: CallRecord) -> None:
-        table = self.query_one("#calls", DataTable)
-        table.add_row(iso_utc(record.ts)[11:19], record.agent_id or "-", record.service or "-",
-                      record.operation or record.method or "-",
-                      record.status if record.error_code is None else f"{record.status} {record.error_code}",
-                      f"{record.duration_ms:.0f}", str(record.tokens), f"{record.cost_usd:.4f}",
-                      key=record.id)
-        table.move_cursor(row=0)
-        if table.row_count > CALLS_SHOWN:
-            table.remove_row(table.coordinate_to_cell_key(Coordinate(table.row_count - 1, 0)).row_key)
+    def _show_new_calls(self) -> None:
+        if not self._calls_changed:
+            return
+        self._calls_changed = False
+        unnamed = {r.agent_id for r in self.calls if r.agent_id and r.agent_id not in self.agent_names}
+        if unnamed - self._names_asked:  # a new agent: its name, soon (asked once per id)
+            self._names_asked |= unnamed
+            self._load_agent_names()
+        if self.dashboard.is_current:
+            self.dashboard.show_calls()
+
+    @work(exit_on_error=False, group="agent-names", exclusive=True)
+    async def _load_agent_names(self) -> None:
+        if self.runtime is not None:
+            agents = await self.runtime.gateway.store.list_agents()
+            self.agent_names = {agent.id: agent.name for agent in agents}
 
     def _refresh(self) -> None:
         if self.runtime is None:
             return
         gateway = self.runtime.gateway
-        link = gateway.link_state.describe() if gateway.link_state else "not linked"
-        totals = gateway.totals
-        mode = "  READ-ONLY" if self.read_only else ""
-        self.query_one("#header", Static).update(
-            f"gateway {self.runtime.gateway_server.url}   orchestrator {link}   pending {len(self.pending)}   "
-            f"calls {totals.calls}  tokens {totals.tokens}  cost ${totals.cost_usd:.4f}{mode}")
-        table = self.query_one("#services", DataTable)
-        for name in gateway.catalog.names():
-            report = gateway.health.reports.get(name)
-            used = gateway.totals_by_service.get(name)
-            cells = (name, gateway.service_status(name),
-                     f"{report.latency_ms:.0f} ms" if report and report.latency_ms is not None else "-",
-                     str(used.calls if used else 0), str(used.errors if used else 0),
-                     f"{used.cost_usd:.4f}" if used else "0.0000")
-            if name not in table.rows:
-                table.add_row(*cells, key=name)
-                continue
-            for column, value in zip(table.columns, cells, strict=True):  # only changed cells repaint
-                if table.get_cell(name, column) != value:
-                    table.update_cell(name, column, value)
+        today = gateway.today.total
+        if gateway.link_state is None:
+            link = "not linked"
+        elif gateway.link_state.status == "connected":
+            link = "linked"
+        else:
+            link = f"{gateway.link_state.describe()}: requests cannot be decided"
+        where = self.runtime.gateway_url.removeprefix("http://") if self.runtime.gateway_url else "off"
+        parts = [f"gw {where}", f"orch {link}", f"{len(self.pending)} pending",  # fits 80 columns
+                 f"today {today.calls} calls {today.tokens} tok ${today.cost_usd:.4f}"]
+        if self.read_only:
+            parts.append("READ-ONLY")
+        self.status_line = " │ ".join(parts)
+        if self.dashboard.is_current:
+            self.dashboard.refresh_tables()
 
 
 def _login() -> str:

@@ -1,4 +1,6 @@
-"""`mcp-console`: the gateway headless (`serve`), agents, grants and the calls ledger from the shell."""
+"""`mcp-console COMMAND`: the gateway headless (`serve`), agents, grants and the calls ledger from the shell.
+
+`mcp-console` without a command is the console (console/cli.py), which hands commands to this module."""
 
 from __future__ import annotations
 
@@ -98,7 +100,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     def announce() -> None:
         where = (f"our orchestrator on {runtime.orchestrator_url}" if runtime.orchestrator is not None
                  else f"the orchestrator at {runtime.orchestrator_url}")
-        print(f"mcp-console gateway {__version__} listening on {runtime.gateway_server.url}, with {where} "
+        print(f"mcp-console gateway {__version__} listening on {runtime.gateway_url}, with {where} "
               f"(store: {runtime.gateway.store.path})", file=sys.stderr, flush=True)
 
     return await serve_until_signalled(runtime.servers, runtime.aclose, announce)
@@ -293,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="mcp-console",
-        description="An MCP gateway with an operator's console. Without a command, serves the gateway.",
+        description="The gateway's command line: serve it headless, manage agents, grants and operators, "
+                    "export the ledger.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"mcp-console {__version__}")
@@ -366,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if not COMMANDS.intersection(arguments) and not {"-h", "--help", "--version"}.intersection(arguments):
-        arguments.insert(0, "serve")  # no command: serve (until the console lands), with the options given
     args = parser.parse_args(arguments)
+    if getattr(args, "run", None) is None:
+        parser.error("a command is needed (the console itself starts from 'mcp-console' without one)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per orchestrator call is noise

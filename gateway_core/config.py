@@ -80,6 +80,11 @@ class HealthSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
 
 
+class ConsoleSettings(_Section):
+    # Binding id → keys, e.g. {"quit" = "ctrl+q"}: remaps the console's keys (ids in `?` help).
+    keys: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_nested_delimiter="__", case_sensitive=False, extra="forbid")
 
@@ -93,6 +98,7 @@ class Settings(BaseSettings):
     permission: PermissionSettings = PermissionSettings()
     ledger: LedgerSettings = LedgerSettings()
     health: HealthSettings = HealthSettings()
+    console: ConsoleSettings = ConsoleSettings()
     upstream_timeout_seconds: float = Field(30.0, gt=0)
 
     # Services, under the existing environment variable names.

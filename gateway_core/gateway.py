@@ -47,7 +47,7 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
-from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
+from gateway_core.store import AuditEvent, CallRecord, SQLiteStore, UsageTotals
 from gateway_core.store.records import CallStatus
 
 log = logging.getLogger(__name__)
@@ -72,38 +72,40 @@ class ExecuteOutcome:
 
 
 @dataclass(slots=True)
-class UsageTotals:
-    calls: int = 0
-    errors: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, record: CallRecord) -> None:
-        self.calls += 1
-        self.errors += record.status != "success"
-        self.tokens += record.tokens
-        self.cost_usd += record.cost_usd
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "errors": self.errors, "tokens": self.tokens,
-                "cost": round(self.cost_usd, 10)}
-
-
-@dataclass(slots=True)
-class _DailySpend:
-    """What each agent spent in one UTC day, [starts, ends)."""
+class DailyUsage:
+    """Usage in one UTC day, [starts, ends): in all and per caller (agent or operator)."""
 
     starts: float = 0.0
     ends: float = 0.0
-    by_agent: dict[str, float] = field(default_factory=dict)
+    total: UsageTotals = field(default_factory=UsageTotals)
+    by_caller: dict[str, UsageTotals] = field(default_factory=dict)
 
     @classmethod
-    def of_day_at(cls, ts: float, by_agent: dict[str, float] | None = None) -> _DailySpend:
+    def of_day_at(cls, ts: float, by_caller: dict[str, UsageTotals] | None = None) -> DailyUsage:
         midnight = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        return cls(midnight, midnight + 86_400, by_agent or {})
+        usage = cls(midnight, midnight + 86_400, by_caller=by_caller or {})
+        for totals in usage.by_caller.values():
+            usage.total.include(totals)
+        return usage
 
     def covers(self, ts: float) -> bool:
         return self.starts <= ts < self.ends
+
+    def spent_by(self, caller: str, now: float) -> float:
+        totals = self.by_caller.get(caller)
+        return totals.cost_usd if totals is not None and self.covers(now) else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCaller:
+    """An operator acting by hand (the console's Coolify screen): recorded as `operator:<login>`."""
+
+    login: str
+    read_only: bool = False
+
+    @property
+    def caller_id(self) -> str:
+        return f"operator:{self.login}"
 
 
 def arguments_hash(service: str, operation: str, args: OperationArgs) -> str:
@@ -163,7 +165,7 @@ class Gateway:
             name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
             for name, state in self.services.items()
         }
-        self._spend = _DailySpend()
+        self.today = DailyUsage.of_day_at(time.time())
         self.totals = UsageTotals()
         self.totals_by_service: dict[str, UsageTotals] = {}
         self.started_at = time.time()
@@ -198,9 +200,8 @@ class Gateway:
     async def start(self) -> None:
         await self.authenticator.start()
         await self.policy.start()
-        today = _DailySpend.of_day_at(time.time())
-        today.by_agent = await self.store.cost_by_agent_since(today.starts)
-        self._spend = today
+        today = DailyUsage.of_day_at(time.time())
+        self.today = DailyUsage.of_day_at(today.starts, await self.store.usage_by_caller_since(today.starts))
         self.recorder.start()
         self.health.start()
         if self.orchestrator is not None:
@@ -225,8 +226,20 @@ class Gateway:
 
     # -- the pipeline -----------------------------------------------------------------------------
 
+    async def execute_as_operator(self, operator: OperatorCaller, params: ExecuteParams) -> ExecuteOutcome:
+        """An operator's own call: no permission is asked (the operator is who grants it), but it is rate
+        limited, costed, recorded and audited like any agent's; a read-only operator may only read."""
+        outcome = await self.execute(operator.caller_id, params, method="console.execute", operator=operator)
+        record = outcome.record
+        self.recorder.record_audit(AuditEvent(
+            record.ts, operator.caller_id, "operator.call", record.id,
+            {"service": record.service, "operation": record.operation, "status": record.status,
+             "error_code": record.error_code}))
+        return outcome
+
     async def execute(
-        self, agent_id: str, params: ExecuteParams, rpc_id: str | None = None, method: str = "mcp.execute"
+        self, agent_id: str, params: ExecuteParams, rpc_id: str | None = None, method: str = "mcp.execute",
+        operator: OperatorCaller | None = None,
     ) -> ExecuteOutcome:
         started = time.perf_counter()
         service: str | None = params.service
@@ -240,7 +253,12 @@ class Gateway:
             handler = self._available_handler(state, operation)
             self._take_rate_limits(agent_id, state.spec)
             self._check_budget(agent_id)
-            if not state.spec.always_active:
+            if operator is not None:
+                if operator.read_only and operation.risk != "read":
+                    raise PermissionDenied(f"This console is read-only: {operation.name} is a {operation.risk} "
+                                           "operation", {"service": service, "operation": operation.name,
+                                                         "status": "read_only"})
+            elif not state.spec.always_active:
                 request_id = await self._check_permission(agent_id, state.spec, operation, args,
                                                           params.options.waitForApproval)
             data = await self._call(handler, state.spec, operation, args)
@@ -327,7 +345,7 @@ class Gateway:
         budget = self.settings.budget.daily_usd_per_agent
         if budget is None:
             return
-        spent = self._spend.by_agent.get(agent_id, 0.0) if self._spend.covers(time.time()) else 0.0
+        spent = self.today.spent_by(agent_id, time.time())
         if spent >= budget:
             raise BudgetExceeded(
                 f"Agent {agent_id} has spent its daily budget of USD {budget:g}",
@@ -504,10 +522,11 @@ class Gateway:
         self.totals.add(record)
         if service is not None:
             self.totals_by_service.setdefault(service, UsageTotals()).add(record)
-        if cost_usd and agent_id is not None:
-            if not self._spend.covers(record.ts):
-                self._spend = _DailySpend.of_day_at(record.ts)
-            self._spend.by_agent[agent_id] = self._spend.by_agent.get(agent_id, 0.0) + cost_usd
+        if not self.today.covers(record.ts):
+            self.today = DailyUsage.of_day_at(record.ts)
+        self.today.total.add(record)
+        if agent_id is not None:
+            self.today.by_caller.setdefault(agent_id, UsageTotals()).add(record)
         self.events.publish(CallFinished(record))
         return record
 

@@ -4,7 +4,7 @@ embedded beside the gateway on the same store, unless an external one is named."
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway_core.auth import TokenHasher, key_path_for, load_or_create_key
@@ -19,14 +19,18 @@ from gateway_core.store import SQLiteStore
 @dataclass
 class Runtime:
     gateway: Gateway
-    servers: list[HttpServer]
+    gateway_server: HttpServer | None  # None: attached to the orchestrator only (no agents served here)
     orchestrator: EmbeddedOrchestrator | None
+    orchestrator_server: HttpServer | None
     orchestrator_url: str
-    notes: list[str] = field(default_factory=list)
 
     @property
-    def gateway_server(self) -> HttpServer:
-        return self.servers[0]
+    def servers(self) -> list[HttpServer]:
+        return [server for server in (self.gateway_server, self.orchestrator_server) if server is not None]
+
+    @property
+    def gateway_url(self) -> str | None:
+        return self.gateway_server.url if self.gateway_server is not None else None
 
     async def start(self) -> None:
         if self.orchestrator is not None:
@@ -39,14 +43,18 @@ class Runtime:
         await self.gateway.aclose()  # flushes the ledger, then closes the store
 
 
-async def open_runtime(settings: Settings, orchestrator_port: int = 9403, **gateway_options: Any) -> Runtime:
-    """Binds the ports (OSError if taken) and builds everything; `start()` starts it, the servers serve it."""
+async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_gateway: bool = True,
+                       **gateway_options: Any) -> Runtime:
+    """Binds the ports (OSError if taken) and builds everything; `start()` starts it, the servers serve it.
+
+    Without `serve_gateway` no agent can reach this gateway: it only follows the orchestrator (ours on
+    `orchestrator_port` unless ORCHESTRATOR_URL names another) and runs operators' own calls."""
     store = await SQLiteStore.open(settings.store_path)
+    embedded = orchestrator_server = gateway_server = None
     try:
         hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))
-        servers: list[HttpServer] = []
-        embedded = None
-        external = settings.setting("ORCHESTRATOR_URL")
+        external = settings.setting("ORCHESTRATOR_URL") or (
+            None if serve_gateway else f"http://127.0.0.1:{orchestrator_port}")
         if external:
             url = external.rstrip("/")
             client = OrchestratorClient(url, settings.setting("ORCHESTRATOR_TOKEN"),
@@ -56,13 +64,14 @@ async def open_runtime(settings: Settings, orchestrator_port: int = 9403, **gate
             embedded = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds,
                                             internal_token=internal_token)
             orchestrator_server = HttpServer(embedded.app(), settings.server.host, orchestrator_port)
-            url = f"http://127.0.0.1:{orchestrator_server.port}"
+            url = orchestrator_server.url
             client = OrchestratorClient(url, internal_token, settings.permission.orchestrator_timeout_seconds)
         gateway = Gateway(settings, store, hasher, orchestrator=client, **gateway_options)
-        servers.insert(0, GatewayServer(gateway, settings.server.host, settings.server.port))
-        if embedded is not None:
-            servers.append(orchestrator_server)
+        if serve_gateway:
+            gateway_server = GatewayServer(gateway, settings.server.host, settings.server.port)
     except BaseException:
+        if orchestrator_server is not None:
+            orchestrator_server.stop()
         await store.close()
         raise
-    return Runtime(gateway, servers, embedded, url if embedded is None else servers[-1].url)
+    return Runtime(gateway, gateway_server, embedded, orchestrator_server, url)

@@ -202,6 +202,7 @@ class HttpServer:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
                                 proxy_headers=False, ws="websockets-sansio")
         self._server = _Server(config)
+        self._serving = False
 
     @property
     def url(self) -> str:
@@ -210,6 +211,7 @@ class HttpServer:
 
     async def serve(self) -> None:
         """Serves until stop(); in-flight requests are answered before it returns."""
+        self._serving = True
         try:
             await self._server.serve(sockets=[self._socket])
         finally:
@@ -222,6 +224,8 @@ class HttpServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        if not self._serving:  # never served: nobody else will close the socket
+            self._socket.close()
 
 
 class GatewayServer(HttpServer):
@@ -259,12 +263,17 @@ async def serve_until_signalled(
     return 0
 
 
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on uvloop where it is installed (it comes with uvicorn[standard]): the headless
+def new_fast_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop where uvloop is installed (it comes with uvicorn[standard]), else asyncio's: the
     gateway spends a good part of each call in the event loop itself."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_fast(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on the fastest loop at hand."""
+    with asyncio.Runner(loop_factory=new_fast_loop) as runner:
         return runner.run(main)

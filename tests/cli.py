@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMAND = [sys.executable, "-m", "gateway_core.cli"]
+COMMAND = [sys.executable, "-m", "console"]  # the installed `mcp-console`
 
 
 async def mcp_console(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -7,12 +8,15 @@ import pytest
 
 from tests.servers import RunningGateway, run_gateway
 
+# Both change what the console draws: snapshots are taken in colour, in the default theme. NO_COLOR is read by
+# each app; TEXTUAL_THEME when Textual is imported (by the snapshot plugin, before this file): unset it in your shell.
+os.environ.pop("NO_COLOR", None)
+os.environ.pop("TEXTUAL_THEME", None)
+
 
 @pytest.fixture(autouse=True)
 def _clean_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests decide every setting themselves: nothing leaks in from the developer's shell."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("COOLIFY_", "POSTGRES_", "MEM0_", "N8N_", "CLOUDFLARE_", "GITHUB_", "MINIO_",
                             "ORCHESTRATOR_", "SERVER__", "STORE__", "AUTH__", "COST__", "RATE_LIMIT__")):

@@ -129,7 +129,7 @@ async def run_linked(db_path: Path, extra_specs: tuple[ServiceSpec, ...] = (ECHO
                 while wait_for_link and (runtime.gateway.link_state is None
                                          or runtime.gateway.link_state.status != "connected"):
                     await asyncio.sleep(0.01)
-            yield LinkedGateway(runtime, runtime.gateway_server.url, runtime.orchestrator_url, operator_token)
+            yield LinkedGateway(runtime, runtime.gateway_url or "", runtime.orchestrator_url, operator_token)
         finally:
             for server in runtime.servers:
                 server.stop()

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from console.app import ConsoleApp
 from console.modals.permission_request import PermissionRequestModal
+from console.widgets.lines_table import LinesTable
 from gateway_core.auth import create_agent
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.config import load_settings
+from sandbox import Sandbox
+from tests.cli import mcp_console
 from tests.echo_service import ECHO_SPEC, EchoHandler, create_echo_upstream
 from tests.servers import serve_asgi
 from tests.test_wire_contract import execute
@@ -30,15 +35,20 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], within: float
 
 
 @contextlib.asynccontextmanager
-async def console(tmp_path: Path, read_only: bool = False) -> AsyncIterator[tuple[ConsoleApp, Pilot[None]]]:
+async def console(tmp_path: Path, read_only: bool = False, sandbox: Sandbox | None = None,
+                  size: tuple[int, int] = (120, 40), **options: Any) -> AsyncIterator[tuple[ConsoleApp, Pilot[None]]]:
     async with serve_asgi(create_echo_upstream()) as upstream:
-        settings = load_settings(None, store={"path": tmp_path / "console.db"}, server={"port": 0})
-        app = ConsoleApp(settings, orchestrator_port=0, read_only=read_only,
-                         catalog=Catalog((*DEFAULT_CATALOG, ECHO_SPEC)), handlers={"echo": EchoHandler(upstream)})
-        async with app.run_test(size=(120, 40)) as pilot:
+        settings = load_settings(None, store={"path": tmp_path / "console.db"}, server={"port": 0},
+                                 **options.pop("settings", {}))
+        app = ConsoleApp(settings, orchestrator_port=0, read_only=read_only, sandbox=sandbox, login="alice",
+                         catalog=Catalog((*DEFAULT_CATALOG, ECHO_SPEC)), handlers={"echo": EchoHandler(upstream)},
+                         **options)
+        async with app.run_test(size=size) as pilot:
             await until(pilot, lambda: app.runtime is not None and app.runtime.gateway.link_state is not None
                         and app.runtime.gateway.link_state.status == "connected")
             yield app, pilot
+    if sandbox is not None:
+        assert sandbox.coolify.violations == [], "requests the real Coolify would not accept"
 
 
 async def agent_token(app: ConsoleApp) -> str:
@@ -55,7 +65,7 @@ async def agent_call(app: ConsoleApp, token: str, operation: str = "echo", args:
     body = execute("echo", operation, args or ["hi"])
     if options:
         body["params"]["options"] = options
-    async with httpx.AsyncClient(base_url=app.runtime.gateway_server.url, timeout=30,
+    async with httpx.AsyncClient(base_url=app.runtime.gateway_url or "", timeout=30,
                                  headers={"authorization": f"Bearer {token}"}) as client:
         return await client.post("/mcp/rpc", json=body)
 
@@ -83,8 +93,12 @@ async def test_d_denies_and_the_agent_hears_denied(tmp_path: Path) -> None:
         held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
         await until(pilot, lambda: modal_open(app))
         await pilot.press("d")
+        await pilot.pause(0.1)
+        assert not held.done()  # d opens the reason field; enter denies
+        await pilot.press(*"not today", "enter")
         error = (await asyncio.wait_for(held, 10)).json()["error"]
     assert error["code"] == -32004 and error["data"]["status"] == "denied"
+    assert error["message"].endswith("not today")
 
 
 async def test_a_destructive_request_needs_a_second_distinct_key(tmp_path: Path) -> None:
@@ -112,8 +126,7 @@ async def test_escape_leaves_the_request_queued_and_r_brings_it_back(tmp_path: P
         await pilot.press("escape")
         await until(pilot, lambda: not modal_open(app))
         assert len(app.pending) == 1
-        header = str(app.query_one("#header").render())
-        assert "pending 1" in header
+        assert "1 pending" in app.status_line
         await pilot.press("r")
         await until(pilot, lambda: modal_open(app))
 
@@ -146,8 +159,298 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
         await agent_call(app, token, "nope")
-        await until(pilot, lambda: app.query_one("#calls").row_count >= 1)  # type: ignore[attr-defined]
+        calls = app.dashboard.query_one("#calls", LinesTable)
+        await until(pilot, lambda: calls.row_count >= 1)
         assert app.calls[0].error_code == -32002
-        services = app.query_one("#services", DataTable)
-        await until(pilot, lambda: services.get_row("echo")[3:5] == ["1", "1"])  # calls, errors
+        services = app.dashboard.query_one("#services", LinesTable)
+        await until(pilot, lambda: (services.row("echo") or ())[4:6] == ("1", "1"))  # calls, errors
         assert services.row_count == 11
+
+
+async def test_t_then_8_then_s_approves_the_service_for_eight_hours(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("t", "8", "s")
+        assert (await asyncio.wait_for(held, 10)).status_code == 200
+        assert app.runtime is not None
+        grants = await app.runtime.gateway.store.list_grants()
+    assert len(grants) == 1 and grants[0].operation is None and grants[0].expires_at is not None
+    assert abs(grants[0].expires_at - grants[0].granted_at - 8 * 3600) < 5
+    assert grants[0].granted_by == "operator:alice"
+
+
+async def test_a_custom_time_limit_is_typed_and_applies_to_the_operation(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("t", "c", *"90m", "enter")
+        await pilot.press("a")  # a one-time approval takes no time limit: nothing happens
+        await pilot.pause(0.1)
+        assert modal_open(app)
+        await pilot.press("o")
+        assert (await asyncio.wait_for(held, 10)).status_code == 200
+        assert app.runtime is not None
+        grants = await app.runtime.gateway.store.list_grants()
+    assert grants[0].operation == "echo" and grants[0].expires_at is not None
+    assert abs(grants[0].expires_at - grants[0].granted_at - 5400) < 5
+
+
+async def test_slash_filters_the_calls_table(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        assert app.runtime is not None
+        await app.runtime.gateway.store.add_grant((await app.runtime.gateway.store.list_agents())[0].id, "echo",
+                                                  None, None, "test")
+        await agent_call(app, token)
+        await agent_call(app, token, "nope")
+        calls = app.dashboard.query_one("#calls", LinesTable)
+        await until(pilot, lambda: calls.row_count == 2)
+        await pilot.press("slash", *"nope")
+        await until(pilot, lambda: calls.row_count == 1)
+        assert calls.rows[0].cells[3] == "nope"
+        await pilot.press("escape")
+        await until(pilot, lambda: calls.row_count == 2)
+
+
+async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmation(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)  # a pending request
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape")
+        assert app.runtime is not None
+        store = app.runtime.gateway.store
+        agent_id = (await store.list_agents())[0].id
+        grant = await store.add_grant(agent_id, "coolify", "list-applications", None, "test")
+        await pilot.press("p")
+        screen = app.screens_by_name["permissions"]
+        await until(pilot, lambda: app.screen is screen)
+        grants, pending = screen.query_one("#grants", LinesTable), screen.query_one("#pending", LinesTable)
+        await until(pilot, lambda: grants.row_count == 1 and pending.row_count == 1)
+        grants.focus()
+        await pilot.press("r")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+        await pilot.press("n")  # no: nothing changes
+        await pilot.pause(0.2)
+        assert [g.id for g in await store.list_grants()] == [grant.id]
+        await pilot.press("r", "y")
+        await until(pilot, lambda: grants.row_count == 0)
+        assert await store.list_grants() == []
+        audit = await store.list_audit()
+    revoked = [event for event in audit if event.action == "grant.revoked"]
+    assert revoked and revoked[0].actor == "operator:alice"
+
+
+async def test_enter_on_a_pending_request_opens_its_modal(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape", "p")
+        await until(pilot, lambda: app.screen is app.screens_by_name["permissions"])
+        pending = app.screens_by_name["permissions"].query_one("#pending", LinesTable)
+        await until(pilot, lambda: pending.row_count == 1)
+        pending.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("a")
+        await until(pilot, lambda: pending.row_count == 0)
+
+
+async def test_history_shows_who_decided_and_why(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("d", *"too risky", "enter", "p")
+        await until(pilot, lambda: app.screen is app.screens_by_name["permissions"])
+        history = app.screens_by_name["permissions"].query_one("#history", LinesTable)
+        await until(pilot, lambda: history.row_count == 1)
+        row = history.rows[0].cells
+    assert row[4:] == ("denied", "operator:alice", "too risky")
+
+
+async def test_help_lists_every_key_by_its_id(tmp_path: Path) -> None:
+    from console.keymap import KNOWN_IDS
+
+    async with console(tmp_path) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        text = str(app.screen.query_one("#help-text").render())
+        assert all(key_id in text for key_id in KNOWN_IDS)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.dashboard)
+
+
+async def test_keys_can_be_remapped_in_the_config(tmp_path: Path) -> None:
+    async with console(tmp_path, settings={"console": {"keys": {"audit": "ctrl+u"}}}) as (app, pilot):
+        await pilot.press("u")
+        await pilot.pause(0.1)
+        assert app.screen is app.dashboard
+        await pilot.press("ctrl+u")
+        await until(pilot, lambda: app.screen is app.screens_by_name["audit"])
+
+
+def test_an_unknown_key_id_in_the_config_is_refused(tmp_path: Path) -> None:
+    from gateway_core.config import ConfigError
+
+    settings = load_settings(None, store={"path": tmp_path / "x.db"}, console={"keys": {"aprove": "x"}})
+    with pytest.raises(ConfigError, match="aprove"):
+        ConsoleApp(settings)
+
+
+async def test_the_audit_screen_shows_and_filters_the_log(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("a")
+        await until(pilot, lambda: not app.pending)
+        await pilot.press("u")
+        await until(pilot, lambda: app.screen is app.screens_by_name["audit"])
+        table = app.screens_by_name["audit"].query_one("#audit", LinesTable)
+        await until(pilot, lambda: table.row_count >= 3)
+        everything = table.row_count
+        await pilot.press("slash", *"approved")
+        await until(pilot, lambda: 0 < table.row_count < everything)
+        assert all("approved" in " ".join(row.cells) for row in table.rows)
+
+
+async def test_an_agent_added_with_the_cli_is_let_in_within_two_seconds(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        added = await mcp_console("agents", "add", "from-cli", "--json", "--db", tmp_path / "console.db")
+        token = json.loads(added.stdout)["token"]
+        started = time.monotonic()
+        while (response := await agent_call(app, token)).status_code == 401:
+            assert time.monotonic() - started < 2.0, response.text
+            await pilot.pause(0.1)
+    assert response.json()["error"]["code"] == -32004  # known now, and asking permission like any agent
+
+
+# -- Coolify by hand, against the sandbox's Coolify-compatible server -----------------------------------
+
+
+async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> Any:
+    await pilot.press("c")
+    coolify = app.screens_by_name["coolify"]
+    await until(pilot, lambda: app.screen is coolify)
+    await coolify.choose(name)  # what enter on the operation list does
+    return coolify
+
+
+async def pick(pilot: Pilot[None], screen: Any, field: str, value: str) -> None:
+    from textual.widgets import Select
+
+    picker = screen.query_one(f"#field-{field}", Select)
+    await until(pilot, lambda: any(option[1] == value for option in picker._options))
+    picker.value = value
+
+
+async def run_until_confirmation(app: ConsoleApp, pilot: Pilot[None], operation: str, uuid: str) -> Any:
+    """Chooses the operation, picks the resource, presses ctrl+r: the confirmation is up."""
+    screen = await choose_operation(app, pilot, operation)
+    await pick(pilot, screen, "uuid", uuid)
+    await pilot.press("ctrl+r")
+    await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+    return screen
+
+
+async def test_restart_from_the_coolify_screen_goes_through_the_gateway_as_the_operator(tmp_path: Path) -> None:
+    sandbox = Sandbox(agents=0)
+    async with console(tmp_path, sandbox=sandbox) as (app, pilot):
+        screen = await run_until_confirmation(app, pilot, "restart-application", "app1")
+        await pilot.press("y")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "success" in str(status.render()))
+        assert sandbox.coolify.requests_to("POST", "/applications/app1/restart")
+        await until(pilot, lambda: any(c.operation == "restart-application" for c in app.calls))
+        call = next(c for c in app.calls if c.operation == "restart-application")
+        assert call.agent_id == "operator:alice" and call.status == "success" and call.cost_usd > 0
+        assert app.runtime is not None
+        await app.runtime.gateway.recorder.flush()
+        audit = await app.runtime.gateway.store.list_audit()
+    assert any(e.actor == "operator:alice" and e.action == "operator.call" and e.subject == call.id for e in audit)
+
+
+async def test_a_destructive_operation_needs_the_target_name_typed(tmp_path: Path) -> None:
+    sandbox = Sandbox(agents=0)
+    async with console(tmp_path, sandbox=sandbox) as (app, pilot):
+        screen = await run_until_confirmation(app, pilot, "stop-application", "app1")
+        await pilot.press("y", "enter")  # y is not the name: nothing happens
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "ConfirmModal"
+        app.screen.query_one("Input").value = ""
+        await pilot.press(*"web", "enter")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "success" in str(status.render()))
+    assert sandbox.coolify.applications["app1"]["status"].startswith("exited")
+
+
+async def test_errors_show_as_the_gateway_gives_them(tmp_path: Path) -> None:
+    async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        screen = await choose_operation(app, pilot, "get-application-logs")
+        screen.query_one("#field-lines").value = "0"
+        await pick(pilot, screen, "uuid", "app2")
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "INVALID_PARAMS" in str(status.render()))
+        assert "-32602" in str(status.render())
+
+
+async def test_read_only_refuses_writes_in_the_gateway_but_allows_reads(tmp_path: Path) -> None:
+    sandbox = Sandbox(agents=0)
+    async with console(tmp_path, read_only=True, sandbox=sandbox) as (app, pilot):
+        screen = await choose_operation(app, pilot, "restart-application")
+        await pick(pilot, screen, "uuid", "app1")  # the picker's list call is a read: allowed
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+        await pilot.press("y")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "PERMISSION_DENIED" in str(status.render()))
+        assert "read-only" in str(status.render())
+    assert not sandbox.coolify.requests_to("POST", "/applications/app1/restart")
+
+
+async def test_the_command_palette_finds_a_coolify_operation(tmp_path: Path) -> None:
+    async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"restart-app")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        coolify = app.screens_by_name["coolify"]
+        await until(pilot, lambda: app.screen is coolify and coolify.selected is not None)
+        assert coolify.selected.operation.name == "restart-application"
+
+
+async def test_the_sandbox_agents_call_and_one_asks_permission(tmp_path: Path) -> None:
+    sandbox = Sandbox(agents=3, calls_per_second=30)
+    async with console(tmp_path, sandbox=sandbox) as (app, pilot):
+        await until(pilot, lambda: any(c.status == "success" and c.service == "coolify" for c in app.calls))
+        await until(pilot, lambda: modal_open(app))
+        assert app.screen.request.agent_name.startswith("sandbox-")  # type: ignore[attr-defined]
+        assert app.runtime is not None
+        assert app.runtime.gateway.service_status("coolify") == "healthy"
+
+
+async def test_no_gateway_attaches_to_an_orchestrator_and_decides_its_requests(tmp_path: Path) -> None:
+    from tests.servers import run_linked
+
+    async with run_linked(tmp_path / "main.db") as linked:
+        _, token = await linked.add_agent()
+        settings = load_settings(None, store={"path": tmp_path / "viewer.db"},
+                                 orchestrator_url=linked.orchestrator_url,
+                                 orchestrator_token=linked.operator_token)
+        app = ConsoleApp(settings, serve_gateway=False, login="bob")
+        async with app.run_test(size=(120, 40)) as pilot, httpx.AsyncClient(base_url=linked.url, timeout=30,
+                                     headers={"authorization": f"Bearer {token}"}) as client:
+            held = asyncio.create_task(client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"]) | {
+                "params": {"service": "echo", "operation": "echo", "args": ["hi"],
+                           "options": {"waitForApproval": 20}}}))
+            await until(pilot, lambda: modal_open(app))
+            assert "gw off" in app.status_line
+            await pilot.press("a")
+            assert (await asyncio.wait_for(held, 10)).status_code == 200

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from gateway_core.handlers.coolify import COOLIFY_OPERATIONS, TOKEN_REFUSED, CoolifyHandler
+from sandbox.coolify import FakeCoolify, OpenApiContract
 from tests.cli import mcp_console
-from tests.coolify_server import FakeCoolify, OpenApiContract
 from tests.servers import RunningGateway, run_gateway, serve_asgi
 
 TOKEN = "coolify-test-token"
@@ -58,6 +58,7 @@ class Coolify:
 async def coolify_gateway(tmp_path: Path, fake: FakeCoolify | None = None, url_suffix: str = "",
                           token: str = TOKEN, **settings: Any) -> AsyncIterator[Coolify]:
     fake = fake or FakeCoolify(TOKEN, stage_seconds=0.1)
+    assert fake.contract is not None, "../shared/coolify/openapi.json is needed to check what we send"
     async with serve_asgi(fake.app()) as url:
         settings.setdefault("coolify_poll_seconds", 0.05)
         async with run_gateway(tmp_path / "gw.db", extra_specs=(), coolify_api_url=url + url_suffix,

@@ -121,9 +121,9 @@ def test_gateway_core_never_imports_the_ui() -> None:
     assert modules.strip() == "[]"
 
 
-async def test_mcp_console_without_a_command_serves_the_gateway_and_our_orchestrator(tmp_path: Path) -> None:
+async def test_mcp_console_serve_runs_the_gateway_and_our_orchestrator_headless(tmp_path: Path) -> None:
     port, orchestrator_port = _free_port(), _free_port()
-    process = subprocess.Popen([*COMMAND, "--db", str(tmp_path / "s.db"), "--port", str(port),
+    process = subprocess.Popen([*COMMAND, "serve", "--db", str(tmp_path / "s.db"), "--port", str(port),
                                 "--orchestrator-port", str(orchestrator_port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -141,3 +141,10 @@ async def test_mcp_console_without_a_command_serves_the_gateway_and_our_orchestr
         assert process.wait(10) == 0
     assert health.json()["status"] == "healthy" and orchestrator.json()["status"] == "healthy"
     assert ready.json()["checks"]["orchestrator"]["state"] == "connected"
+
+
+async def test_help_names_the_console_options_and_the_commands() -> None:
+    result = await mcp_console("--help")
+    for expected in ("--sandbox", "--sandbox-agents", "--no-gateway", "--read-only", "--gateway-port",
+                     "--orchestrator-url", "serve", "agents", "grants"):
+        assert expected in result.stdout

@@ -1,24 +1,29 @@
 """The permission modal: one pending request, decided from the keyboard.
 
 Keys live only here (never on the dashboard), so a stray keypress elsewhere approves nothing. A
-destructive request needs a second, distinct key to approve."""
+destructive request needs a second, distinct key (`y`) to approve. `t` sets a time limit first
+(1 h, 8 h, 24 h or typed), then `s` or `o` approves for that long."""
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
+from console.formatting import describe_age
+from console.keymap import PERMISSION_REQUEST_KEYS, bindings
+from gateway_core.cli import UsageError, parse_duration
 from gateway_core.orchestrator.models import PermissionRequestEvent
 
 Scope = Literal["once", "service", "operation"]
+TIME_LIMITS = {"1": 3600.0, "8": 8 * 3600.0, "2": 24 * 3600.0}  # key → seconds; "c" asks for one
 
 
 @dataclass(frozen=True)
@@ -30,32 +35,21 @@ class Decision:
     reason: str | None = None
 
 
-def describe_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 class PermissionRequestModal(ModalScreen[Decision | None]):
-    BINDINGS = [
-        Binding("a", "approve('once')", "approve this call"),
-        Binding("s", "approve('service')", "approve the service"),
-        Binding("o", "approve('operation')", "approve the operation"),
-        Binding("d", "deny", "deny"),
-        Binding("y", "confirm", "confirm", show=False),
-        Binding("escape", "later", "later"),
-    ]
+    BINDINGS = bindings(PERMISSION_REQUEST_KEYS)
+    AUTO_FOCUS = None  # keys go to the modal; the text field takes focus only when it opens
 
-    def __init__(self, request: PermissionRequestEvent, position: int, waiting: int, service_health: str) -> None:
+    def __init__(self, request: PermissionRequestEvent, position: int, waiting: int, service_health: str,
+                 clock: Callable[[], float]) -> None:
         super().__init__()
         self.request = request
         self.position = position
         self.waiting = waiting
         self.service_health = service_health
-        self._armed: Scope | None = None
+        self.clock = clock
+        self.armed: Scope | None = None  # a destructive approval waiting for `y`
+        self.time_limit: float | None = None
+        self.stage: Literal["keys", "choose-limit", "custom-limit", "deny-reason"] = "keys"
 
     @property
     def destructive(self) -> bool:
@@ -71,43 +65,114 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
             yield Static(f"agent      {agent}\n"
                          f"service    {request.service_name}   health: {self.service_health}\n"
                          f"operation  {request.operation or '(whole service)'}\n"
-                         f"risk       {risk}\n"
+                         f"risk       {risk.upper() if risk == 'destructive' else risk}\n"
                          f"reason     {request.reason or '-'}", id="permission-facts")
             yield Static(f"arguments  {preview}", id="permission-arguments")
             yield Static(self._timing(), id="permission-timing")
+            yield Input(id="permission-input", disabled=True)  # enabled only while it is open
             yield Static(self._hint(), id="permission-hint")
 
+    def on_mount(self) -> None:
+        self.query_one("#permission-input", Input).display = False
+
     def _timing(self) -> str:
-        now = time.time()
+        now = self.clock()
         age = now - self.request.timestamp.timestamp() if self.request.timestamp else 0
         expiry = (f", expires in {describe_age(self.request.expires_at.timestamp() - now)}"
                   if self.request.expires_at else "")
         return f"asked {describe_age(age)} ago{expiry}"
 
     def _hint(self) -> str:
-        if self._armed is not None:
-            return f"DESTRUCTIVE: press y to approve ({self._armed}), any other key to cancel"
-        return "a approve this call   s the service   o the operation   d deny   esc later"
+        if self.stage == "choose-limit":
+            return "time limit:  1 one hour   8 eight hours   2 a day   c custom   esc back"
+        if self.stage == "custom-limit":
+            return "type a duration (90m, 2h, 3d) and press enter; esc back"
+        if self.stage == "deny-reason":
+            return "DENY: a reason for the agent (optional), enter to deny, esc back"
+        if self.armed is not None:
+            return f"DESTRUCTIVE: press y to approve ({self._scope_text(self.armed)}), any other key cancels"
+        if self.time_limit is not None:
+            return (f"for {describe_age(self.time_limit)}:  s approve the service   o the operation   "
+                    "d deny   esc back")
+        return "a approve this call   s the service   o the operation   t time limit   d deny   esc later"
+
+    def _scope_text(self, scope: Scope) -> str:
+        limit = f" for {describe_age(self.time_limit)}" if self.time_limit else ""
+        return f"{scope}{limit}"
+
+    def _show(self) -> None:
+        self.query_one("#permission-hint", Static).update(self._hint())
+        field = self.query_one("#permission-input", Input)
+        field.display = self.stage in ("custom-limit", "deny-reason")
+        field.disabled = not field.display
+        if field.display:
+            field.value = ""
+            field.placeholder = "e.g. 2h" if self.stage == "custom-limit" else "reason (optional)"
+            field.focus()
+
+    # -- keys ---------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While a sub-choice or a text field is open, only its own keys count.
+        return self.stage == "keys" or action == "later"
 
     def action_approve(self, scope: Scope) -> None:
+        if scope == "once" and self.time_limit is not None:
+            return  # a one-time approval has no time limit to give
         if self.destructive:
-            self._armed = scope  # a second, distinct key confirms
-            self.query_one("#permission-hint", Static).update(self._hint())
+            self.armed = scope
+            self._show()
             return
-        self.dismiss(Decision(self.request.request_id, True, scope))
+        self._approve(scope)
 
-    def action_confirm(self) -> None:
-        if self._armed is not None:
-            self.dismiss(Decision(self.request.request_id, True, self._armed))
+    def _approve(self, scope: Scope) -> None:
+        self.dismiss(Decision(self.request.request_id, True, scope,
+                              None if scope == "once" else self.time_limit))
+
+    def action_time_limit(self) -> None:
+        self.armed = None
+        self.stage = "choose-limit"
+        self._show()
 
     def action_deny(self) -> None:
-        self.dismiss(Decision(self.request.request_id, False, reason="denied from the console"))
+        self.armed = None
+        self.stage = "deny-reason"
+        self._show()
 
     def action_later(self) -> None:
+        if self.stage != "keys" or self.armed is not None or self.time_limit is not None:
+            self.stage, self.armed, self.time_limit = "keys", None, None  # esc steps back first
+            self._show()
+            return
         self.dismiss(None)
 
-    def on_key(self, event: object) -> None:
-        key = getattr(event, "key", "")
-        if self._armed is not None and key not in ("y", "a", "s", "o"):
-            self._armed = None
-            self.query_one("#permission-hint", Static).update(self._hint())
+    def on_key(self, event: events.Key) -> None:
+        if self.stage == "choose-limit" and event.key != "escape":
+            event.stop()
+            if event.key in TIME_LIMITS:
+                self.time_limit, self.stage = TIME_LIMITS[event.key], "keys"
+            elif event.key == "c":
+                self.stage = "custom-limit"
+            self._show()
+        elif self.stage == "keys" and self.armed is not None and event.key != "escape":
+            event.stop()
+            if event.key == "y":
+                self._approve(self.armed)
+            else:
+                self.armed = None
+                self._show()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        if self.stage == "deny-reason":
+            self.dismiss(Decision(self.request.request_id, False, reason=text or None))
+            return
+        try:
+            self.time_limit = parse_duration(text)
+        except UsageError as exc:
+            self.query_one("#permission-hint", Static).update(f"{exc}; esc back")
+            return
+        self.stage = "keys"
+        self._show()
+        self.set_focus(None)

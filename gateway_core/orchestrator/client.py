@@ -10,15 +10,20 @@ import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 import websockets
+from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import connect
 
 from gateway_core import __version__
 from gateway_core.orchestrator.models import (
     AgentPermissions,
+    DecidedRequest,
+    GrantList,
+    GrantView,
+    PermissionHistory,
     PermissionRequestBody,
     PermissionRequestEvent,
     PermissionRespondBody,
@@ -27,6 +32,7 @@ from gateway_core.orchestrator.models import (
 from gateway_core.upstream import without_userinfo
 
 log = logging.getLogger(__name__)
+Shape = TypeVar("Shape", bound=BaseModel)
 
 LinkStatus = Literal["connecting", "connected", "reconnecting", "failed"]
 
@@ -85,9 +91,9 @@ class OrchestratorClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    params: dict[str, Any] | None = None) -> httpx.Response:
+                    params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
-            return await self._http.request(method, path, json=body, params=params)
+            return await self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx.TimeoutException:
             raise OrchestratorUnavailable(f"the orchestrator at {self.display_url} did not answer in time") from None
         except httpx.TransportError as exc:
@@ -159,6 +165,28 @@ class OrchestratorClient:
     async def ours_only(self, method: str, path: str, **kwargs: Any) -> Any:
         """A route only our orchestrator has; RouteMissing against the external one."""
         return self._check(await self._call(method, path, **kwargs))
+
+    async def list_grants(self) -> list[GrantView]:
+        """Every agent's active grants (ours only: RouteMissing elsewhere)."""
+        return self._validated(GrantList, await self.ours_only("GET", "/api/mcp/grants")).grants
+
+    async def permission_history(self, limit: int = 200) -> list[DecidedRequest]:
+        """Decided and expired requests, newest first (ours only: RouteMissing elsewhere)."""
+        payload = await self.ours_only("GET", "/api/mcp/permission-history", params={"limit": limit})
+        return self._validated(PermissionHistory, payload).history
+
+    async def revoke_grant(self, grant_id: str, acting_operator: str | None = None) -> None:
+        """`acting_operator` (`operator:<login>`) is who the audit names when we hold the internal token."""
+        headers = {"x-acting-operator": acting_operator} if acting_operator else None
+        await self.ours_only("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers)
+
+    @staticmethod
+    def _validated(model: type[Shape], payload: Any) -> Shape:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            raise OrchestratorUnavailable(f"the orchestrator's answer does not fit {model.__name__}: "
+                                          f"{exc.error_count()} problem(s)") from None
 
     # -- the feed -------------------------------------------------------------------------------------
 

@@ -57,6 +57,9 @@ def grant_view(grant: Grant) -> dict[str, Any]:
             "revoked_at": iso(grant.revoked_at) if grant.revoked_at else None}
 
 
+ACTING_OPERATOR_HEADER = "x-acting-operator"
+
+
 def _detail(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status)
 
@@ -135,6 +138,9 @@ class EmbeddedOrchestrator:
             operator = await self._operator(request)
             if operator is None:
                 return _detail(401, "An operator token is required: Authorization: Bearer <operator token>")
+            acting = request.headers.get(ACTING_OPERATOR_HEADER, "")
+            if operator == "gateway" and acting.startswith("operator:") and len(acting) <= 128:
+                operator = acting  # the console in our process, acting for its operator: audit who did it
             return await view(request, operator)
 
         return endpoint

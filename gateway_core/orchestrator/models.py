@@ -149,12 +149,39 @@ class GrantView(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
+    agent_id: str | None = None  # ours, when grants of every agent are listed
     service: str
     operations: list[str] = Field(default_factory=lambda: ["*"])
     expires_at: Timestamp | None = None
     granted_by: str | None = None
     granted_at: Timestamp | None = None
     args_hash: str | None = None
+
+
+class GrantList(BaseModel):
+    grants: list[GrantView]
+
+
+class DecidedRequest(BaseModel):
+    """One entry of our orchestrator's permission history: a request and what became of it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    agent_id: str
+    service_name: str
+    operation: str | None = None
+    risk: Risk | None = None
+    status: Literal["approved", "denied", "expired", "pending"]
+    scope: Scope | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+    requested_at: Timestamp | None = None
+    timestamp: Timestamp | None = None  # when it was decided
+
+
+class PermissionHistory(BaseModel):
+    history: list[DecidedRequest]
 
 
 class AgentPermissions(BaseModel):

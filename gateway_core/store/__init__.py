@@ -1,6 +1,6 @@
 """The store: agents, grants, the calls ledger and the audit log, behind one interface."""
 
-from gateway_core.store.records import Agent, AuditEvent, CallRecord, Grant, Operator, PermissionRequest
+from gateway_core.store.records import Agent, AuditEvent, CallRecord, Grant, Operator, PermissionRequest, UsageTotals
 from gateway_core.store.sqlite import AlreadyDecided, SQLiteStore, StoreError, UnknownPermissionRequest
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
            "SQLiteStore",
            "StoreError",
            "UnknownPermissionRequest",
+           "UsageTotals",
 ]

@@ -106,3 +106,29 @@ class PermissionRequest:
     decision_reason: str | None = None
     scope: Scope | None = None
     grant_id: str | None = None
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    """Calls, errors, tokens and cost added up (per service, per caller, per day)."""
+
+    calls: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.errors += record.status != "success"
+        self.tokens += record.tokens
+        self.cost_usd += record.cost_usd
+
+    def include(self, other: UsageTotals) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        self.tokens += other.tokens
+        self.cost_usd += other.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, "tokens": self.tokens,
+                "cost": round(self.cost_usd, 10)}

@@ -22,6 +22,7 @@ from gateway_core.store.records import (
     Operator,
     PermissionRequest,
     Scope,
+    UsageTotals,
 )
 
 _CALL_COLUMNS = (
@@ -416,12 +417,15 @@ class SQLiteStore:
         ) as cursor:
             return [CallRecord(*row) for row in await cursor.fetchall()]
 
-    async def cost_by_agent_since(self, since: float) -> dict[str, float]:
+    async def usage_by_caller_since(self, since: float) -> dict[str, UsageTotals]:
+        """Calls, errors, tokens and cost per agent (or operator) since `since`."""
         async with self._db.execute(
-            "SELECT agent_id, SUM(cost_usd) FROM calls WHERE ts >= ? AND agent_id IS NOT NULL GROUP BY agent_id",
+            "SELECT agent_id, COUNT(*), SUM(status != 'success'), SUM(tokens), SUM(cost_usd) FROM calls "
+            "WHERE ts >= ? AND agent_id IS NOT NULL GROUP BY agent_id",
             (since,),
         ) as cursor:
-            return {row[0]: float(row[1]) for row in await cursor.fetchall()}
+            return {row[0]: UsageTotals(int(row[1]), int(row[2]), int(row[3]), float(row[4]))
+                    for row in await cursor.fetchall()}
 
     async def list_audit(self, limit: int = 200) -> list[AuditEvent]:
         async with self._db.execute(

@@ -1,7 +1,8 @@
-"""A Coolify-compatible server for tests (and the sandbox): the routes our operations use, in the shapes of
-Coolify's own OpenAPI file, with state that behaves. Every request it receives is checked against
-`shared/coolify/openapi.json` (route, method, required parameters, body fields); a request the real
-Coolify would not accept is recorded in `violations`, which the tests assert to be empty."""
+"""A Coolify-compatible server for the tests and the sandbox: the routes our operations use, in the shapes of
+Coolify's own OpenAPI file, with state that behaves. When that file is at hand (`shared/coolify/openapi.json`
+beside the repository) every request is checked against it (route, method, required parameters, body
+fields); a request the real Coolify would not accept is recorded in `violations`, which the tests assert
+to be empty. Without the file (an installed copy) the server still answers, unchecked."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ class OpenApiContract:
     @classmethod
     def load(cls, path: Path = OPENAPI_FILE) -> OpenApiContract:
         return cls(json.loads(path.read_text()))
+
+    @classmethod
+    def load_if_present(cls, path: Path = OPENAPI_FILE) -> OpenApiContract | None:
+        return cls.load(path) if path.is_file() else None
 
     def template_for(self, path: str) -> str | None:
         return next((template for pattern, template in self.routes if pattern.match(path)), None)
@@ -92,6 +97,8 @@ class Deployment:
     log_lines: list[str] = field(default_factory=lambda: ["Starting deployment.", "Build finished."])
 
 
+Table = dict[str, dict[str, Any]]  # uuid → resource
+Listing = dict[str, list[dict[str, Any]]]  # uuid → its items
 Handler = Callable[[dict[str, str], dict[str, str], Any], Awaitable[tuple[int, Any]]]
 
 
@@ -102,7 +109,7 @@ class FakeCoolify:
                  validate_get_only: bool = False) -> None:
         self.token = token
         self.read_only_token = read_only_token
-        self.contract = contract if contract is not None else OpenApiContract.load()
+        self.contract = contract if contract is not None else OpenApiContract.load_if_present()
         self.stage_seconds = stage_seconds
         self.version = version
         self.delay_seconds = delay_seconds
@@ -114,16 +121,16 @@ class FakeCoolify:
         self.violations: list[str] = []
         self._random = random.Random(seed)
         self._ids = 0
-        self.projects = {"prj1": {"id": 1, "uuid": "prj1", "name": "kids-ascension", "description": "main"}}
-        self.environments = {"prj1": [{"id": 1, "uuid": "env1", "name": "production", "project_id": 1}]}
-        self.servers = {"srv1": {"id": 1, "uuid": "srv1", "name": "main-server", "description": None,
-                                 "ip": "10.0.0.5", "user": "root", "port": 22, "proxy_type": "traefik",
-                                 "settings": {"is_reachable": True, "is_usable": True}}}
-        self.keys = {"key1": {"id": 1, "uuid": "key1", "name": "deploy-key", "description": "CI",
-                              "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfake\n-----END OPENSSH "
-                              "PRIVATE KEY-----", "public_key": "ssh-ed25519 AAAAfake",
-                              "fingerprint": "SHA256:fake", "is_git_related": False}}
-        self.applications = {
+        self.projects: Table = {"prj1": {"id": 1, "uuid": "prj1", "name": "kids-ascension", "description": "main"}}
+        self.environments: Listing = {"prj1": [{"id": 1, "uuid": "env1", "name": "production", "project_id": 1}]}
+        self.servers: Table = {"srv1": {"id": 1, "uuid": "srv1", "name": "main-server", "description": None,
+                                        "ip": "10.0.0.5", "user": "root", "port": 22, "proxy_type": "traefik",
+                                        "settings": {"is_reachable": True, "is_usable": True}}}
+        self.keys: Table = {"key1": {"id": 1, "uuid": "key1", "name": "deploy-key", "description": "CI",
+                                     "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfake\n-----END OPENSSH "
+                                     "PRIVATE KEY-----", "public_key": "ssh-ed25519 AAAAfake",
+                                     "fingerprint": "SHA256:fake", "is_git_related": False}}
+        self.applications: Table = {
             uuid: {"id": n, "uuid": uuid, "name": name, "status": status, "fqdn": f"https://{name}.example.com",
                    "git_repository": f"acme/{name}", "git_branch": "main", "build_pack": "nixpacks",
                    "tags": tags, "server_uuid": "srv1"}
@@ -131,19 +138,19 @@ class FakeCoolify:
                 ("app1", "web", "running:healthy", ["frontend"]), ("app2", "api", "exited:unhealthy", []),
                 ("app3", "worker", "running:healthy", []), ("app4", "worker", "running:healthy", [])], 1)
         }
-        self.envs = {"app1": [{"uuid": "env-var-1", "key": "DATABASE_URL",
-                               "value": "postgres://app:hunter2@db:5432/app", "real_value":
-                               "postgres://app:hunter2@db:5432/app", "is_preview": False},
-                              {"uuid": "env-var-2", "key": "LOG_LEVEL", "value": "info", "real_value": "info",
-                               "is_preview": False}]}
-        self.databases = {"db1": {"id": 1, "uuid": "db1", "name": "main-db", "status": "running:healthy",
-                                  "database_type": "standalone-postgresql", "internal_db_url":
-                                  "postgres://postgres:secret@db1:5432/postgres"}}
-        self.services = {"svc1": {"id": 1, "uuid": "svc1", "name": "plausible", "status": "running:healthy",
-                                  "service_type": "plausible"}}
+        self.envs: Listing = {"app1": [{"uuid": "env-var-1", "key": "DATABASE_URL",
+                                        "value": "postgres://app:hunter2@db:5432/app", "real_value":
+                                        "postgres://app:hunter2@db:5432/app", "is_preview": False},
+                                       {"uuid": "env-var-2", "key": "LOG_LEVEL", "value": "info", "real_value": "info",
+                                        "is_preview": False}]}
+        self.databases: Table = {"db1": {"id": 1, "uuid": "db1", "name": "main-db", "status": "running:healthy",
+                                         "database_type": "standalone-postgresql", "internal_db_url":
+                                         "postgres://postgres:secret@db1:5432/postgres"}}
+        self.services: Table = {"svc1": {"id": 1, "uuid": "svc1", "name": "plausible", "status": "running:healthy",
+                                         "service_type": "plausible"}}
         self.deployments: dict[str, Deployment] = {}
-        self.rollback_images = {"app1": [{"tag": "abc123", "created_at": "2026-11-28T10:00:00Z"},
-                                         {"tag": "def456", "created_at": "2026-11-27T10:00:00Z"}]}
+        self.rollback_images: Listing = {"app1": [{"tag": "abc123", "created_at": "2026-11-28T10:00:00Z"},
+                                                  {"tag": "def456", "created_at": "2026-11-27T10:00:00Z"}]}
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._declare_routes()
 
@@ -184,7 +191,7 @@ class FakeCoolify:
         query = dict(request.query_params)
         method = request.method
         self.requests.append(ReceivedRequest(method, api_path, query, body, request.headers.get("authorization")))
-        if not (method == "GET" and self.validate_get_only and api_path.endswith("/validate")):
+        if self.contract and not (method == "GET" and self.validate_get_only and api_path.endswith("/validate")):
             self.violations += self.contract.problems(method, api_path, query, body)
         if request.headers.get("accept") != "application/json":
             self.violations.append(f"{method} {api_path}: sent without Accept: application/json")

@@ -1,0 +1,73 @@
+"""Every key of the console, declared once: the footer, the help overlay and the config file's remapping
+(`[console.keys]`, binding id → keys) all read these. Approve and deny keys exist only inside the
+permission modal, so a stray keypress on any other screen decides nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    id: str
+    keys: str
+    action: str
+    description: str
+    show: bool = True
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.description, show=self.show, id=self.id)
+
+
+def bindings(keys: tuple[Key, ...]) -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    """A BINDINGS list (typed as Textual declares it)."""
+    return [key.binding() for key in keys]
+
+
+# The screen keys stay out of the footer (it is rebuilt on every switch, and each key there costs time);
+# the header names them, and `?` lists everything.
+APP_KEYS = (
+    Key("dashboard", "h", "show_screen('dashboard')", "dashboard", show=False),
+    Key("permissions", "p", "show_screen('permissions')", "permissions", show=False),
+    Key("coolify", "c", "show_screen('coolify')", "coolify", show=False),
+    Key("audit", "u", "show_screen('audit')", "audit", show=False),
+    Key("review", "r", "review_requests", "review pending"),
+    Key("help", "question_mark", "help", "help"),
+    Key("quit", "q", "quit", "quit"),
+)
+DASHBOARD_KEYS = (
+    Key("filter", "slash", "filter", "filter calls"),
+    Key("agent-costs", "dollar_sign", "toggle_agent_costs", "cost by agent"),
+)
+PERMISSIONS_KEYS = (
+    Key("revoke", "r", "revoke", "revoke grant"),
+    Key("reload", "f5", "reload", "reload"),
+)
+COOLIFY_KEYS = (
+    Key("run", "ctrl+r", "run", "run operation"),
+    Key("operations", "ctrl+o", "focus_operations", "operations"),
+)
+AUDIT_KEYS = (
+    Key("audit-filter", "slash", "filter", "filter"),
+    Key("audit-reload", "f5", "reload", "reload"),
+)
+PERMISSION_REQUEST_KEYS = (
+    Key("approve-once", "a", "approve('once')", "approve this call"),
+    Key("approve-service", "s", "approve('service')", "approve the service"),
+    Key("approve-operation", "o", "approve('operation')", "approve the operation"),
+    Key("time-limit", "t", "time_limit", "time limit"),
+    Key("deny", "d", "deny", "deny"),
+    Key("later", "escape", "later", "later"),
+)
+
+SECTIONS: tuple[tuple[str, tuple[Key, ...]], ...] = (
+    ("Everywhere", APP_KEYS),
+    ("Dashboard", DASHBOARD_KEYS),
+    ("Permissions screen", PERMISSIONS_KEYS),
+    ("Coolify screen", COOLIFY_KEYS),
+    ("Audit screen", AUDIT_KEYS),
+    ("A permission request", PERMISSION_REQUEST_KEYS),
+)
+KNOWN_IDS = frozenset(key.id for _, keys in SECTIONS for key in keys)

@@ -1,0 +1,48 @@
+"""A yes/no question before anything that changes something; for a destructive action the operator types
+the target's name, so no single key can do it."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+
+class ConfirmModal(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "yes", show=False),
+        Binding("n", "answer(False)", "no", show=False),
+        Binding("escape", "answer(False)", "cancel"),
+    ]
+
+    def __init__(self, question: str, typed_name: str | None = None) -> None:
+        super().__init__()
+        self.question = question
+        self.typed_name = typed_name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog", classes="destructive" if self.typed_name else ""):
+            yield Static(self.question, id="confirm-question")
+            if self.typed_name is not None:
+                yield Static(f"Type {self.typed_name} and press enter to go ahead; esc cancels.",
+                             id="confirm-hint")
+                yield Input(placeholder=self.typed_name, id="confirm-name")
+            else:
+                yield Static("y go ahead   n or esc cancel", id="confirm-hint")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # With a name to type, letters go to the field; only esc (answer False) is a key.
+        return self.typed_name is None or parameters == (False,)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip() == self.typed_name:
+            self.dismiss(True)
+        else:
+            self.query_one("#confirm-hint", Static).update(
+                f"That is not {self.typed_name}. Type it exactly, or esc to cancel.")

@@ -1,0 +1,162 @@
+"""`c`: Coolify by hand. The operations grouped by resource, a form generated from the chosen one's
+argument model, pickers filled from the list operations, a confirmation before a write and a typed name
+before anything destructive. Every call goes through the gateway as `operator:<login>`: costed,
+recorded, audited and shown in the calls table like an agent's."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.syntax import Syntax
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, OptionList, Static
+from textual.widgets.option_list import Option
+
+from console.keymap import COOLIFY_KEYS, bindings
+from console.modals.confirm import ConfirmModal
+from console.screens.base import ConsoleScreen
+from console.widgets.keys_footer import KeysFooter
+from console.widgets.operation_form import OperationForm, form_fields
+from console.widgets.status_header import StatusHeader
+from gateway_core.handlers.coolify import BY_NAME, COOLIFY_OPERATIONS, CoolifyOperation
+
+GROUPS = ("applications", "deployments", "databases", "services", "servers", "projects", "instance")
+
+
+def group_of(declared: CoolifyOperation) -> str:
+    if declared.resource is not None:
+        return declared.resource
+    name = declared.operation.name
+    return next((group for group in GROUPS if group.rstrip("s") in name), "instance")
+
+
+def grouped_operations() -> dict[str, list[CoolifyOperation]]:
+    groups: dict[str, list[CoolifyOperation]] = {group: [] for group in GROUPS}
+    for declared in COOLIFY_OPERATIONS:
+        groups[group_of(declared)].append(declared)
+    return groups
+
+
+def resource_names(data: dict[str, Any], result_key: str | None) -> list[tuple[str, str]]:
+    """(name, uuid) pairs from a list operation's answer."""
+    items = data.get(result_key, []) if result_key else []
+    return [(str(item.get("name") or item["uuid"]), str(item["uuid"]))
+            for item in items if isinstance(item, dict) and item.get("uuid")]
+
+
+class CoolifyScreen(ConsoleScreen):
+    BINDINGS = bindings(COOLIFY_KEYS)
+    AUTO_FOCUS = "#operations"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: CoolifyOperation | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        with Horizontal(id="coolify-body"):
+            options: list[Option | None] = []
+            for group, declared_list in grouped_operations().items():
+                if not declared_list:
+                    continue
+                options.append(Option(f"[b]{group}[/b]", id=f"group-{group}", disabled=True))
+                options += [Option(f"  {d.operation.name}" + ("  !" if d.operation.risk == "destructive" else ""),
+                                   id=d.operation.name) for d in declared_list]
+            yield OptionList(*options, id="operations")
+            with Vertical(id="operation-pane"):
+                yield Static("Choose an operation on the left (enter).", id="operation-title")
+                yield VerticalScroll(id="form-area")
+                yield Button("Run (ctrl+r)", id="run", variant="primary", disabled=True)
+                yield Static("", id="operation-status")
+                with VerticalScroll(id="result-area"):
+                    yield Static("", id="result")
+        yield KeysFooter()
+
+    def on_mount(self) -> None:
+        self.query_one("#operations", OptionList).focus()
+
+    def action_focus_operations(self) -> None:
+        self.query_one("#operations", OptionList).focus()
+
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            await self.choose(event.option.id)
+
+    async def choose(self, operation_name: str) -> None:
+        """Shows the form of this operation (also what the command palette calls)."""
+        declared = BY_NAME[operation_name]
+        self.selected = declared
+        operation = declared.operation
+        self.query_one("#operation-title", Static).update(
+            f"[b]{operation.name}[/b]  ({operation.risk})  {operation.description}")
+        area = self.query_one("#form-area", VerticalScroll)
+        await area.remove_children()
+        lists = {name for name in BY_NAME if name.startswith("list-")}
+        form = OperationForm(form_fields(operation, declared.resource, lists), id="form")
+        await area.mount(form)
+        self.query_one("#run", Button).disabled = False
+        self.query_one("#operation-status", Static).update("")
+        self.query_one("#result", Static).update("")
+        for field in form.fields:
+            if field.lists_from is not None:
+                self._fill_picker(form, field.name, field.lists_from)
+        focusable = form.query("Input, Select, Checkbox")
+        (focusable.first().focus() if focusable else self.query_one("#run", Button).focus())
+
+    @work(exit_on_error=False, group="pickers")
+    async def _fill_picker(self, form: OperationForm, field_name: str, list_operation: str) -> None:
+        outcome = await self.console.operator_call(list_operation, {})
+        if not form.is_attached:
+            return
+        if outcome.error is not None:
+            form.fill_picker(field_name, [], f"could not list: {outcome.error.message}")
+        else:
+            data = (outcome.result or {}).get("data", {})
+            form.fill_picker(field_name, resource_names(data, BY_NAME[list_operation].result_key))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run":
+            self.action_run()
+
+    @work(exit_on_error=False, group="coolify-run", exclusive=True)
+    async def action_run(self) -> None:
+        declared = self.selected
+        if declared is None:
+            return
+        operation = declared.operation
+        form = self.query_one("#form", OperationForm)
+        status = self.query_one("#operation-status", Static)
+        try:
+            args = form.values()
+        except ValueError as exc:
+            status.update(f"[red]{exc}[/red]")
+            return
+        target = form.label_of("uuid") or args.get("name") or operation.name
+        if operation.risk == "destructive":
+            question = f"[b]{operation.name}[/b] on [b]{target}[/b] is destructive."
+            if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(target))):
+                status.update("cancelled")
+                return
+        elif operation.risk == "write" and not await self.app.push_screen_wait(
+                ConfirmModal(f"Run [b]{operation.name}[/b] on [b]{target}[/b]?")):
+            status.update("cancelled")
+            return
+        status.update(f"running {operation.name}…")
+        outcome = await self.console.operator_call(operation.name, args)
+        if outcome.error is not None:
+            error = outcome.error
+            status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")
+            shown: Any = error.to_error_object()
+        else:
+            result = outcome.result or {}
+            metadata = result.get("metadata", {})
+            status.update(f"[green]success[/green] in {metadata.get('executionTime', '?')} ms, "
+                          f"{metadata.get('tokensUsed', 0)} tokens, ${metadata.get('cost', 0):.4f}")
+            shown = result.get("data")
+        self.query_one("#result", Static).update(
+            Syntax(json.dumps(shown, indent=2, sort_keys=True, default=str), "json", theme="ansi_dark",
+                   word_wrap=True, background_color="default"))
+

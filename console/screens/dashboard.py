@@ -1,0 +1,132 @@
+"""The home screen: the ten services with health, latency history and cost; a live table of calls, newest
+first and filterable; and what each agent (and operator) spent today."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Static
+
+from console.formatting import STATUS_LABEL, clock_time, describe_age, money, sparkline
+from console.keymap import DASHBOARD_KEYS, bindings
+from console.screens.base import ConsoleScreen
+from console.widgets.filter_field import FilterField
+from console.widgets.keys_footer import KeysFooter
+from console.widgets.lines_table import Column, LinesTable, Row
+from console.widgets.status_header import StatusHeader
+from gateway_core.store import CallRecord
+
+CALLS_SHOWN = 200
+# Widths that fit 80 columns (wider content is cut with an ellipsis; the ledger keeps it whole).
+SERVICE_COLUMNS = (Column("service", 10), Column("status", 16), Column("latency", 14), Column("checked", 7),
+                   Column("calls", 6, True), Column("errors", 6, True), Column("cost", 8, True))
+CALL_COLUMNS = (Column("time", 8), Column("agent", 12), Column("service", 10), Column("operation", 19),
+                Column("status", 6), Column("ms", 4, True), Column("tok", 5, True), Column("cost", 6, True))
+AGENT_COLUMNS = (Column("agent", 16), Column("calls", 6, True), Column("cost", 8, True))
+SERVICE_TONE = {"down": "error", "degraded": "warning"}
+
+
+def call_status(record: CallRecord) -> str:
+    if record.status == "success":
+        return "ok"
+    return "denied" if record.status == "denied" else str(record.error_code or record.status)
+
+
+def call_row(record: CallRecord, agent_names: dict[str, str]) -> Row:
+    agent = agent_names.get(record.agent_id, record.agent_id) if record.agent_id else "-"
+    agent = agent.replace("operator:", "op:", 1)  # narrow columns: the ledger keeps the full name
+    cells = (clock_time(record.ts), agent, record.service or "-", record.operation or record.method or "-",
+             call_status(record), f"{record.duration_ms:.0f}", str(record.tokens), f"{record.cost_usd:.4f}")
+    tone = {"denied": "warning", "error": "error"}.get(record.status)
+    return Row(record.id, cells, tone)
+
+
+def call_matches(record: CallRecord, needle: str) -> bool:
+    if not needle:
+        return True
+    haystack = " ".join(str(part) for part in (record.agent_id, record.service, record.operation, record.method,
+                                                record.status, record.error_code) if part is not None)
+    return needle.lower() in haystack.lower()
+
+
+class DashboardScreen(ConsoleScreen):
+    BINDINGS = bindings(DASHBOARD_KEYS)
+    AUTO_FOCUS = "#calls"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.call_filter = ""
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield LinesTable(SERVICE_COLUMNS, id="services")
+        with Horizontal(id="lower"):
+            with Vertical(id="calls-pane"):
+                yield Static("Calls, newest first", id="calls-title", classes="section-title")
+                yield FilterField("filter calls: agent, service, operation, status (esc clears)", "calls",
+                                  id="calls-filter")
+                yield LinesTable(CALL_COLUMNS, id="calls")
+            with Vertical(id="agents-pane"):
+                yield Static("Cost by agent, today", classes="section-title")
+                yield LinesTable(AGENT_COLUMNS, id="agents")
+        yield KeysFooter()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_tables()
+        self.show_calls()
+
+    def refresh_tables(self) -> None:
+        """Services and cost by agent, from the gateway's counters (once a second)."""
+        runtime = self.console.runtime
+        if runtime is None or not self.is_mounted:
+            return
+        gateway = runtime.gateway
+        now = self.console.clock()
+        services = []
+        for name in gateway.catalog.names():
+            report = gateway.health.reports.get(name)
+            used = gateway.totals_by_service.get(name)
+            history = gateway.health.latency_history.get(name, ())
+            latency = (f"{report.latency_ms:>4.0f} ms {sparkline(history, 6)}"
+                       if report is not None and report.latency_ms is not None else "-")
+            status = gateway.service_status(name)
+            services.append(Row(name, (name, STATUS_LABEL.get(status, "?"), latency,
+                                       describe_age(now - report.checked_at) if report is not None else "-",
+                                       str(used.calls if used else 0), str(used.errors if used else 0),
+                                       money(used.cost_usd if used else 0.0)), SERVICE_TONE.get(status)))
+        self.query_one("#services", LinesTable).show(services)
+        usage = sorted(gateway.today.by_caller.items(), key=lambda item: -item[1].cost_usd)
+        self.query_one("#agents", LinesTable).show([
+            Row(caller, (self.console.agent_names.get(caller, caller), str(totals.calls), money(totals.cost_usd)))
+            for caller, totals in usage])
+
+    # -- calls ------------------------------------------------------------------------------------------
+
+    def show_calls(self) -> None:
+        """Redraws the calls from the app's recent ones (newest first), filtered."""
+        if not self.is_mounted:
+            return
+        names = self.console.agent_names
+        self.query_one("#calls", LinesTable).show(
+            [call_row(record, names) for record in self.console.calls if call_matches(record, self.call_filter)])
+        title = "Calls, newest first" + (f"  (filter: {self.call_filter})" if self.call_filter else "")
+        self.query_one("#calls-title", Static).update(title)
+
+    def action_filter(self) -> None:
+        self.query_one(FilterField).open()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.call_filter = event.value.strip()
+        self.show_calls()
+
+    def set_filter(self, text: str) -> None:
+        field = self.query_one(FilterField)
+        field.display = bool(text)
+        field.value = text  # Input.Changed redraws the calls
+
+    def action_toggle_agent_costs(self) -> None:
+        pane = self.query_one("#agents-pane")
+        visible = pane.display  # by default: shown on wide terminals only
+        pane.set_class(not visible, "shown")
+        pane.set_class(visible, "hidden")

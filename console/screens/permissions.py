@@ -1,0 +1,140 @@
+"""`p`: the pending queue, the grants in force (revoke with `r`, confirmed) and the decision history: who
+decided what, when and why. Grants and history come from our orchestrator; an external one has neither,
+and the screen says so."""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from console.formatting import day_time, describe_age
+from console.keymap import PERMISSIONS_KEYS, bindings
+from console.modals.confirm import ConfirmModal
+from console.screens.base import ConsoleScreen
+from console.widgets.keys_footer import KeysFooter
+from console.widgets.lines_table import Column, LinesTable, Row
+from console.widgets.status_header import StatusHeader
+from gateway_core.orchestrator.client import OrchestratorUnavailable, RouteMissing
+from gateway_core.orchestrator.models import DecidedRequest, GrantView
+
+RELOAD_AFTER_SECONDS = 10.0  # grants also expire by themselves: reload now and then even with no event
+PENDING_COLUMNS = (Column("agent", 16), Column("service", 10), Column("operation", 22), Column("risk", 11),
+                   Column("asked", 10), Column("expires in", 10))
+GRANT_COLUMNS = (Column("agent", 16), Column("service", 10), Column("operation", 22), Column("expires", 14),
+                 Column("granted by", 20))
+HISTORY_COLUMNS = (Column("decided (UTC)", 19), Column("agent", 16), Column("service", 10), Column("operation", 22),
+                   Column("status", 8), Column("by", 18), Column("reason", 30))
+
+
+class PermissionsScreen(ConsoleScreen):
+    BINDINGS = bindings(PERMISSIONS_KEYS)
+    AUTO_FOCUS = "#pending"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grants: list[GrantView] = []
+        self.history: list[DecidedRequest] = []
+        self.stale = True  # a decision or revocation since the last load (the app sets it)
+        self.loaded_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield Static("Pending requests (enter decides)", classes="section-title")
+        yield LinesTable(PENDING_COLUMNS, cursor=True, id="pending")
+        yield Static("Grants in force (r revokes)", classes="section-title")
+        yield LinesTable(GRANT_COLUMNS, cursor=True, id="grants")
+        yield Static("Decisions, newest first", classes="section-title")
+        yield LinesTable(HISTORY_COLUMNS, id="history")
+        yield Static("", id="permissions-note")
+        yield KeysFooter()
+
+    def on_screen_resume(self) -> None:
+        self.show_pending()
+        if self.stale or time.monotonic() - self.loaded_at > RELOAD_AFTER_SECONDS:
+            self.reload()
+
+    def show_pending(self) -> None:
+        if not self.is_mounted:
+            return
+        now = self.console.clock()
+        rows = []
+        for request in self.console.pending.values():
+            asked = describe_age(now - request.timestamp.timestamp()) + " ago" if request.timestamp else "-"
+            expires = describe_age(request.expires_at.timestamp() - now) if request.expires_at else "-"
+            rows.append(Row(request.request_id, (request.agent_name or request.agent_id, request.service_name,
+                                                 request.operation or "*", request.risk or "-", asked, expires),
+                            "error" if request.risk == "destructive" else None))
+        self.query_one("#pending", LinesTable).show(rows)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @work(exit_on_error=False, group="permissions-load", exclusive=True)
+    async def reload(self) -> None:
+        runtime = self.console.runtime
+        if runtime is None or runtime.gateway.orchestrator is None:
+            return
+        client = runtime.gateway.orchestrator
+        self.stale, self.loaded_at = False, time.monotonic()
+        note = ""
+        try:
+            self.grants = await client.list_grants()
+            self.history = await client.permission_history(200)
+        except RouteMissing:
+            note = "This orchestrator lists neither grants nor history (only ours does)."
+        except OrchestratorUnavailable as exc:
+            note = f"Could not load grants and history: {exc}"
+        self.query_one("#permissions-note", Static).update(note)
+        self._show_grants()
+        self._show_history()
+
+    def _show_grants(self) -> None:
+        now = self.console.clock()
+        names = self.console.agent_names
+        self.query_one("#grants", LinesTable).show([
+            Row(grant.id or "", (names.get(grant.agent_id or "", grant.agent_id or "-"), grant.service,
+                                 ", ".join(grant.operations),
+                                 f"in {describe_age(grant.expires_at.timestamp() - now)}" if grant.expires_at
+                                 else "never", grant.granted_by or "-"))
+            for grant in self.grants if not grant.args_hash])  # one-time approvals are spent by their call
+
+    def _show_history(self) -> None:
+        names = self.console.agent_names
+        self.query_one("#history", LinesTable).show([
+            Row(entry.request_id, (day_time(entry.timestamp.timestamp()) if entry.timestamp else "-",
+                                   names.get(entry.agent_id, entry.agent_id), entry.service_name,
+                                   entry.operation or "*", entry.status, entry.decided_by or "-", entry.reason or ""),
+                None if entry.status == "approved" else "warning")
+            for entry in self.history])
+
+    def on_lines_table_row_chosen(self, event: LinesTable.RowChosen) -> None:
+        if event.table.id == "pending":
+            self.console.review(event.row.key)
+
+    @work(exit_on_error=False, group="permissions-revoke")
+    async def action_revoke(self) -> None:
+        chosen = self.query_one("#grants", LinesTable).chosen
+        runtime = self.console.runtime
+        if chosen is None or runtime is None or runtime.gateway.orchestrator is None:
+            self.notify("No grant to revoke", severity="warning")
+            return
+        grant = next((g for g in self.grants if g.id == chosen.key), None)
+        if grant is None or grant.id is None:
+            return
+        if self.console.read_only:
+            self.notify("Read-only console: grants cannot be revoked here", severity="warning")
+            return
+        question = (f"Revoke {grant.agent_id}'s grant on {grant.service} ({', '.join(grant.operations)})? "
+                    "Its calls needing it are refused from now on.")
+        if not await self.app.push_screen_wait(ConfirmModal(question)):
+            return
+        try:
+            await runtime.gateway.orchestrator.revoke_grant(grant.id, self.console.operator.caller_id)
+        except (OrchestratorUnavailable, RouteMissing) as exc:
+            self.notify(f"The grant was not revoked: {exc}", severity="error")
+            return
+        self.notify(f"Grant on {grant.service} revoked")
+        self.reload()

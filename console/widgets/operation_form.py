@@ -1,0 +1,137 @@
+"""A form generated from an operation's argument model: a checkbox for a flag, a choice for a Literal, a
+picker for a resource uuid (filled by the caller from the matching list operation), a text field for the
+rest. What it returns is validated by the gateway, like any agent's arguments."""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic.fields import FieldInfo
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Checkbox, Input, Label, Select
+
+from gateway_core.operations import Operation
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    name: str
+    info: FieldInfo
+    kind: Literal["flag", "choice", "picker", "number", "integer", "json", "text"]
+    choices: tuple[str, ...] = ()
+    lists_from: str | None = None  # the list operation whose results fill a picker
+
+    @property
+    def required(self) -> bool:
+        return self.info.is_required()
+
+    @property
+    def default(self) -> Any:
+        return None if self.required else self.info.get_default(call_default_factory=True)
+
+
+def _bare(annotation: Any) -> Any:
+    """`X | None` → X."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def form_fields(operation: Operation, resource: str | None, list_operations: set[str]) -> list[FormField]:
+    fields = []
+    for name, info in operation.args_model.model_fields.items():
+        annotation = _bare(info.annotation)
+        lists_from = None
+        if name == "uuid" and resource is not None:
+            lists_from = f"list-{resource}"
+        elif name.endswith("_uuid"):
+            lists_from = f"list-{name.removesuffix('_uuid').replace('_', '-')}s"
+        if lists_from in list_operations:
+            fields.append(FormField(name, info, "picker", lists_from=lists_from))
+        elif annotation is bool:
+            fields.append(FormField(name, info, "flag"))
+        elif get_origin(annotation) is Literal:
+            fields.append(FormField(name, info, "choice", tuple(str(choice) for choice in get_args(annotation))))
+        elif annotation is int:
+            fields.append(FormField(name, info, "integer"))
+        elif annotation is float:
+            fields.append(FormField(name, info, "number"))
+        elif get_origin(annotation) is dict or annotation is dict:
+            fields.append(FormField(name, info, "json"))
+        else:
+            fields.append(FormField(name, info, "text"))
+    return fields
+
+
+class OperationForm(Vertical):
+    """The fields of one operation; `values()` gives the arguments that were set."""
+
+    def __init__(self, fields: list[FormField], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fields = fields
+        self.picked_names: dict[str, dict[str, str]] = {}  # picker → value → the resource's name
+
+    def compose(self) -> ComposeResult:
+        for field in self.fields:
+            label = field.name + (" *" if field.required else "")
+            if field.info.description:
+                label += f"  ({field.info.description})"
+            if field.kind == "flag":
+                yield Checkbox(label, bool(field.default), id=f"field-{field.name}")
+                continue
+            yield Label(label)
+            if field.kind == "choice":
+                yield Select([(choice, choice) for choice in field.choices], id=f"field-{field.name}",
+                             value=field.default if field.default is not None else Select.NULL,
+                             allow_blank=not field.required or field.default is None)
+            elif field.kind == "picker":
+                yield Select([], id=f"field-{field.name}", prompt=f"loading {field.lists_from}…")
+            else:
+                default = field.default
+                shown = "" if default is None or default == {} else (
+                    json.dumps(default) if field.kind == "json" else str(default))
+                yield Input(shown, id=f"field-{field.name}", placeholder=field.kind if field.kind != "text" else "",
+                            type=field.kind if field.kind in ("integer", "number") else "text")
+
+    def fill_picker(self, name: str, resources: list[tuple[str, str]], problem: str | None = None) -> None:
+        """`resources` are (name, uuid) pairs."""
+        picker = self.query_one(f"#field-{name}", Select)
+        self.picked_names[name] = {uuid: resource for resource, uuid in resources}
+        picker.set_options([(f"{resource} ({uuid})", uuid) for resource, uuid in resources])
+        picker.prompt = problem or ("choose one" if resources else "none found")
+
+    def values(self) -> dict[str, Any]:
+        """The arguments the operator set; raises ValueError for a JSON field that does not parse."""
+        values: dict[str, Any] = {}
+        for field in self.fields:
+            widget = self.query_one(f"#field-{field.name}")
+            if isinstance(widget, Checkbox):
+                if widget.value or field.default is not None:
+                    values[field.name] = widget.value
+            elif isinstance(widget, Select):
+                if widget.value is not Select.NULL:
+                    values[field.name] = widget.value
+            elif isinstance(widget, Input) and widget.value.strip():
+                text = widget.value.strip()
+                if field.kind == "json":
+                    try:
+                        values[field.name] = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{field.name} is not valid JSON: {exc.msg}") from None
+                else:
+                    values[field.name] = text
+        return values
+
+    def label_of(self, name: str) -> str | None:
+        """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""
+        widget = self.query_one(f"#field-{name}")
+        if isinstance(widget, Select) and isinstance(widget.value, str):
+            return self.picked_names.get(name, {}).get(widget.value, widget.value)
+        if isinstance(widget, Input):
+            return widget.value.strip() or None
+        return None
