@@ -95,6 +95,9 @@ class ConsoleApp(App[None]):
         for name, screen in self.screens_by_name.items():
             self.install_screen(screen, name)
         await self.push_screen("dashboard")
+        self.run_worker(self._start(), exit_on_error=False, group="start")  # first paint need not wait for it
+
+    async def _start(self) -> None:
         try:
             settings = self.sandbox.configure(self.settings) if self.sandbox else self.settings
             self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway,
@@ -102,6 +105,9 @@ class ConsoleApp(App[None]):
         except OSError as exc:
             self.exit(return_code=1, message=f"mcp-console: cannot listen on {self.settings.server.host}: "
                                              f"{exc.strerror or exc}")
+            return
+        except Exception as exc:  # a store that cannot be opened, say: say so and stop, never hang on "starting"
+            self.exit(return_code=1, message=f"mcp-console: cannot start: {exc}")
             return
         await self.runtime.start()
         servers = [*self.runtime.servers, *([self.sandbox.coolify_server] if self.sandbox else [])]
@@ -153,6 +159,8 @@ class ConsoleApp(App[None]):
                 self.modal.dismiss(None)
                 self.notify(f"Request from {event.agent_id} for {event.service_name} was {event.final_status} "
                             f"elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
+        if self.modal is not None and self.modal.request.request_id in self.pending:
+            self.modal.show_queue(list(self.pending).index(self.modal.request.request_id) + 1, len(self.pending))
         permissions = self.screens_by_name["permissions"]
         if isinstance(permissions, PermissionsScreen):
             if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):

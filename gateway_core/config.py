@@ -62,7 +62,7 @@ class BudgetSettings(_Section):
 
 class PolicySettings(_Section):
     always_ask: list[Risk] = Field(default_factory=list)  # e.g. ["destructive"]: a one-time approval each call
-    grant_cache_seconds: float = Field(5.0, gt=0, le=5.0)
+    grant_cache_seconds: float = Field(2.0, gt=0, le=5.0)  # a grant added elsewhere counts within this
 
 
 class PermissionSettings(_Section):

@@ -12,6 +12,7 @@ import random
 import re
 import time
 import uuid as uuid_module
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ class FakeCoolify:
         self.validate_get_only = validate_get_only  # behave like Coolify before 4.2
         self.rate_limited_for: float = 0  # seconds of Retry-After to answer with, while > 0
         self.next_deployment_fails = False
-        self.requests: list[ReceivedRequest] = []
+        self.requests: deque[ReceivedRequest] = deque(maxlen=5000)  # the latest: a sandbox runs for hours
         self.violations: list[str] = []
         self._random = random.Random(seed)
         self._ids = 0

@@ -59,10 +59,10 @@ async def agent_token(app: ConsoleApp) -> str:
     return token
 
 
-async def agent_call(app: ConsoleApp, token: str, operation: str = "echo", args: Any = None,
+async def agent_call(app: ConsoleApp, token: str, operation: str = "echo", args: Any = None, service: str = "echo",
                      **options: Any) -> httpx.Response:
     assert app.runtime is not None
-    body = execute("echo", operation, args or ["hi"])
+    body = execute(service, operation, ["hi"] if args is None else args)
     if options:
         body["params"]["options"] = options
     async with httpx.AsyncClient(base_url=app.runtime.gateway_url or "", timeout=30,
@@ -454,3 +454,50 @@ async def test_no_gateway_attaches_to_an_orchestrator_and_decides_its_requests(t
             assert "gw off" in app.status_line
             await pilot.press("a")
             assert (await asyncio.wait_for(held, 10)).status_code == 200
+
+
+async def test_a_taken_gateway_port_ends_the_console_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = load_settings(None, store={"path": tmp_path / "c.db"}, server={"port": taken.getsockname()[1]})
+        app = ConsoleApp(settings, orchestrator_port=0)
+        messages: list[Any] = []
+        exit_app = app.exit
+        app.exit = lambda *args, **kwargs: (messages.append(kwargs.get("message")), exit_app(*args, **kwargs))  # type: ignore[method-assign]
+        async with app.run_test() as pilot:
+            await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
+    assert messages and "cannot listen on 127.0.0.1" in str(messages[0])
+
+
+async def test_a_grant_added_with_the_cli_counts_within_two_seconds(tmp_path: Path) -> None:
+    async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        added = await mcp_console("agents", "add", "from-cli", "--json", "--db", tmp_path / "console.db")
+        agent = json.loads(added.stdout)
+        assert app.runtime is not None
+        await app.runtime.gateway.authenticator.refresh()
+        refused = await agent_call(app, agent["token"], "list-servers", [], "coolify")
+        assert refused.json()["error"]["code"] == -32004  # no grant yet: it is asked for
+        await mcp_console("grants", "add", agent["id"], "coolify", "--db", tmp_path / "console.db")
+        started = time.monotonic()
+        while "error" in (response := await agent_call(app, agent["token"], "list-servers", [], "coolify")).json():
+            assert time.monotonic() - started < 2.0, response.text
+            await pilot.pause(0.1)
+
+
+
+async def test_the_modal_counts_requests_that_arrive_while_it_is_open(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        first, second = await agent_token(app), await agent_token(app)
+        await agent_call(app, first)
+        await until(pilot, lambda: modal_open(app))
+        await agent_call(app, second)
+        await until(pilot, lambda: len(app.pending) == 2)
+        title = app.screen.query_one("#permission-title")
+        await until(pilot, lambda: "1 of 2" in str(title.render()))
+        await pilot.press("d", "enter")  # the second comes up next, alone now
+        await until(pilot, lambda: modal_open(app) and "1 of 1" in str(app.screen.query_one("#permission-title")
+                                                                       .render()))

@@ -75,6 +75,11 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
     def on_mount(self) -> None:
         self.query_one("#permission-input", Input).display = False
 
+    def show_queue(self, position: int, waiting: int) -> None:
+        """Another request arrived (or left) while this one is open."""
+        self.position, self.waiting = position, waiting
+        self.query_one("#permission-title", Static).update(f"Permission request  {position} of {waiting}")
+
     def _timing(self) -> str:
         now = self.clock()
         age = now - self.request.timestamp.timestamp() if self.request.timestamp else 0
