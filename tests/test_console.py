@@ -501,3 +501,22 @@ async def test_the_modal_counts_requests_that_arrive_while_it_is_open(tmp_path: 
         await pilot.press("d", "enter")  # the second comes up next, alone now
         await until(pilot, lambda: modal_open(app) and "1 of 1" in str(app.screen.query_one("#permission-title")
                                                                        .render()))
+
+
+async def test_secrets_coolify_hands_back_are_masked_on_screen(tmp_path: Path) -> None:
+    async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        screen = await choose_operation(app, pilot, "get-database")
+        await pick(pilot, screen, "uuid", "db1")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "internal_db_url" in screen.result_text)
+        shown = screen.result_text
+    assert "postgres://postgres:********@db1:5432" in shown and "secret" not in shown
+
+
+def test_redaction_masks_secret_keys_and_url_credentials_but_keeps_names() -> None:
+    from gateway_core.redaction import redacted
+
+    assert redacted({"envs": [{"key": "DATABASE_URL", "value": "x"}], "api_token": "t0k", "server_uuid": "s1",
+                     "url": "redis://default:hunter2@cache:6379/0", "password": None}) == {
+        "envs": [{"key": "DATABASE_URL", "value": "x"}], "api_token": "********", "server_uuid": "s1",
+        "url": "redis://default:********@cache:6379/0", "password": None}

@@ -22,6 +22,7 @@ from console.widgets.keys_footer import KeysFooter
 from console.widgets.operation_form import OperationForm, form_fields
 from console.widgets.status_header import StatusHeader
 from gateway_core.handlers.coolify import BY_NAME, COOLIFY_OPERATIONS, CoolifyOperation
+from gateway_core.redaction import redacted
 
 GROUPS = ("applications", "deployments", "databases", "services", "servers", "projects", "instance")
 
@@ -54,6 +55,7 @@ class CoolifyScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.selected: CoolifyOperation | None = None
+        self.result_text = ""  # the JSON on screen
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -100,6 +102,7 @@ class CoolifyScreen(ConsoleScreen):
         self.query_one("#run", Button).disabled = False
         self.query_one("#operation-status", Static).update("")
         self.query_one("#result", Static).update("")
+        self.result_text = ""
         for field in form.fields:
             if field.lists_from is not None:
                 self._fill_picker(form, field.name, field.lists_from)
@@ -155,8 +158,8 @@ class CoolifyScreen(ConsoleScreen):
             metadata = result.get("metadata", {})
             status.update(f"[green]success[/green] in {metadata.get('executionTime', '?')} ms, "
                           f"{metadata.get('tokensUsed', 0)} tokens, ${metadata.get('cost', 0):.4f}")
-            shown = result.get("data")
+            shown = redacted(result.get("data"))  # the operator's screen shows no secret Coolify hands back
+        self.result_text = json.dumps(shown, indent=2, sort_keys=True, default=str)
         self.query_one("#result", Static).update(
-            Syntax(json.dumps(shown, indent=2, sort_keys=True, default=str), "json", theme="ansi_dark",
-                   word_wrap=True, background_color="default"))
+            Syntax(self.result_text, "json", theme="ansi_dark", word_wrap=True, background_color="default"))
 

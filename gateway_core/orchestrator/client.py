@@ -29,6 +29,7 @@ from gateway_core.orchestrator.models import (
     PermissionRespondBody,
     parse_event,
 )
+from gateway_core.redaction import MASK, is_secret_key, redacted
 from gateway_core.upstream import without_userinfo
 
 log = logging.getLogger(__name__)
@@ -243,17 +244,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 
 
 def params_preview(arguments: dict[str, Any], limit: int = 200) -> dict[str, Any]:
     """Arguments for an operator's eyes: secrets-looking keys masked, long values cut."""
     preview: dict[str, Any] = {}
     for key, value in arguments.items():
-        lowered = key.lower()
-        if not lowered.endswith("_uuid") and any(word in lowered for word in SECRET_WORDS):
-            preview[key] = "********"
+        if is_secret_key(key):
+            preview[key] = MASK
         else:
+            value = redacted(value)
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             preview[key] = value if len(text) <= limit else text[:limit] + "…"
     return preview
