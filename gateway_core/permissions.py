@@ -136,7 +136,7 @@ class OrchestratorPolicy:
         """A one-time approval covers one call: revoking it is how it is spent (only one caller wins)."""
         self.invalidate(agent_id)
         try:
-            await self._client.revoke_grant(grant_id)
+            await self._client.revoke_grant(grant_id, spent=True)
         except OrchestratorUnavailable:
             return False
         return True

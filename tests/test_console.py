@@ -305,15 +305,17 @@ def test_an_unknown_key_id_in_the_config_is_refused(tmp_path: Path) -> None:
 async def test_the_audit_screen_shows_and_filters_the_log(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        await agent_call(app, token)
+        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
         await until(pilot, lambda: modal_open(app))
         await pilot.press("a")
-        await until(pilot, lambda: not app.pending)
+        assert (await asyncio.wait_for(held, 10)).status_code == 200
         await pilot.press("u")
         await until(pilot, lambda: app.screen is app.screens_by_name["audit"])
         table = app.screens_by_name["audit"].query_one("#audit", LinesTable)
         await until(pilot, lambda: table.row_count >= 3)
         everything = table.row_count
+        audit_actions = [row.cells[2] for row in table.rows]
+        assert "grant.used" in audit_actions and "grant.revoked" not in audit_actions  # the once-grant, spent
         await pilot.press("slash", *"approved")
         await until(pilot, lambda: 0 < table.row_count < everything)
         assert all("approved" in " ".join(row.cells) for row in table.rows)
@@ -520,3 +522,24 @@ def test_redaction_masks_secret_keys_and_url_credentials_but_keeps_names() -> No
                      "url": "redis://default:hunter2@cache:6379/0", "password": None}) == {
         "envs": [{"key": "DATABASE_URL", "value": "x"}], "api_token": "********", "server_uuid": "s1",
         "url": "redis://default:********@cache:6379/0", "password": None}
+
+
+async def test_with_the_external_orchestrator_requests_are_decided_and_the_screen_says_what_it_lacks(
+        tmp_path: Path) -> None:
+    from tests.external_orchestrator import ExternalOrchestrator
+
+    external = ExternalOrchestrator()
+    async with serve_asgi(external.app()) as external_url, \
+            console(tmp_path, settings={"orchestrator_url": external_url}) as (app, pilot):
+        token = await agent_token(app)
+        assert app.runtime is not None
+        agent_id = (await app.runtime.gateway.store.list_agents())[0].id
+        external.add_agent(agent_id, "deployer")
+        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("s")
+        assert (await asyncio.wait_for(held, 10)).status_code == 200
+        await pilot.press("p")
+        note = app.screens_by_name["permissions"].query_one("#permissions-note")
+        await until(pilot, lambda: "lists neither grants" in str(note.render()))
+    assert external.agents[agent_id]["metadata"]["allowed_mcps"] == ["echo"]

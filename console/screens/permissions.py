@@ -84,7 +84,8 @@ class PermissionsScreen(ConsoleScreen):
             self.grants = await client.list_grants()
             self.history = await client.permission_history(200)
         except RouteMissing:
-            note = "This orchestrator lists neither grants nor history (only ours does)."
+            note = ("This orchestrator lists neither grants nor decisions, nor requests made before the console "
+                    "linked to it (only ours does): what is shown here is what the console saw.")
         except OrchestratorUnavailable as exc:
             note = f"Could not load grants and history: {exc}"
         self.query_one("#permissions-note", Static).update(note)

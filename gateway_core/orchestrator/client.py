@@ -176,10 +176,12 @@ class OrchestratorClient:
         payload = await self.ours_only("GET", "/api/mcp/permission-history", params={"limit": limit})
         return self._validated(PermissionHistory, payload).history
 
-    async def revoke_grant(self, grant_id: str, acting_operator: str | None = None) -> None:
-        """`acting_operator` (`operator:<login>`) is who the audit names when we hold the internal token."""
+    async def revoke_grant(self, grant_id: str, acting_operator: str | None = None, spent: bool = False) -> None:
+        """`acting_operator` (`operator:<login>`) is who the audit names when we hold the internal token;
+        `spent`: a one-time approval used by its call (audited as grant.used)."""
         headers = {"x-acting-operator": acting_operator} if acting_operator else None
-        await self.ours_only("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers)
+        await self.ours_only("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers,
+                             params={"spent": "true"} if spent else None)
 
     @staticmethod
     def _validated(model: type[Shape], payload: Any) -> Shape:

@@ -240,7 +240,9 @@ class EmbeddedOrchestrator:
         return JSONResponse({"status": "success", "grants": [grant_view(g) for g in grants]})
 
     async def _revoke(self, request: Request, operator: str) -> Response:
-        grant = await self.store.revoke_grant(request.path_params["grant_id"], operator)
+        spent = request.query_params.get("spent") == "true"  # a one-time approval used by its call
+        grant = await self.store.revoke_grant(request.path_params["grant_id"], operator,
+                                              "grant.used" if spent else "grant.revoked")
         if grant is None:
             return _detail(404, f"Grant {request.path_params['grant_id']} not found or already revoked")
         await self.broadcast({"type": "mcp_permission_revoked", "grant_id": grant.id, "agent_id": grant.agent_id,

@@ -234,7 +234,8 @@ class SQLiteStore:
         ) as cursor:
             return [Grant(*row) for row in await cursor.fetchall()]
 
-    async def revoke_grant(self, grant_id: str, actor: str) -> Grant | None:
+    async def revoke_grant(self, grant_id: str, actor: str, action: str = "grant.revoked") -> Grant | None:
+        """Ends a grant (`action` "grant.used" when a one-time approval is spent by its call)."""
         now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute(
@@ -243,7 +244,7 @@ class SQLiteStore:
             )
             if cursor.rowcount == 0:
                 return None
-            await self._insert_audit(db, [AuditEvent(now, actor, "grant.revoked", grant_id)])
+            await self._insert_audit(db, [AuditEvent(now, actor, action, grant_id)])
             async with db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as rows:
                 row = await rows.fetchone()
         return Grant(*row) if row else None
