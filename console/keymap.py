@@ -26,15 +26,13 @@ def bindings(keys: tuple[Key, ...]) -> list[Binding | tuple[str, str] | tuple[st
     return [key.binding() for key in keys]
 
 
-# The screen keys stay out of the footer (it is rebuilt on every switch, and each key there costs time);
-# the header names them, and `?` lists everything.
-APP_KEYS = (
-    Key("dashboard", "h", "show_screen('dashboard')", "dashboard", show=False),
-    Key("permissions", "p", "show_screen('permissions')", "permissions", show=False),
-    Key("coolify", "c", "show_screen('coolify')", "coolify", show=False),
-    Key("audit", "u", "show_screen('audit')", "audit", show=False),
-    Key("review", "r", "review_requests", "review pending"),
+APP_KEYS = (  # in the footer after the screen's own keys, in this order
     Key("help", "question_mark", "help", "help"),
+    Key("dashboard", "h", "show_screen('dashboard')", "dashboard"),
+    Key("permissions", "p", "show_screen('permissions')", "permissions"),
+    Key("coolify", "c", "show_screen('coolify')", "coolify"),
+    Key("audit", "u", "show_screen('audit')", "audit"),
+    Key("review", "r", "review_requests", "review pending"),
     Key("quit", "q", "quit", "quit"),
 )
 DASHBOARD_KEYS = (

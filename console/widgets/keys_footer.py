@@ -29,7 +29,7 @@ class KeysFooter(Static):
                 continue
             seen.add(binding.description)
             line.append(f" {self.app.get_key_display(binding)} ", style="bold reverse")
-            line.append(f" {binding.description} ")
+            line.append(f"{binding.description} ")
         line.append(" ^p ", style="bold reverse")
-        line.append(" palette")
+        line.append("palette")
         self.update(line)
