@@ -4,8 +4,8 @@ pressed, and we measure what an operator feels.
 Runs the console headless (Textual's run_test, 120x40) with the gateway inside it, on uvloop as
 `mcp-console` runs. The sandbox's Coolify-compatible server and its synthetic agents (read-only "monitor"
 agents with grants, so no call waits on a human) run by default in another process, as real agents and a
-real Coolify would (bench/sandbox_load.py); `--in-process` runs them in the console's loop, as
-`mcp-console --sandbox` does. Prints
+real Coolify would (bench/sandbox_load.py); `--in-process` runs them in the console's process, on the
+sandbox's own thread and loop, as `mcp-console --sandbox` does. Prints
   - the calls/s achieved, and the ledger, gateway and console counts (no event may be lost),
   - key press to screen change (`p` then `h`, every 0.5 s): p50, p95, max,
   - the process's memory (RSS) after 10 s and at the end.
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--in-process", action="store_true",
-                        help="run the sandbox's Coolify and agents in the console's loop, as --sandbox does")
+                        help="run the sandbox's Coolify and agents in the console's process, as --sandbox does")
     from gateway_core.server import run_fast
 
     run_fast(bench(parser.parse_args()))  # on uvloop, as `mcp-console` runs

@@ -99,7 +99,10 @@ class ConsoleApp(App[None]):
 
     async def _start(self) -> None:
         try:
-            settings = self.sandbox.configure(self.settings) if self.sandbox else self.settings
+            settings = self.settings
+            if self.sandbox is not None:
+                self.sandbox.start()
+                settings = self.sandbox.configure(settings)
             self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway,
                                               **self.gateway_options)
         except OSError as exc:
@@ -110,8 +113,7 @@ class ConsoleApp(App[None]):
             self.exit(return_code=1, message=f"mcp-console: cannot start: {exc}")
             return
         await self.runtime.start()
-        servers = [*self.runtime.servers, *([self.sandbox.coolify_server] if self.sandbox else [])]
-        for server in servers:
+        for server in self.runtime.servers:
             self.run_worker(server.serve(), exit_on_error=False, group="servers")
         self.run_worker(self._follow_events(), exit_on_error=False, group="events")
         if self.sandbox is not None and self.runtime.gateway_url is not None:

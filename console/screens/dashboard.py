@@ -3,6 +3,7 @@ first and filterable; and what each agent (and operator) spent today."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Static
@@ -23,6 +24,7 @@ SERVICE_COLUMNS = (Column("service", 10), Column("status", 16), Column("latency"
 CALL_COLUMNS = (Column("time", 8), Column("agent", 12), Column("service", 10), Column("operation", 19),
                 Column("status", 6), Column("ms", 4, True), Column("tok", 5, True), Column("cost", 6, True))
 AGENT_COLUMNS = (Column("agent", 16), Column("calls", 6, True), Column("cost", 8, True))
+WIDE_COLUMNS = 110
 SERVICE_TONE = {"down": "error", "degraded": "warning"}
 
 
@@ -52,7 +54,6 @@ def call_matches(record: CallRecord, needle: str) -> bool:
 class DashboardScreen(ConsoleScreen):
     BINDINGS = bindings(DASHBOARD_KEYS)
     AUTO_FOCUS = "#calls"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,6 +72,11 @@ class DashboardScreen(ConsoleScreen):
                 yield Static("Cost by agent, today", classes="section-title")
                 yield LinesTable(AGENT_COLUMNS, id="agents")
         yield KeysFooter()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Cost by agent shows beside the calls on wide terminals. (Textual's breakpoints would recompute
+        # on every screen switch; a resize is rarer.)
+        self.set_class(event.size.width >= WIDE_COLUMNS, "-wide")
 
     def on_screen_resume(self) -> None:
         self.refresh_tables()
@@ -111,7 +117,7 @@ class DashboardScreen(ConsoleScreen):
         self.query_one("#calls", LinesTable).show(
             [call_row(record, names) for record in self.console.calls if call_matches(record, self.call_filter)])
         title = "Calls, newest first" + (f"  (filter: {self.call_filter})" if self.call_filter else "")
-        self.query_one("#calls-title", Static).update(title)
+        self.query_one("#calls-title", Static).update(title, layout=False)
 
     def action_filter(self) -> None:
         self.query_one(FilterField).open()

@@ -11,4 +11,4 @@ class StatusHeader(Static):
         self.watch(self.app, "status_line", self._show)
 
     def _show(self, line: str) -> None:
-        self.update(line)
+        self.update(line, layout=False)  # one line, always: a repaint, never a relayout of the screen
