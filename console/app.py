@@ -6,8 +6,10 @@ disk work runs in workers or tasks; nothing here waits on them in a key handler.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import getpass
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -44,6 +46,7 @@ from gateway_core.store import CallRecord
 from sandbox import Sandbox
 
 SCREEN_NAMES = ("dashboard", "permissions", "coolify", "audit")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class ConsoleApp(App[None]):
@@ -96,6 +99,11 @@ class ConsoleApp(App[None]):
             self.install_screen(screen, name)
         await self.push_screen("dashboard")
         self.run_worker(self._start(), exit_on_error=False, group="start")  # first paint need not wait for it
+        if not self.is_headless:
+            # A closed SSH session (SIGHUP) or a kill (SIGTERM) quits like q: the ledger's last rows are written.
+            loop = asyncio.get_running_loop()
+            for signal_number in STOP_SIGNALS:
+                loop.add_signal_handler(signal_number, self.exit)
 
     async def _start(self) -> None:
         try:
@@ -128,6 +136,9 @@ class ConsoleApp(App[None]):
         gc.freeze()  # what start-up built lives as long as the app: keep it out of every collection's scan
 
     async def on_unmount(self) -> None:
+        if not self.is_headless:
+            for signal_number in STOP_SIGNALS:
+                asyncio.get_running_loop().remove_signal_handler(signal_number)
         if self.sandbox is not None:
             await self.sandbox.aclose()
         if self.runtime is not None:  # Textual cancels the server workers; what matters after is the ledger

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,6 +57,13 @@ async def screen_shows(session: str, *texts: str, within: float = 15.0, one_line
         await asyncio.sleep(0.1)
 
 
+async def session_ends(session: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the console did not quit"
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.timeout(90)
 async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_path: Path,
                                                                            terminal_session: str) -> None:
@@ -78,7 +88,27 @@ async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_p
     # And the call is in the live table: operation and status on one row.
     await screen_shows(terminal_session, "restart-application", " ok ", one_line=True)
     tmux("send-keys", "-t", terminal_session, "q")
-    deadline = time.monotonic() + 10
-    while subprocess.run(["tmux", "has-session", "-t", terminal_session], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline, "q did not quit the console"
-        await asyncio.sleep(0.1)
+    await session_ends(terminal_session)
+
+
+@pytest.mark.timeout(60)
+async def test_a_terminated_console_writes_its_ledger_before_it_goes(tmp_path: Path, terminal_session: str) -> None:
+    db, port, config = tmp_path / "term.db", free_port(), tmp_path / "slow-ledger.toml"
+    config.write_text("[ledger]\nflush_interval_seconds = 5\n")  # rows wait for the next flush, or the stop
+    command = (f"exec {MCP_CONSOLE} --db {db} --config {config} --gateway-port {port} "
+               f"--orchestrator-port {free_port()}")
+    tmux("new-session", "-d", "-s", terminal_session, "-x", "100", "-y", "30", command)
+    await screen_shows(terminal_session, "orch linked")
+    pid = int(tmux("display-message", "-p", "-t", terminal_session, "#{pane_pid}"))
+    agent = json.loads((await mcp_console("agents", "add", "lister", "--json", "--db", db)).stdout)
+    await asyncio.sleep(1.5)  # the gateway learns of a new agent within its one-second refresh
+    async with httpx.AsyncClient(timeout=10, headers={"authorization": f"Bearer {agent['token']}"}) as client:
+        for number in range(20):  # answered, and each one a ledger row still in memory
+            answer = await client.post(f"http://127.0.0.1:{port}/mcp/rpc",
+                                       json={"jsonrpc": "2.0", "id": number, "method": "mcp.listServices"})
+            assert "result" in answer.json()
+    os.kill(pid, signal.SIGTERM)  # as when an SSH session is killed
+    await session_ends(terminal_session)
+    with sqlite3.connect(db) as ledger:
+        rows = ledger.execute("SELECT COUNT(*) FROM calls WHERE method = 'mcp.listServices'").fetchone()[0]
+    assert rows == 20
