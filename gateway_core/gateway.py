@@ -71,9 +71,13 @@ class ExecuteOutcome:
     error: GatewayError | None = None
 
 
+def utc_midnight(ts: float) -> float:
+    return datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
 @dataclass(slots=True)
 class DailyUsage:
-    """Usage in one UTC day, [starts, ends): in all and per caller (agent or operator)."""
+    """Usage in one UTC day, [starts, ends): every call in `total`, and per caller (agent or operator)."""
 
     starts: float = 0.0
     ends: float = 0.0
@@ -81,15 +85,23 @@ class DailyUsage:
     by_caller: dict[str, UsageTotals] = field(default_factory=dict)
 
     @classmethod
-    def of_day_at(cls, ts: float, by_caller: dict[str, UsageTotals] | None = None) -> DailyUsage:
-        midnight = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        usage = cls(midnight, midnight + 86_400, by_caller=by_caller or {})
-        for totals in usage.by_caller.values():
-            usage.total.include(totals)
-        return usage
+    def of_day_at(cls, ts: float, usage: Mapping[str | None, UsageTotals] | None = None) -> DailyUsage:
+        """The day around `ts`, with `usage` so far (None: calls with no known caller)."""
+        midnight = utc_midnight(ts)
+        day = cls(midnight, midnight + 86_400)
+        for caller, totals in (usage or {}).items():
+            day.total.include(totals)
+            if caller is not None:
+                day.by_caller[caller] = totals
+        return day
 
     def covers(self, ts: float) -> bool:
         return self.starts <= ts < self.ends
+
+    def add(self, record: CallRecord) -> None:
+        self.total.add(record)
+        if record.agent_id is not None:
+            self.by_caller.setdefault(record.agent_id, UsageTotals()).add(record)
 
     def spent_by(self, caller: str, now: float) -> float:
         totals = self.by_caller.get(caller)
@@ -200,8 +212,8 @@ class Gateway:
     async def start(self) -> None:
         await self.authenticator.start()
         await self.policy.start()
-        today = DailyUsage.of_day_at(time.time())
-        self.today = DailyUsage.of_day_at(today.starts, await self.store.usage_by_caller_since(today.starts))
+        now = time.time()
+        self.today = DailyUsage.of_day_at(now, await self.store.usage_by_caller_since(utc_midnight(now)))
         self.recorder.start()
         self.health.start()
         if self.orchestrator is not None:
@@ -524,9 +536,7 @@ class Gateway:
             self.totals_by_service.setdefault(service, UsageTotals()).add(record)
         if not self.today.covers(record.ts):
             self.today = DailyUsage.of_day_at(record.ts)
-        self.today.total.add(record)
-        if agent_id is not None:
-            self.today.by_caller.setdefault(agent_id, UsageTotals()).add(record)
+        self.today.add(record)
         self.events.publish(CallFinished(record))
         return record
 

@@ -148,3 +148,22 @@ async def test_help_names_the_console_options_and_the_commands() -> None:
     for expected in ("--sandbox", "--sandbox-agents", "--no-gateway", "--read-only", "--gateway-port",
                      "--orchestrator-url", "serve", "agents", "grants"):
         assert expected in result.stdout
+
+
+async def test_todays_usage_is_read_back_from_the_ledger_after_a_restart(tmp_path: Path) -> None:
+    from tests.servers import run_gateway
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
+            "params": {"service": "echo", "operation": "echo", "args": ["hi"]}}
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        async with httpx.AsyncClient(base_url=gw.url) as client:
+            await client.post("/mcp/rpc", json=body, headers={"authorization": f"Bearer {token}"})
+            await client.post("/mcp/rpc", json=body)  # no token: refused, counted, with no caller
+        before = (gw.gateway.today.total.calls, gw.gateway.today.total.cost_usd,
+                  gw.gateway.today.by_caller[agent_id].calls)
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        after = (gw.gateway.today.total.calls, gw.gateway.today.total.cost_usd,
+                 gw.gateway.today.by_caller[agent_id].calls)
+    assert before == after and before[0] == 2 and before[2] == 1

@@ -29,7 +29,7 @@ from gateway_core.orchestrator.models import (
     PermissionRespondBody,
     parse_event,
 )
-from gateway_core.redaction import MASK, is_secret_key, redacted
+from gateway_core.redaction import redacted
 from gateway_core.upstream import without_userinfo
 
 log = logging.getLogger(__name__)
@@ -246,16 +246,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-
-
 def params_preview(arguments: dict[str, Any], limit: int = 200) -> dict[str, Any]:
-    """Arguments for an operator's eyes: secrets-looking keys masked, long values cut."""
+    """Arguments for an operator's eyes: secrets masked (gateway_core.redaction), long values cut."""
     preview: dict[str, Any] = {}
-    for key, value in arguments.items():
-        if is_secret_key(key):
-            preview[key] = MASK
-        else:
-            value = redacted(value)
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
-            preview[key] = value if len(text) <= limit else text[:limit] + "…"
+    for key, value in redacted(arguments).items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        preview[key] = value if len(text) <= limit else text[:limit] + "…"
     return preview

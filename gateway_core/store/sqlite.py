@@ -418,11 +418,11 @@ class SQLiteStore:
         ) as cursor:
             return [CallRecord(*row) for row in await cursor.fetchall()]
 
-    async def usage_by_caller_since(self, since: float) -> dict[str, UsageTotals]:
-        """Calls, errors, tokens and cost per agent (or operator) since `since`."""
+    async def usage_by_caller_since(self, since: float) -> dict[str | None, UsageTotals]:
+        """Calls, errors, tokens and cost per agent (or operator) since `since`; None: no known caller."""
         async with self._db.execute(
             "SELECT agent_id, COUNT(*), SUM(status != 'success'), SUM(tokens), SUM(cost_usd) FROM calls "
-            "WHERE ts >= ? AND agent_id IS NOT NULL GROUP BY agent_id",
+            "WHERE ts >= ? GROUP BY agent_id",
             (since,),
         ) as cursor:
             return {row[0]: UsageTotals(int(row[1]), int(row[2]), int(row[3]), float(row[4]))
