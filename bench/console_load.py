@@ -84,7 +84,7 @@ async def bench(args: argparse.Namespace) -> None:
             outside.stdin.flush()
         started = time.monotonic()
         rss_early = None
-        screens = [app.screens_by_name["permissions"], app.dashboard]
+        screens = [app.permissions_screen, app.dashboard]
         while (elapsed := time.monotonic() - started) < args.seconds:
             for key, screen in zip(("p", "h"), screens, strict=True):
                 painted = asyncio.Event()

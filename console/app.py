@@ -45,7 +45,6 @@ from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.store import CallRecord
 from sandbox import Sandbox
 
-SCREEN_NAMES = ("dashboard", "permissions", "coolify", "audit")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -82,13 +81,13 @@ class ConsoleApp(App[None]):
         self._calls_changed = False
         self.agent_names: dict[str, str] = {}
         self._names_asked: set[str] = set()
+        self.dashboard = DashboardScreen()
+        self.permissions_screen = PermissionsScreen()
+        self.coolify_screen = CoolifyScreen()
+        self.audit_screen = AuditScreen()
         self.screens_by_name: dict[str, Screen[None]] = {
-            "dashboard": DashboardScreen(), "permissions": PermissionsScreen(), "coolify": CoolifyScreen(),
-            "audit": AuditScreen()}
-
-    @property
-    def dashboard(self) -> DashboardScreen:
-        return self.screens_by_name["dashboard"]  # type: ignore[return-value]
+            "dashboard": self.dashboard, "permissions": self.permissions_screen, "coolify": self.coolify_screen,
+            "audit": self.audit_screen}
 
     def compose(self) -> ComposeResult:
         yield Static("")  # the default screen stays underneath the installed ones
@@ -174,14 +173,13 @@ class ConsoleApp(App[None]):
                             f"elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
         if self.modal is not None and self.modal.request.request_id in self.pending:
             self.modal.show_queue(list(self.pending).index(self.modal.request.request_id) + 1, len(self.pending))
-        permissions = self.screens_by_name["permissions"]
-        if isinstance(permissions, PermissionsScreen):
-            if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
-                permissions.stale = True
-            if permissions.is_current:
-                permissions.show_pending()
-                if permissions.stale:
-                    permissions.reload()
+        permissions = self.permissions_screen
+        if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
+            permissions.stale = True
+        if permissions.is_current:
+            permissions.show_pending()
+            if permissions.stale:
+                permissions.reload()
         self._refresh()
 
     # -- deciding -------------------------------------------------------------------------------------
@@ -240,9 +238,9 @@ class ConsoleApp(App[None]):
         return action in ("quit", "help", "command_palette") or not isinstance(self.screen, ModalScreen)
 
     def action_show_screen(self, name: str) -> None:
-        if name in SCREEN_NAMES and not isinstance(self.screen, ModalScreen) and self.screen is not \
-                self.screens_by_name[name]:
-            self.switch_screen(name)
+        screen = self.screens_by_name.get(name)
+        if screen is not None and screen is not self.screen and not isinstance(self.screen, ModalScreen):
+            self.switch_screen(screen)
 
     def action_review_requests(self) -> None:
         if self.read_only and self.pending:
@@ -253,7 +251,7 @@ class ConsoleApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.settings.console.keys))
 
     def show_service(self, name: str) -> None:
         self.action_show_screen("dashboard")
@@ -262,9 +260,7 @@ class ConsoleApp(App[None]):
     @work(exit_on_error=False, group="palette")
     async def show_coolify_operation(self, name: str) -> None:
         self.action_show_screen("coolify")
-        coolify = self.screens_by_name["coolify"]
-        assert isinstance(coolify, CoolifyScreen)
-        await coolify.choose(name)
+        await self.coolify_screen.choose(name)
 
     async def operator_call(self, operation: str, args: dict[str, Any]) -> ExecuteOutcome:
         """The operator's own Coolify call, through the gateway (read-only consoles may only read)."""

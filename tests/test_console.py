@@ -70,6 +70,14 @@ async def agent_call(app: ConsoleApp, token: str, operation: str = "echo", args:
         return await client.post("/mcp/rpc", json=body)
 
 
+async def held_call(app: ConsoleApp, pilot: Pilot[None], token: str, operation: str = "echo",
+                    args: Any = None) -> asyncio.Task[httpx.Response]:
+    """An agent's call held for approval (waitForApproval 20 s), once its modal is up."""
+    held = asyncio.create_task(agent_call(app, token, operation, args, waitForApproval=20))
+    await until(pilot, lambda: modal_open(app))
+    return held
+
+
 def modal_open(app: ConsoleApp) -> bool:
     return isinstance(app.screen, PermissionRequestModal)
 
@@ -77,8 +85,7 @@ def modal_open(app: ConsoleApp) -> bool:
 async def test_a_request_pops_up_and_a_approves_it_so_the_held_call_goes_through(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         assert isinstance(app.screen, PermissionRequestModal)
         assert app.screen.request.service_name == "echo" and app.screen.request.operation == "echo"
         await pilot.press("a")
@@ -90,8 +97,7 @@ async def test_a_request_pops_up_and_a_approves_it_so_the_held_call_goes_through
 async def test_d_denies_and_the_agent_hears_denied(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         await pilot.press("d")
         await pilot.pause(0.1)
         assert not held.done()  # d opens the reason field; enter denies
@@ -104,8 +110,7 @@ async def test_d_denies_and_the_agent_hears_denied(tmp_path: Path) -> None:
 async def test_a_destructive_request_needs_a_second_distinct_key(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, "wipe", ["disk-1"], waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token, "wipe", ["disk-1"])
         await pilot.press("a")
         await pilot.pause(0.2)
         assert modal_open(app) and not held.done()  # one key is not enough
@@ -170,8 +175,7 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
 async def test_t_then_8_then_s_approves_the_service_for_eight_hours(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         await pilot.press("t", "8", "s")
         assert (await asyncio.wait_for(held, 10)).status_code == 200
         assert app.runtime is not None
@@ -184,8 +188,7 @@ async def test_t_then_8_then_s_approves_the_service_for_eight_hours(tmp_path: Pa
 async def test_a_custom_time_limit_is_typed_and_applies_to_the_operation(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         await pilot.press("t", "c", *"90m", "enter")
         await pilot.press("a")  # a one-time approval takes no time limit: nothing happens
         await pilot.pause(0.1)
@@ -226,7 +229,7 @@ async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmatio
         agent_id = (await store.list_agents())[0].id
         grant = await store.add_grant(agent_id, "coolify", "list-applications", None, "test")
         await pilot.press("p")
-        screen = app.screens_by_name["permissions"]
+        screen = app.permissions_screen
         await until(pilot, lambda: app.screen is screen)
         grants, pending = screen.query_one("#grants", LinesTable), screen.query_one("#pending", LinesTable)
         await until(pilot, lambda: grants.row_count == 1 and pending.row_count == 1)
@@ -250,8 +253,8 @@ async def test_enter_on_a_pending_request_opens_its_modal(tmp_path: Path) -> Non
         await agent_call(app, token)
         await until(pilot, lambda: modal_open(app))
         await pilot.press("escape", "p")
-        await until(pilot, lambda: app.screen is app.screens_by_name["permissions"])
-        pending = app.screens_by_name["permissions"].query_one("#pending", LinesTable)
+        await until(pilot, lambda: app.screen is app.permissions_screen)
+        pending = app.permissions_screen.query_one("#pending", LinesTable)
         await until(pilot, lambda: pending.row_count == 1)
         pending.focus()
         await pilot.press("enter")
@@ -266,8 +269,8 @@ async def test_history_shows_who_decided_and_why(tmp_path: Path) -> None:
         await agent_call(app, token)
         await until(pilot, lambda: modal_open(app))
         await pilot.press("d", *"too risky", "enter", "p")
-        await until(pilot, lambda: app.screen is app.screens_by_name["permissions"])
-        history = app.screens_by_name["permissions"].query_one("#history", LinesTable)
+        await until(pilot, lambda: app.screen is app.permissions_screen)
+        history = app.permissions_screen.query_one("#history", LinesTable)
         await until(pilot, lambda: history.row_count == 1)
         row = history.rows[0].cells
     assert row[4:] == ("denied", "operator:alice", "too risky")
@@ -291,7 +294,7 @@ async def test_keys_can_be_remapped_in_the_config(tmp_path: Path) -> None:
         await pilot.pause(0.1)
         assert app.screen is app.dashboard
         await pilot.press("ctrl+u")
-        await until(pilot, lambda: app.screen is app.screens_by_name["audit"])
+        await until(pilot, lambda: app.screen is app.audit_screen)
 
 
 def test_an_unknown_key_id_in_the_config_is_refused(tmp_path: Path) -> None:
@@ -305,13 +308,12 @@ def test_an_unknown_key_id_in_the_config_is_refused(tmp_path: Path) -> None:
 async def test_the_audit_screen_shows_and_filters_the_log(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         await pilot.press("a")
         assert (await asyncio.wait_for(held, 10)).status_code == 200
         await pilot.press("u")
-        await until(pilot, lambda: app.screen is app.screens_by_name["audit"])
-        table = app.screens_by_name["audit"].query_one("#audit", LinesTable)
+        await until(pilot, lambda: app.screen is app.audit_screen)
+        table = app.audit_screen.query_one("#audit", LinesTable)
         await until(pilot, lambda: table.row_count >= 3)
         everything = table.row_count
         audit_actions = [row.cells[2] for row in table.rows]
@@ -337,7 +339,7 @@ async def test_an_agent_added_with_the_cli_is_let_in_within_two_seconds(tmp_path
 
 async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> Any:
     await pilot.press("c")
-    coolify = app.screens_by_name["coolify"]
+    coolify = app.coolify_screen
     await until(pilot, lambda: app.screen is coolify)
     await coolify.choose(name)  # what enter on the operation list does
     return coolify
@@ -346,8 +348,8 @@ async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> An
 async def pick(pilot: Pilot[None], screen: Any, field: str, value: str) -> None:
     from textual.widgets import Select
 
-    picker = screen.query_one(f"#field-{field}", Select)
-    await until(pilot, lambda: any(option[1] == value for option in picker._options))
+    picker, form = screen.query_one(f"#field-{field}", Select), screen.query_one("#form")
+    await until(pilot, lambda: value in form.picked_names.get(field, {}))
     picker.value = value
 
 
@@ -423,7 +425,7 @@ async def test_the_command_palette_finds_a_coolify_operation(tmp_path: Path) -> 
         await pilot.press(*"restart-app")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        coolify = app.screens_by_name["coolify"]
+        coolify = app.coolify_screen
         await until(pilot, lambda: app.screen is coolify and coolify.selected is not None)
         assert coolify.selected.operation.name == "restart-application"
 
@@ -535,11 +537,10 @@ async def test_with_the_external_orchestrator_requests_are_decided_and_the_scree
         assert app.runtime is not None
         agent_id = (await app.runtime.gateway.store.list_agents())[0].id
         external.add_agent(agent_id, "deployer")
-        held = asyncio.create_task(agent_call(app, token, waitForApproval=20))
-        await until(pilot, lambda: modal_open(app))
+        held = await held_call(app, pilot, token)
         await pilot.press("s")
         assert (await asyncio.wait_for(held, 10)).status_code == 200
         await pilot.press("p")
-        note = app.screens_by_name["permissions"].query_one("#permissions-note")
+        note = app.permissions_screen.query_one("#permissions-note")
         await until(pilot, lambda: "lists neither grants" in str(note.render()))
     assert external.agents[agent_id]["metadata"]["allowed_mcps"] == ["echo"]

@@ -21,7 +21,7 @@ from gateway_core.auth import create_agent
 from gateway_core.config import load_settings
 from gateway_core.events import CallFinished, PermissionEvent
 from gateway_core.orchestrator.models import PermissionRequestEvent
-from gateway_core.store import CallRecord
+from gateway_core.store import CallRecord, UsageTotals
 from sandbox import Sandbox
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
@@ -81,9 +81,8 @@ async def calls_made(app: ConsoleApp, pilot: Pilot[None]) -> None:
     assert app.runtime is not None
     gateway = app.runtime.gateway
     for record in CALLS:
-        gateway.today.total.add(record)
-        gateway.today.by_caller.setdefault(record.agent_id or "", type(gateway.today.total)()).add(record)
-        gateway.totals_by_service.setdefault("coolify", type(gateway.today.total)()).add(record)
+        gateway.today.add(record)
+        gateway.totals_by_service.setdefault("coolify", UsageTotals()).add(record)
         gateway.events.publish(CallFinished(record))
     await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS))  # type: ignore[attr-defined]
 
@@ -103,13 +102,13 @@ async def grants_given(app: ConsoleApp, pilot: Pilot[None]) -> None:
 
 async def on_permissions_screen(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("escape", "p")
-    screen = app.screens_by_name["permissions"]
+    screen = app.permissions_screen
     await until(pilot, lambda: app.screen is screen and screen.query_one("#grants").row_count == 2)  # type: ignore[attr-defined]
 
 
 async def restart_form(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("c")
-    coolify: Any = app.screens_by_name["coolify"]
+    coolify: Any = app.coolify_screen
     await until(pilot, lambda: app.screen is coolify)
     await coolify.choose("restart-application")
     picker = coolify.query_one("#field-uuid", Select)

@@ -152,7 +152,7 @@ class CoolifyScreen(ConsoleScreen):
         if outcome.error is not None:
             error = outcome.error
             status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")
-            shown: Any = error.to_error_object()
+            shown: Any = redacted(error.to_error_object())
         else:
             result = outcome.result or {}
             metadata = result.get("metadata", {})

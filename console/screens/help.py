@@ -3,6 +3,8 @@ as remapped)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -15,8 +17,13 @@ from console.keymap import SECTIONS
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "close")]
 
+    def __init__(self, keymap: Mapping[str, str]) -> None:
+        """`keymap`: the config file's remapping, binding id → keys."""
+        super().__init__()
+        self.keymap = keymap
+
     def compose(self) -> ComposeResult:
-        keymap = self.app._keymap  # the config file's remapping, binding id → keys
+        keymap = self.keymap
         lines = ["[b]mcp-console keys[/b]   (esc closes; remap any of them in [console.keys] by id)", ""]
         for title, keys in SECTIONS:
             lines.append(f"[b]{title}[/b]")
