@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ from gateway_core.handlers import HANDLER_CLASSES
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.runtime import open_runtime
 from gateway_core.server import HttpServer, run_fast, serve_until_signalled
-from gateway_core.store import SQLiteStore, StoreError
+from gateway_core.store import Agent, Operator, SQLiteStore, StoreError
 
 log = logging.getLogger("mcp_console")
 
@@ -137,28 +137,29 @@ def _print_credential(kind: str, credential_id: str, name: str, token: str, as_j
     print("Store the token now: it is kept only as a hash and will not be shown again.", file=sys.stderr)
 
 
-async def cmd_operators_add(args: argparse.Namespace) -> int:
+async def _add_credential(
+    args: argparse.Namespace, kind: str,
+    create: Callable[[SQLiteStore, TokenHasher], Awaitable[tuple[Agent | Operator, str]]],
+) -> int:
     store, hasher = await _open_store(_settings(args))
     try:
-        operator, token = await create_operator(store, hasher, args.name, _actor())
+        holder, token = await create(store, hasher)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     finally:
         await store.close()
-    _print_credential("operator", operator.id, operator.name, token, args.json)
+    _print_credential(kind, holder.id, holder.name, token, args.json)
     return 0
+
+
+async def cmd_operators_add(args: argparse.Namespace) -> int:
+    return await _add_credential(args, "operator",
+                                 lambda store, hasher: create_operator(store, hasher, args.name, _actor()))
 
 
 async def cmd_agents_add(args: argparse.Namespace) -> int:
-    store, hasher = await _open_store(_settings(args))
-    try:
-        agent, token = await create_agent(store, hasher, args.name, _actor(), args.id)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        await store.close()
-    _print_credential("agent", agent.id, agent.name, token, args.json)
-    return 0
+    return await _add_credential(args, "agent",
+                                 lambda store, hasher: create_agent(store, hasher, args.name, _actor(), args.id))
 
 
 async def cmd_agents_list(args: argparse.Namespace) -> int:
