@@ -10,9 +10,7 @@ import asyncio
 import gc
 import getpass
 import signal
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from typing import Any
 
 from textual import work
@@ -30,6 +28,7 @@ from console.screens.coolify import CoolifyScreen
 from console.screens.dashboard import CALLS_SHOWN, DashboardScreen
 from console.screens.help import HelpScreen
 from console.screens.permissions import PermissionsScreen
+from gateway_core.clock import Clock, system_clock
 from gateway_core.config import ConfigError, Settings
 from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
 from gateway_core.gateway import ExecuteOutcome, OperatorCaller
@@ -58,8 +57,10 @@ class ConsoleApp(App[None]):
     status_line: reactive[str] = reactive("starting…")
 
     def __init__(self, settings: Settings, orchestrator_port: int = 9403, *, read_only: bool = False,
-                 serve_gateway: bool = True, sandbox: Sandbox | None = None, clock: Callable[[], float] = time.time,
-                 login: str | None = None, **gateway_options: Any) -> None:
+                 serve_gateway: bool = True, sandbox: Sandbox | None = None, clock: Clock = system_clock,
+                 login: str | None = None, gateway_address_shown: str | None = None,
+                 **gateway_options: Any) -> None:
+        """`gateway_address_shown` replaces the bound address in the header (snapshots bind any free port)."""
         super().__init__()
         unknown = set(settings.console.keys) - KNOWN_IDS
         if unknown:
@@ -71,6 +72,7 @@ class ConsoleApp(App[None]):
         self.serve_gateway = serve_gateway
         self.sandbox = sandbox
         self.clock = clock
+        self.gateway_address_shown = gateway_address_shown
         self.gateway_options = gateway_options
         self.operator = OperatorCaller(login or _login(), read_only)
         self.runtime: Runtime | None = None
@@ -110,7 +112,7 @@ class ConsoleApp(App[None]):
             if self.sandbox is not None:
                 self.sandbox.start()
                 settings = self.sandbox.configure(settings)
-            self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway,
+            self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.clock,
                                               **self.gateway_options)
         except OSError as exc:
             self.exit(return_code=1, message=f"mcp-console: cannot listen on {self.settings.server.host}: "
@@ -298,7 +300,8 @@ class ConsoleApp(App[None]):
             link = "linked"
         else:
             link = f"{gateway.link_state.describe()}: requests cannot be decided"
-        where = self.runtime.gateway_url.removeprefix("http://") if self.runtime.gateway_url else "off"
+        where = (self.gateway_address_shown or self.runtime.gateway_url.removeprefix("http://")
+                 if self.runtime.gateway_url else "off")
         parts = [f"gw {where}", f"orch {link}", f"{len(self.pending)} pending",  # fits 80 columns
                  f"today {today.calls} calls {today.tokens} tok ${today.cost_usd:.4f}"]
         if self.read_only:

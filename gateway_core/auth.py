@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import secrets
-import time
 import uuid
 from pathlib import Path
 
@@ -90,9 +89,9 @@ class CredentialRefused(AuthenticationRequired):
         self.reason = reason
         self.claimed_agent_id = claimed_agent_id
 
-    def audit_event(self, remote: str | None) -> AuditEvent:
+    def audit_event(self, remote: str | None, ts: float) -> AuditEvent:
         return AuditEvent(
-            ts=time.time(),
+            ts=ts,
             actor=f"remote:{remote or 'unknown'}",
             action="auth.failed",
             subject=self.claimed_agent_id,

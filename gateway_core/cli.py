@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any, TextIO
 from gateway_core import __version__
 from gateway_core.auth import TokenHasher, create_agent, create_operator, key_path_for, load_or_create_key
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
+from gateway_core.clock import iso_utc
 from gateway_core.config import ConfigError, Settings, load_settings
-from gateway_core.gateway import iso_utc
 from gateway_core.handlers import HANDLER_CLASSES
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.runtime import open_runtime
@@ -204,8 +203,9 @@ def _check_grant_target(service: str, operation: str | None) -> str:
 
 async def cmd_grants_add(args: argparse.Namespace) -> int:
     service = _check_grant_target(args.service, args.operation)
-    expires_at = time.time() + parse_duration(args.expires_in) if args.expires_in else None
+    lasts = parse_duration(args.expires_in) if args.expires_in else None
     store, _ = await _open_store(_settings(args))
+    expires_at = store.clock() + lasts if lasts is not None else None
     try:
         grant = await store.add_grant(args.agent_id, service, args.operation, expires_at, _actor())
     finally:
@@ -219,6 +219,7 @@ async def cmd_grants_list(args: argparse.Namespace) -> int:
     store, _ = await _open_store(_settings(args))
     try:
         grants = await store.list_grants(agent_id=args.agent, active_only=not args.all)
+        now = store.clock()
     finally:
         await store.close()
     if args.json:
@@ -229,7 +230,6 @@ async def cmd_grants_list(args: argparse.Namespace) -> int:
     elif not grants:
         print("no grants")
     else:
-        now = time.time()
         _print_table([[g.id, g.agent_id, g.service, g.operation or "*", _when(g.expires_at), g.granted_by,
                        "active" if g.active_at(now) else ("revoked" if g.revoked_at else "expired")]
                       for g in grants], ["ID", "AGENT", "SERVICE", "OPERATION", "EXPIRES", "BY", "STATE"],

@@ -11,11 +11,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway_core.auth import Authenticator, TokenHasher, key_path_for, load_or_create_key
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
+from gateway_core.clock import Clock, iso_utc, system_clock, utc_midnight
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
 from gateway_core.decisions import DecisionBoard, Recheck
@@ -71,10 +71,6 @@ class ExecuteOutcome:
     error: GatewayError | None = None
 
 
-def utc_midnight(ts: float) -> float:
-    return datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
 @dataclass(slots=True)
 class DailyUsage:
     """Usage in one UTC day, [starts, ends): every call in `total`, and per caller (agent or operator)."""
@@ -126,10 +122,6 @@ def arguments_hash(service: str, operation: str, args: OperationArgs) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def iso_utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Gateway:
     """Owns the store, the handlers and the policy; `execute` runs one call through the pipeline."""
 
@@ -149,6 +141,7 @@ class Gateway:
         handler of this build) are built from the settings where their required settings are present."""
         self.settings = settings
         self.store = store
+        self.clock = store.clock  # the runtime's one clock, given to the store where it was opened
         self.hasher = hasher
         self.catalog = catalog or Catalog(DEFAULT_CATALOG)
         self.services = self._build_services(handlers or {},
@@ -157,7 +150,8 @@ class Gateway:
                                            settings.auth.refresh_seconds)
         self.orchestrator = orchestrator
         self.policy: PermissionPolicy = policy or (
-            OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds, settings.policy.always_ask)
+            OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds, settings.policy.always_ask,
+                               self.clock)
             if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds))
         self.decisions = DecisionBoard()
         self.link_state: LinkState | None = None  # None: no orchestrator linked
@@ -171,21 +165,27 @@ class Gateway:
             settings.health.interval_seconds,
             settings.health.timeout_seconds,
             self._health_changed,
+            self.clock,
         )
         self._agent_limits = TokenBuckets(settings.rate_limit.per_agent)
         self._service_limits = {
             name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
             for name, state in self.services.items()
         }
-        self.today = DailyUsage.of_day_at(time.time())
+        self.today = DailyUsage.of_day_at(self.clock())
         self.totals = UsageTotals()
         self.totals_by_service: dict[str, UsageTotals] = {}
-        self.started_at = time.time()
+        self.started_at = self.clock()
+        self._started_monotonic = time.monotonic()
+
+    @property
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self._started_monotonic
 
     @classmethod
-    async def open(cls, settings: Settings, **kwargs: Any) -> Gateway:
+    async def open(cls, settings: Settings, clock: Clock = system_clock, **kwargs: Any) -> Gateway:
         """A gateway on the store named by the settings (created if missing), not yet started."""
-        store = await SQLiteStore.open(settings.store_path)
+        store = await SQLiteStore.open(settings.store_path, clock)
         hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))
         return cls(settings, store, hasher, **kwargs)
 
@@ -212,7 +212,7 @@ class Gateway:
     async def start(self) -> None:
         await self.authenticator.start()
         await self.policy.start()
-        now = time.time()
+        now = self.clock()
         self.today = DailyUsage.of_day_at(now, await self.store.usage_by_caller_since(utc_midnight(now)))
         self.recorder.start()
         self.health.start()
@@ -357,7 +357,7 @@ class Gateway:
         budget = self.settings.budget.daily_usd_per_agent
         if budget is None:
             return
-        spent = self.today.spent_by(agent_id, time.time())
+        spent = self.today.spent_by(agent_id, self.clock())
         if spent >= budget:
             raise BudgetExceeded(
                 f"Agent {agent_id} has spent its daily budget of USD {budget:g}",
@@ -373,7 +373,7 @@ class Gateway:
         args_hash = arguments_hash(spec.name, operation.name, args)
 
         def denied(status: str, message: str, request_id: str | None = None) -> PermissionDenied:
-            self.recorder.record_audit(AuditEvent(time.time(), f"agent:{agent_id}", "permission.refused",
+            self.recorder.record_audit(AuditEvent(self.clock(), f"agent:{agent_id}", "permission.refused",
                                                   request_id, {"service": spec.name, "operation": operation.name,
                                                                "status": status}))
             return PermissionDenied(message, {"service": spec.name, "operation": operation.name,
@@ -395,7 +395,7 @@ class Gateway:
         body = PermissionRequestBody(
             agent_id=agent_id, service_name=spec.name, operation=operation.name, risk=operation.risk,
             reason=f"Agent {agent_id} attempted to use {spec.name} for operation: {operation.name}",
-            timestamp=iso_utc(time.time()), params_preview=params_preview(args.model_dump(mode="json")),
+            timestamp=iso_utc(self.clock()), params_preview=params_preview(args.model_dump(mode="json")),
             args_hash=args_hash)
         try:
             request_id = await self._file_once(body)
@@ -466,7 +466,7 @@ class Gateway:
                 self.policy.invalidate(item.agent_id)
                 self.metrics.permission_requests.labels(item.service_name or "", item.final_status).inc()
                 self.recorder.record_audit(AuditEvent(
-                    time.time(), item.decided_by or "orchestrator", "permission.decision_seen", item.request_id,
+                    self.clock(), item.decided_by or "orchestrator", "permission.decision_seen", item.request_id,
                     {"status": item.final_status, "agent_id": item.agent_id, "service": item.service_name}))
             elif isinstance(item, PermissionRevokedEvent):
                 self.policy.invalidate(item.agent_id)
@@ -524,7 +524,7 @@ class Gateway:
     ) -> CallRecord:
         """Writes one ledger row (batched), counts it and publishes it to subscribers."""
         record = CallRecord(
-            id=time_ordered_uuid(), ts=time.time(), agent_id=agent_id, method=method, service=service,
+            id=time_ordered_uuid(), ts=self.clock(), agent_id=agent_id, method=method, service=service,
             operation=operation, status=status, error_code=error_code,
             duration_ms=(time.perf_counter() - started) * 1000, tokens=tokens, cost_usd=cost_usd,
             rpc_id=rpc_id, permission_request_id=permission_request_id,
@@ -583,7 +583,7 @@ class Gateway:
     def statistics(self) -> dict[str, Any]:
         return {
             "since": iso_utc(self.started_at),
-            "uptimeSeconds": round(time.time() - self.started_at, 3),
+            "uptimeSeconds": round(self.uptime_seconds, 3),
             "totals": self.totals.as_dict(),
             "byService": {name: totals.as_dict() for name, totals in sorted(self.totals_by_service.items())},
         }

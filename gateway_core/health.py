@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from gateway_core.clock import Clock
 from gateway_core.periodic import Periodic
 
 if TYPE_CHECKING:
@@ -20,10 +22,12 @@ HISTORY_LENGTH = 30
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
+    """One check's outcome; the monitor stamps `checked_at` with the runtime's clock."""
+
     status: HealthStatus
-    checked_at: float
     latency_ms: float | None = None
     message: str = ""
+    checked_at: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {"status": self.status, "checkedAt": self.checked_at, "latencyMs": self.latency_ms,
@@ -40,8 +44,10 @@ class HealthMonitor:
         interval: float,
         timeout: float,
         on_change: Callable[[str, HealthReport | None, HealthReport], None],
+        clock: Clock,
     ) -> None:
         self._handlers = handlers
+        self._clock = clock
         self._timeout = timeout
         self._on_change = on_change
         self.reports: dict[str, HealthReport] = {}
@@ -70,10 +76,11 @@ class HealthMonitor:
             async with asyncio.timeout(self._timeout):
                 report = await handler.health()
         except TimeoutError:
-            report = HealthReport("down", time.time(), None, f"health check timed out after {self._timeout:g} s")
+            report = HealthReport("down", None, f"health check timed out after {self._timeout:g} s")
         except Exception as exc:  # a broken probe is a down service, not a crashed monitor
-            report = HealthReport("down", time.time(), (time.perf_counter() - started) * 1000,
+            report = HealthReport("down", (time.perf_counter() - started) * 1000,
                                   f"health check failed: {type(exc).__name__}")
+        report = dataclasses.replace(report, checked_at=self._clock())
         if this_check != self._checks_started[service]:
             return report  # a newer check started meanwhile: its answer is the one that counts
         previous = self.reports.get(service)

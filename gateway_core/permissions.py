@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Protocol
 
+from gateway_core.clock import Clock, system_clock
 from gateway_core.operations import Operation
 from gateway_core.orchestrator.client import OrchestratorClient, OrchestratorUnavailable, UnknownAgent
 from gateway_core.orchestrator.models import AgentPermissions, GrantView
@@ -32,9 +33,9 @@ class StoreGrantPolicy:
     (so a grant made by the CLI or an orchestrator takes effect within that) or on `invalidate()`.
     Until the first snapshot is read, nothing is allowed."""
 
-    def __init__(self, store: SQLiteStore, refresh_seconds: float, clock: Callable[[], float] = time.time):
+    def __init__(self, store: SQLiteStore, refresh_seconds: float):
         self._store = store
-        self._clock = clock
+        self._clock = store.clock
         self._grants: dict[tuple[str, str], list[Grant]] | None = None
         self._refresher = Periodic(refresh_seconds, self.refresh, "grant-refresh")
 
@@ -69,7 +70,7 @@ class OrchestratorPolicy:
     the feed invalidates at once. An orchestrator that cannot be asked raises OrchestratorUnavailable."""
 
     def __init__(self, client: OrchestratorClient, cache_seconds: float = 5.0,
-                 always_ask: Collection[str] = (), clock: Callable[[], float] = time.time) -> None:
+                 always_ask: Collection[str] = (), clock: Clock = system_clock) -> None:
         self._client = client
         self._cache_seconds = cache_seconds
         self._always_ask = set(always_ask)

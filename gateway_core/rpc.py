@@ -53,7 +53,7 @@ class RequestAuthentication:
                 self._agent_id = agent.id
             except CredentialRefused as refusal:
                 self._refusal = refusal
-                self._gateway.recorder.record_audit(refusal.audit_event(self._caller.remote))
+                self._gateway.recorder.record_audit(refusal.audit_event(self._caller.remote, self._gateway.clock()))
         if self._refusal is not None:
             raise self._refusal
         assert self._agent_id is not None

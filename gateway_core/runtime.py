@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_core.auth import TokenHasher, key_path_for, load_or_create_key
+from gateway_core.clock import Clock, system_clock
 from gateway_core.config import Settings
 from gateway_core.gateway import Gateway
 from gateway_core.orchestrator.client import OrchestratorClient
@@ -44,12 +45,13 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_gateway: bool = True,
-                       **gateway_options: Any) -> Runtime:
+                       clock: Clock = system_clock, **gateway_options: Any) -> Runtime:
     """Binds the ports (OSError if taken) and builds everything; `start()` starts it, the servers serve it.
 
     Without `serve_gateway` no agent can reach this gateway: it only follows the orchestrator (ours on
-    `orchestrator_port` unless ORCHESTRATOR_URL names another) and runs operators' own calls."""
-    store = await SQLiteStore.open(settings.store_path)
+    `orchestrator_port` unless ORCHESTRATOR_URL names another) and runs operators' own calls. `clock` is
+    the one clock of everything assembled here (the store hands it on to the gateway and orchestrator)."""
+    store = await SQLiteStore.open(settings.store_path, clock)
     embedded = orchestrator_server = gateway_server = None
     try:
         hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))

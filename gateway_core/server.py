@@ -22,8 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway_core import __version__
+from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
-from gateway_core.gateway import Gateway, iso_utc
+from gateway_core.gateway import Gateway
 from gateway_core.models import error_envelope
 from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
 from gateway_core.store import StoreError
@@ -101,7 +102,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return route
 
     async def health(request: Request) -> Response:
-        return _json(200, {"status": "healthy", "timestamp": iso_utc(time.time()), "version": __version__})
+        return _json(200, {"status": "healthy", "timestamp": iso_utc(gateway.clock()), "version": __version__})
 
     async def ready(request: Request) -> Response:
         checks: dict[str, Any] = {}
@@ -120,7 +121,7 @@ def create_app(gateway: Gateway) -> Starlette:
             "status": {name: gateway.service_status(name) for name in gateway.catalog.names()},
         }
         ready_now = all(check["ok"] for check in checks.values())
-        body = {"status": "ready" if ready_now else "not_ready", "timestamp": iso_utc(time.time()),
+        body = {"status": "ready" if ready_now else "not_ready", "timestamp": iso_utc(gateway.clock()),
                 "checks": checks}
         return _json(200 if ready_now else 503, body)
 
@@ -129,7 +130,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return _json(200, {
             "name": "mcp-console gateway",
             "version": __version__,
-            "uptimeSeconds": round(time.time() - gateway.started_at, 3),
+            "uptimeSeconds": round(gateway.uptime_seconds, 3),
             "python": platform.python_version(),
             "counts": {
                 "services": len(gateway.services),

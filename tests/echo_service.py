@@ -97,7 +97,7 @@ class EchoHandler(ServiceHandler):
         started = time.perf_counter()
         response = await self.client.request("GET", "/health")
         status = "healthy" if response.status == 200 else "down"
-        return HealthReport(status, time.time(), (time.perf_counter() - started) * 1000)
+        return HealthReport(status, (time.perf_counter() - started) * 1000)
 
     async def aclose(self) -> None:
         await self.client.aclose()

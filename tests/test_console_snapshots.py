@@ -1,6 +1,7 @@
 """What the screens show, pinned as SVG snapshots at 80x24 and 120x40: the dashboard, the permission modal,
-the Coolify form and the permissions screen. Time is frozen (an injected clock and fixed event times), ids
-are fixed, the gateway's port is fixed, and no path is on screen.
+the Coolify form and the permissions screen. Time is frozen (one clock for the console and the gateway,
+and fixed event times), ids are fixed, the gateway binds any free port but the header shows a fixed
+address, and no path is on screen.
 
 Update after a deliberate change with `pytest tests/test_console_snapshots.py --snapshot-update`."""
 
@@ -18,6 +19,7 @@ from textual.widgets import Input, Select
 
 from console.app import ConsoleApp
 from gateway_core.auth import create_agent
+from gateway_core.clock import FrozenClock
 from gateway_core.config import load_settings
 from gateway_core.events import CallFinished, PermissionEvent
 from gateway_core.orchestrator.models import PermissionRequestEvent
@@ -25,7 +27,7 @@ from gateway_core.store import CallRecord, UsageTotals
 from sandbox import Sandbox
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
-SNAPSHOT_GATEWAY_PORT = 18_731  # on screen in the header, so it is fixed
+SHOWN_GATEWAY_ADDRESS = "127.0.0.1:8100"  # what the header says, whatever port was bound
 SIZES = [(80, 24), (120, 40)]
 
 CALLS = [
@@ -47,9 +49,10 @@ REQUEST = PermissionRequestEvent(
 
 
 def console_app(tmp_path: Path, sandbox: Sandbox | None = None) -> ConsoleApp:
-    settings = load_settings(None, store={"path": tmp_path / "snap.db"}, server={"port": SNAPSHOT_GATEWAY_PORT},
+    settings = load_settings(None, store={"path": tmp_path / "snap.db"}, server={"port": 0},
                              health={"interval_seconds": 3600})
-    return ConsoleApp(settings, orchestrator_port=0, sandbox=sandbox, clock=lambda: NOW, login="alice")
+    return ConsoleApp(settings, orchestrator_port=0, sandbox=sandbox, clock=FrozenClock(NOW), login="alice",
+                      gateway_address_shown=SHOWN_GATEWAY_ADDRESS)
 
 
 def prepared(app: ConsoleApp, *steps: Callable[[ConsoleApp, Pilot[None]], Awaitable[None]],

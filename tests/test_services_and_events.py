@@ -46,7 +46,7 @@ class NeedyHandler(EchoHandler):
         return {"hello": args.model_dump()["name"], "url": self.url}
 
     async def health(self) -> HealthReport:
-        return HealthReport("healthy", time.time(), 0.1)
+        return HealthReport("healthy", 0.1)
 
     async def aclose(self) -> None:
         pass

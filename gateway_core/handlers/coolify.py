@@ -437,19 +437,19 @@ class CoolifyHandler(ServiceHandler):
         try:
             alive = await self._public.request("GET", "/api/health")
         except (UpstreamConnectionError, UpstreamTimeoutError) as exc:
-            return HealthReport("down", time.time(), None, f"{exc}: check COOLIFY_API_URL")
+            return HealthReport("down", None, f"{exc}: check COOLIFY_API_URL")
         if alive.status >= 500:
-            return HealthReport("down", time.time(), _ms_since(started), f"/api/health answered {alive.status}")
+            return HealthReport("down", _ms_since(started), f"/api/health answered {alive.status}")
         try:
             version = await self._api.request("GET", "/version")
         except (UpstreamConnectionError, UpstreamTimeoutError) as exc:
-            return HealthReport("down", time.time(), _ms_since(started), f"{exc}")
+            return HealthReport("down", _ms_since(started), f"{exc}")
         latency = _ms_since(started)
         if version.status in (400, 401, 403):
-            return HealthReport("degraded", time.time(), latency, TOKEN_REFUSED)
+            return HealthReport("degraded", latency, TOKEN_REFUSED)
         if version.status != 200:
-            return HealthReport("degraded", time.time(), latency, f"/api/v1/version answered {version.status}")
-        return HealthReport("healthy", time.time(), latency, f"Coolify {version.text.strip()}")
+            return HealthReport("degraded", latency, f"/api/v1/version answered {version.status}")
+        return HealthReport("healthy", latency, f"Coolify {version.text.strip()}")
 
     async def _health_result(self) -> dict[str, Any]:
         report = await self.health()

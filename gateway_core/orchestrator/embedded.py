@@ -8,7 +8,6 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,11 +19,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway_core.auth import AGENT_ID_PATTERN, TokenHasher, create_agent
+from gateway_core.clock import iso_utc
 from gateway_core.orchestrator.models import (
     NewAgentBody,
     PermissionRequestBody,
     PermissionRespondBody,
-    iso,
 )
 from gateway_core.periodic import Periodic
 from gateway_core.store import AlreadyDecided, Grant, PermissionRequest, SQLiteStore, UnknownPermissionRequest
@@ -37,24 +36,24 @@ View = Callable[[Request, str], Awaitable[Response]]
 def request_event(request: PermissionRequest, agent_name: str | None) -> dict[str, Any]:
     return {"type": "mcp_permission_request", "request_id": request.id, "agent_id": request.agent_id,
             "agent_name": agent_name, "service_name": request.service, "reason": request.reason,
-            "timestamp": iso(request.created_at), "operation": request.operation,
-            "params_preview": request.params_preview, "risk": request.risk, "expires_at": iso(request.expires_at)}
+            "timestamp": iso_utc(request.created_at), "operation": request.operation,
+            "params_preview": request.params_preview, "risk": request.risk, "expires_at": iso_utc(request.expires_at)}
 
 
 def response_event(request: PermissionRequest, grant: Grant | None = None) -> dict[str, Any]:
     return {"type": "mcp_permission_response", "request_id": request.id, "agent_id": request.agent_id,
             "service_name": request.service, "approved": request.status == "approved",
-            "reason": request.decision_reason, "timestamp": iso(request.decided_at or time.time()),
-            "scope": request.scope, "expires_at": iso(grant.expires_at) if grant and grant.expires_at else None,
+            "reason": request.decision_reason, "timestamp": iso_utc(request.decided_at or request.created_at),
+            "scope": request.scope, "expires_at": iso_utc(grant.expires_at) if grant and grant.expires_at else None,
             "decided_by": request.decided_by, "status": request.status, "operation": request.operation}
 
 
 def grant_view(grant: Grant) -> dict[str, Any]:
     return {"id": grant.id, "agent_id": grant.agent_id, "service": grant.service,
             "operations": [grant.operation] if grant.operation else ["*"],
-            "expires_at": iso(grant.expires_at) if grant.expires_at else None, "granted_by": grant.granted_by,
-            "granted_at": iso(grant.granted_at), "args_hash": grant.args_hash,
-            "revoked_at": iso(grant.revoked_at) if grant.revoked_at else None}
+            "expires_at": iso_utc(grant.expires_at) if grant.expires_at else None, "granted_by": grant.granted_by,
+            "granted_at": iso_utc(grant.granted_at), "args_hash": grant.args_hash,
+            "revoked_at": iso_utc(grant.revoked_at) if grant.revoked_at else None}
 
 
 ACTING_OPERATOR_HEADER = "x-acting-operator"
@@ -69,6 +68,7 @@ class EmbeddedOrchestrator:
                  internal_token: str | None = None, heartbeat_seconds: float = 30,
                  expiry_check_seconds: float = 1.0) -> None:
         self.store = store
+        self.clock = store.clock
         self.hasher = hasher
         self.request_ttl_seconds = request_ttl_seconds
         self._internal_token = internal_token  # for the gateway beside us in the same process
@@ -110,11 +110,11 @@ class EmbeddedOrchestrator:
         await asyncio.gather(*(send(client) for client in list(self._clients)))
 
     async def expire_now(self) -> None:
-        for request in await self.store.expire_permission_requests(time.time()):
+        for request in await self.store.expire_permission_requests(self.clock()):
             await self.broadcast(response_event(request))
 
     async def _send_heartbeat(self) -> None:
-        await self.broadcast({"type": "heartbeat", "timestamp": iso(time.time()),
+        await self.broadcast({"type": "heartbeat", "timestamp": iso_utc(self.clock()),
                               "active_connections": len(self._clients)})
 
     # -- auth -----------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class EmbeddedOrchestrator:
 
     def app(self) -> Starlette:
         async def health(request: Request) -> Response:
-            return JSONResponse({"status": "healthy", "timestamp": iso(time.time()), "service": "orchestrator"})
+            return JSONResponse({"status": "healthy", "timestamp": iso_utc(self.clock()), "service": "orchestrator"})
 
         return Starlette(routes=[
             Route("/health", health, methods=["GET"]),
@@ -207,9 +207,9 @@ class EmbeddedOrchestrator:
         except _Refused as refused:
             return refused.response
         scope = body.scope or "service"  # as the external orchestrator: an approval grants the service
-        expires_at = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
+        expires_at = self.clock() + body.expires_in_seconds if body.expires_in_seconds else None
         if scope == "once" and expires_at is None:
-            expires_at = time.time() + self.request_ttl_seconds
+            expires_at = self.clock() + self.request_ttl_seconds
         try:
             decided, grant = await self.store.decide_permission_request(
                 body.request_id, body.approved, body.decided_by or operator, body.reason, scope, expires_at)
@@ -220,7 +220,7 @@ class EmbeddedOrchestrator:
             return JSONResponse({"detail": f"Permission request {first.id} is already {first.status}",
                                  "request_id": first.id, "status": first.status,
                                  "approved": first.status == "approved", "decided_by": first.decided_by,
-                                 "decided_at": iso(first.decided_at) if first.decided_at else None}, 409)
+                                 "decided_at": iso_utc(first.decided_at) if first.decided_at else None}, 409)
         await self.broadcast(response_event(decided, grant))
         return JSONResponse({"status": "success", "request_id": decided.id, "approved": body.approved,
                              "message": "Permission granted" if body.approved else "Permission denied",
@@ -247,7 +247,7 @@ class EmbeddedOrchestrator:
             return _detail(404, f"Grant {request.path_params['grant_id']} not found or already revoked")
         await self.broadcast({"type": "mcp_permission_revoked", "grant_id": grant.id, "agent_id": grant.agent_id,
                               "service_name": grant.service, "operation": grant.operation,
-                              "revoked_by": operator, "timestamp": iso(time.time())})
+                              "revoked_by": operator, "timestamp": iso_utc(self.clock())})
         return JSONResponse({"status": "success", "grant_id": grant.id, "message": "Grant revoked"})
 
     async def _history(self, request: Request, operator: str) -> Response:
@@ -257,14 +257,14 @@ class EmbeddedOrchestrator:
             return _detail(400, "limit must be a number")
         decided = await self.store.list_permission_requests(None, limit)
         history = [{**request_event(r, None), **response_event(r), "type": "decision",
-                    "requested_at": iso(r.created_at)} for r in decided]
+                    "requested_at": iso_utc(r.created_at)} for r in decided]
         return JSONResponse({"status": "success", "history": history})
 
     async def _agents(self, request: Request, operator: str) -> Response:
         if request.method == "GET":
             agents = await self.store.list_agents()
             return JSONResponse({"status": "success", "agents": [
-                {"id": a.id, "name": a.name, "created_at": iso(a.created_at), "active": a.active} for a in agents]})
+                {"id": a.id, "name": a.name, "created_at": iso_utc(a.created_at), "active": a.active} for a in agents]})
         try:
             body: NewAgentBody = await self._body(request, NewAgentBody)
             agent, token = await create_agent(self.store, self.hasher, body.name, operator, body.id)
@@ -281,7 +281,8 @@ class EmbeddedOrchestrator:
         await websocket.accept()
         self._client_ids += 1
         await websocket.send_json({"type": "connection_established", "client_id": f"client_{self._client_ids}",
-                                   "timestamp": iso(time.time()), "message": "Connected to mcp-console orchestrator"})
+                                   "timestamp": iso_utc(self.clock()),
+                                   "message": "Connected to mcp-console orchestrator"})
         self._clients.add(websocket)
         try:
             while True:

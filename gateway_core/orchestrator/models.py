@@ -33,10 +33,6 @@ Risk = Literal["read", "write", "destructive"]
 Scope = Literal["once", "service", "operation"]
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 
+from gateway_core.clock import Clock, system_clock
 from gateway_core.store.migrations import MIGRATIONS
 from gateway_core.store.records import (
     Agent,
@@ -65,13 +65,14 @@ def new_grant_id() -> str:
 class SQLiteStore:
     """All persistent state. Writes are serialised by one lock; each write is one transaction."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, connection: aiosqlite.Connection, path: Path, clock: Clock = system_clock) -> None:
         self._db = connection
         self.path = path
+        self.clock = clock  # the time every row is stamped and every expiry is judged with
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> SQLiteStore:
+    async def open(cls, path: Path | str, clock: Clock = system_clock) -> SQLiteStore:
         path = Path(path)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         try:
@@ -83,7 +84,7 @@ class SQLiteStore:
         await connection.execute("PRAGMA synchronous=NORMAL")
         await connection.execute("PRAGMA busy_timeout=5000")
         await connection.execute("PRAGMA foreign_keys=ON")
-        store = cls(connection, path)
+        store = cls(connection, path, clock)
         await store._migrate()
         return store
 
@@ -119,7 +120,7 @@ class SQLiteStore:
             # executescript commits first, so the migration and its version row form one script.
             await self._db.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\n"
-                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {time.time()});\nCOMMIT;"
+                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {self.clock()});\nCOMMIT;"
             )
 
     async def check_writable(self) -> None:
@@ -135,7 +136,7 @@ class SQLiteStore:
     # -- agents -----------------------------------------------------------------------------------
 
     async def add_agent(self, agent_id: str, name: str, token_hash: str, actor: str) -> Agent:
-        agent = Agent(id=agent_id, name=name, created_at=time.time())
+        agent = Agent(id=agent_id, name=name, created_at=self.clock())
         try:
             async with self._transaction() as db:
                 await db.execute(
@@ -169,7 +170,7 @@ class SQLiteStore:
             return {row[0]: Agent(*row[1:]) for row in await cursor.fetchall()}
 
     async def revoke_agent(self, agent_id: str, actor: str) -> bool:
-        now = time.time()
+        now = self.clock()
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, agent_id)
@@ -197,7 +198,7 @@ class SQLiteStore:
             operation=operation,
             expires_at=expires_at,
             granted_by=granted_by,
-            granted_at=time.time(),
+            granted_at=self.clock(),
             args_hash=args_hash,
         )
         async with self._transaction() as db:
@@ -227,7 +228,7 @@ class SQLiteStore:
             params.append(agent_id)
         if active_only:
             clauses.append("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)")
-            params.append(time.time())
+            params.append(self.clock())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         async with self._db.execute(
             f"SELECT {_GRANT_COLUMNS} FROM grants{where} ORDER BY granted_at", params
@@ -236,7 +237,7 @@ class SQLiteStore:
 
     async def revoke_grant(self, grant_id: str, actor: str, action: str = "grant.revoked") -> Grant | None:
         """Ends a grant (`action` "grant.used" when a one-time approval is spent by its call)."""
-        now = time.time()
+        now = self.clock()
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
@@ -252,7 +253,7 @@ class SQLiteStore:
     # -- operators ----------------------------------------------------------------------------------
 
     async def add_operator(self, operator_id: str, name: str, token_hash: str, actor: str) -> Operator:
-        operator = Operator(operator_id, name, time.time())
+        operator = Operator(operator_id, name, self.clock())
         async with self._transaction() as db:
             await db.execute("INSERT INTO operators (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
                              (operator.id, operator.name, token_hash, operator.created_at))
@@ -275,7 +276,7 @@ class SQLiteStore:
         reason: str, params_preview: Any, ttl_seconds: float,
     ) -> tuple[PermissionRequest, bool]:
         """A new pending request, or the pending one for the same agent, service and operation (False)."""
-        now = time.time()
+        now = self.clock()
         async with self._transaction() as db:
             async with db.execute(
                 f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE agent_id = ? AND service = ? "
@@ -319,7 +320,7 @@ class SQLiteStore:
         grant_expires_at: float | None,
     ) -> tuple[PermissionRequest, Grant | None]:
         """Records the first decision and, for an approval, its grant, in one transaction."""
-        now = time.time()
+        now = self.clock()
         async with self._transaction() as db:
             async with db.execute(
                 f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE id = ?", (request_id,)
