@@ -102,7 +102,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         print(f"mcp-console gateway {__version__} listening on {runtime.gateway_url}, with {where} "
               f"(store: {runtime.gateway.store.path})", file=sys.stderr, flush=True)
 
-    return await serve_until_signalled(runtime.servers, runtime.aclose, announce)
+    return await serve_until_signalled(runtime.servers, runtime.aclose, announce, runtime.stop)
 
 
 async def cmd_orchestrator(args: argparse.Namespace) -> int:

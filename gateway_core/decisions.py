@@ -18,13 +18,22 @@ class Recheck:
 RECHECK = Recheck()
 
 
+class Stopping:
+    """Not a decision: the gateway is stopping, so a held call is answered now instead of waiting on."""
+
+
+STOPPING = Stopping()
+Outcome = PermissionResponseEvent | Recheck | Stopping
+
+
 class DecisionBoard:
     def __init__(self) -> None:
-        self._waiting: dict[str, asyncio.Future[PermissionResponseEvent | Recheck]] = {}
+        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
         # Request ids waited on per agent and service: a decision on another request for the same subject
         # wakes them too (the external orchestrator may file two ids for one need; one approval covers both).
         self._by_subject: dict[tuple[str, str], set[str]] = {}
         self._recent: OrderedDict[str, PermissionResponseEvent] = OrderedDict()  # decided before anyone waited
+        self.stopping = False
 
     @property
     def waiting(self) -> int:
@@ -50,11 +59,20 @@ class DecisionBoard:
             if not future.done():
                 future.set_result(RECHECK)
 
-    async def wait(
-        self, request_id: str, subject: tuple[str, str], seconds: float
-    ) -> PermissionResponseEvent | Recheck | None:
+    def stop_all(self) -> None:
+        """Answers every held call with STOPPING, now and from now on (the gateway is stopping)."""
+        self.stopping = True
+        waiting, self._waiting = self._waiting, {}
+        self._by_subject.clear()
+        for future in waiting.values():
+            if not future.done():
+                future.set_result(STOPPING)
+
+    async def wait(self, request_id: str, subject: tuple[str, str], seconds: float) -> Outcome | None:
         """The decision on `request_id` (or on another request for the same agent and service), RECHECK,
-        or None if nothing came within `seconds`."""
+        STOPPING, or None if nothing came within `seconds`."""
+        if self.stopping:
+            return STOPPING
         decided = self._recent.get(request_id)
         if decided is not None:
             return decided

@@ -18,7 +18,7 @@ from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.clock import Clock, iso_utc, system_clock, utc_midnight
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
-from gateway_core.decisions import DecisionBoard, Recheck
+from gateway_core.decisions import DecisionBoard, Recheck, Stopping
 from gateway_core.errors import (
     BudgetExceeded,
     GatewayError,
@@ -219,8 +219,13 @@ class Gateway:
         if self.orchestrator is not None:
             self._feed = asyncio.create_task(self._follow_orchestrator(self.orchestrator), name="orchestrator-feed")
 
+    def begin_shutdown(self) -> None:
+        """Answers every held call at once (-32004, status gateway_stopping), and any call held from now on."""
+        self.decisions.stop_all()
+
     async def aclose(self) -> None:
         """Stops background work, writes every pending ledger row, closes handlers and the store."""
+        self.begin_shutdown()
         await self.health.stop()
         if self._feed is not None:
             self._feed.cancel()
@@ -413,6 +418,9 @@ class Gateway:
             if decision is None:
                 raise denied("pending", f"No decision on request {request_id} within {wait:g} s; it is still "
                                         "pending", request_id)
+            if isinstance(decision, Stopping):
+                raise denied("gateway_stopping", f"The gateway is stopping: request {request_id} is still pending; "
+                                                 "retry once the gateway is back", request_id)
             if isinstance(decision, PermissionResponseEvent) and decision.request_id == request_id:
                 break
             # A decision on another request for this agent and service, or a feed that was away and is

@@ -4,7 +4,7 @@ embedded beside the gateway on the same store, unless an external one is named."
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_core.auth import TokenHasher, key_path_for, load_or_create_key
@@ -24,6 +24,7 @@ class Runtime:
     orchestrator: EmbeddedOrchestrator | None
     orchestrator_server: HttpServer | None
     orchestrator_url: str
+    _closed: bool = field(default=False, init=False)
 
     @property
     def servers(self) -> list[HttpServer]:
@@ -38,10 +39,23 @@ class Runtime:
             await self.orchestrator.start()
         await self.gateway.start()
 
+    def stop(self) -> None:
+        """Stops taking calls: held calls are answered at once (the gateway is stopping), and the servers
+        answer what is in flight, then end their `serve()`."""
+        self.gateway.begin_shutdown()
+        for server in self.servers:
+            server.stop()
+
     async def aclose(self) -> None:
+        """Closes the orchestrator and the gateway (which writes the ledger's last rows, then closes the
+        store). Call after `stop()` and after the servers' `serve()` returned; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
         if self.orchestrator is not None:
             await self.orchestrator.aclose()
-        await self.gateway.aclose()  # flushes the ledger, then closes the store
+        await self.gateway.aclose()
 
 
 async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_gateway: bool = True,

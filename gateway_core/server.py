@@ -28,9 +28,13 @@ from gateway_core.gateway import Gateway
 from gateway_core.models import error_envelope
 from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
 from gateway_core.store import StoreError
+from gateway_core.watchdog import ExitWatchdog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+GRACEFUL_SHUTDOWN_SECONDS = 5  # what is in flight when a server stops gets this long to be answered
 
 
 class BodyTooLarge(Exception):
@@ -201,7 +205,8 @@ class HttpServer:
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
-                                proxy_headers=False, ws="websockets-sansio")
+                                proxy_headers=False, ws="websockets-sansio",
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
         self._server = _Server(config)
         self._serving = False
 
@@ -234,20 +239,32 @@ class GatewayServer(HttpServer):
         super().__init__(create_app(gateway), host, port)
 
 
+STOP_DEADLINE_SECONDS = 10.0  # from a stop signal to the process gone, whatever hangs
+
+
 async def serve_until_signalled(
     servers: list[HttpServer], cleanup: Callable[[], Awaitable[None]],
-    on_listening: Callable[[], None] | None = None,
+    on_listening: Callable[[], None] | None = None, on_stop: Callable[[], None] | None = None,
 ) -> int:
-    """Serves until SIGINT or SIGTERM, then answers what is in flight and runs `cleanup` (which flushes
-    the ledger). Returns the process exit code."""
+    """Serves until SIGINT or SIGTERM; then `on_stop` (which answers held calls), the servers answer what
+    is in flight, and `cleanup` runs (which flushes the ledger). Whatever hangs, the process is gone
+    within STOP_DEADLINE_SECONDS of the signal. Returns the process exit code."""
     loop = asyncio.get_running_loop()
+    watchdog = ExitWatchdog(STOP_DEADLINE_SECONDS)
 
     def stop_all() -> None:
+        if on_stop is not None:
+            on_stop()
         for server in servers:
             server.stop()
 
+    def signalled(signum: signal.Signals) -> None:
+        log.info("%s received: stopping", signum.name)
+        watchdog.arm(signum.name)
+        stop_all()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop_all)
+        loop.add_signal_handler(signum, signalled, signum)
     try:
         serving = [asyncio.create_task(server.serve()) for server in servers]
         started = [await server.wait_started() for server in servers]
