@@ -13,17 +13,33 @@ from pathlib import Path
 
 from gateway_core.errors import AuthenticationRequired
 from gateway_core.periodic import Periodic
-from gateway_core.store import Agent, AuditEvent, Operator, SQLiteStore
+from gateway_core.store import Agent, AuditEvent, Operator, SQLiteStore, StoreError
+from gateway_core.store.records import ledger_text
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mcpa_"
 OPERATOR_TOKEN_PREFIX = "mcpo_"
+MAX_AGENT_ID_LENGTH = 128
 AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
 def key_path_for(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".key")
+
+
+async def open_token_hasher(store: SQLiteStore) -> TokenHasher:
+    """The hasher under the store's server key (`<db>.key`), created with the store. A key missing beside
+    a store that issued tokens is refused: a new key would silently invalidate every one of them."""
+    path = key_path_for(store.path)
+    if not path.exists() and await store.has_credentials():
+        raise StoreError(f"the server key {path} is missing, but the store {store.path.name} holds agents or "
+                         "operators: with a new key every existing token would stop working. Restore the key "
+                         "file (or move the store away to start afresh).")
+    try:
+        return TokenHasher(load_or_create_key(path))
+    except OSError as exc:
+        raise StoreError(f"cannot read the server key {path}: {exc.strerror or exc}") from None
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -33,7 +49,7 @@ def load_or_create_key(path: Path) -> bytes:
     except FileExistsError:
         key = path.read_bytes()
         if len(key) < 32:
-            raise ValueError(f"the server key {path} is damaged (shorter than 32 bytes)") from None
+            raise StoreError(f"the server key {path} is damaged (shorter than 32 bytes)") from None
         return key
     key = secrets.token_bytes(32)
     with os.fdopen(fd, "wb") as handle:
@@ -81,13 +97,21 @@ async def create_operator(store: SQLiteStore, hasher: TokenHasher, name: str, ac
     return operator, token
 
 
+def claimed_id_for_the_record(claimed: str | None) -> str | None:
+    """An X-Agent-Id as the audit log may keep it: bounded text, and never one of our tokens in clear (an
+    agent that sends its token in the wrong header must not find it stored)."""
+    if claimed is not None and claimed.startswith((TOKEN_PREFIX, OPERATOR_TOKEN_PREFIX)):
+        return claimed[:len(TOKEN_PREFIX)] + "******** (a token, not kept)"
+    return ledger_text(claimed, MAX_AGENT_ID_LENGTH)
+
+
 class CredentialRefused(AuthenticationRequired):
     """-32003 with the reason kept apart, for the audit log."""
 
     def __init__(self, reason: str, claimed_agent_id: str | None) -> None:
         super().__init__(f"Authentication required: {reason}")
         self.reason = reason
-        self.claimed_agent_id = claimed_agent_id
+        self.claimed_agent_id = claimed_id_for_the_record(claimed_agent_id)
 
     def audit_event(self, remote: str | None, ts: float) -> AuditEvent:
         return AuditEvent(
@@ -156,5 +180,5 @@ class Authenticator:
             agent = self._by_id.get(claimed)
             if agent is not None:
                 return agent
-            raise CredentialRefused(f"unknown or revoked agent {claimed!r}", claimed)
+            raise CredentialRefused("unknown or revoked agent in X-Agent-Id", claimed)
         raise CredentialRefused("an agent token is required: send 'Authorization: Bearer <agent token>'", claimed)

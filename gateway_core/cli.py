@@ -9,6 +9,7 @@ import csv
 import getpass
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway_core import __version__
-from gateway_core.auth import TokenHasher, create_agent, create_operator, key_path_for, load_or_create_key
+from gateway_core.auth import TokenHasher, create_agent, create_operator, open_token_hasher
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.clock import iso_utc
 from gateway_core.config import ConfigError, Settings, load_settings
@@ -82,9 +83,19 @@ def _print_table(rows: list[list[str]], headers: list[str], out: TextIO) -> None
 # -- commands ------------------------------------------------------------------------------------
 
 
-async def _open_store(settings: Settings) -> tuple[SQLiteStore, TokenHasher]:
+async def _open_store(settings: Settings) -> SQLiteStore:
+    """The existing store, for commands that read it or change what is in it (never created here)."""
+    return await SQLiteStore.open(settings.store_path, create=False)
+
+
+async def _open_for_credentials(settings: Settings) -> tuple[SQLiteStore, TokenHasher]:
+    """The store, created if need be, and its token hasher: for the commands that issue or check tokens."""
     store = await SQLiteStore.open(settings.store_path)
-    return store, TokenHasher(load_or_create_key(key_path_for(store.path)))
+    try:
+        return store, await open_token_hasher(store)
+    except BaseException:
+        await store.close()
+        raise
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
@@ -107,7 +118,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_orchestrator(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store, hasher = await _open_store(settings)
+    store, hasher = await _open_for_credentials(settings)
     orchestrator = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds)
     try:
         server = HttpServer(orchestrator.app(), settings.server.host, args.port)
@@ -140,7 +151,7 @@ async def _add_credential(
     args: argparse.Namespace, kind: str,
     create: Callable[[SQLiteStore, TokenHasher], Awaitable[tuple[Agent | Operator, str]]],
 ) -> int:
-    store, hasher = await _open_store(_settings(args))
+    store, hasher = await _open_for_credentials(_settings(args))
     try:
         holder, token = await create(store, hasher)
     except ValueError as exc:
@@ -162,7 +173,7 @@ async def cmd_agents_add(args: argparse.Namespace) -> int:
 
 
 async def cmd_agents_list(args: argparse.Namespace) -> int:
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     try:
         agents = await store.list_agents()
     finally:
@@ -179,7 +190,7 @@ async def cmd_agents_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_agents_revoke(args: argparse.Namespace) -> int:
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     try:
         revoked = await store.revoke_agent(args.agent_id, _actor())
     finally:
@@ -204,7 +215,7 @@ def _check_grant_target(service: str, operation: str | None) -> str:
 async def cmd_grants_add(args: argparse.Namespace) -> int:
     service = _check_grant_target(args.service, args.operation)
     lasts = parse_duration(args.expires_in) if args.expires_in else None
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     expires_at = store.clock() + lasts if lasts is not None else None
     try:
         grant = await store.add_grant(args.agent_id, service, args.operation, expires_at, _actor())
@@ -216,7 +227,7 @@ async def cmd_grants_add(args: argparse.Namespace) -> int:
 
 
 async def cmd_grants_list(args: argparse.Namespace) -> int:
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     try:
         grants = await store.list_grants(agent_id=args.agent, active_only=not args.all)
         now = store.clock()
@@ -238,7 +249,7 @@ async def cmd_grants_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_grants_revoke(args: argparse.Namespace) -> int:
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     try:
         grant = await store.revoke_grant(args.grant_id, _actor())
     finally:
@@ -248,6 +259,12 @@ async def cmd_grants_revoke(args: argparse.Namespace) -> int:
         return 1
     print(f"grant {grant.id} revoked ({grant.agent_id} on {grant.service})")
     return 0
+
+
+def _private_file(path: str) -> TextIO:
+    """A new file (or an emptied one) for an export, readable by its owner only: the ledger is private."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(descriptor, "w", newline="")
 
 
 CSV_COLUMNS = ["id", "time", "agent_id", "method", "service", "operation", "status", "error_code",
@@ -262,9 +279,9 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("--since takes an ISO-8601 time, like 2026-11-29 or 2026-11-29T08:00Z") from None
         since_ts = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
-    store, _ = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))
     # A command-line tool: nothing else shares this event loop, so plain file writes are fine.
-    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
+    out = _private_file(args.output) if args.output else sys.stdout
     try:
         writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
         if writer:
@@ -382,8 +399,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code
     except UsageError as exc:
         parser.exit(2, f"mcp-console: {exc}\n")
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep the interpreter from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except (ConfigError, StoreError, ValueError) as exc:
         print(f"mcp-console: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file named on the command line that cannot be written, say
+        print(f"mcp-console: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_core.auth import Authenticator, TokenHasher, key_path_for, load_or_create_key
+from gateway_core import __version__
+from gateway_core.auth import Authenticator, TokenHasher, open_token_hasher
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.clock import Clock, iso_utc, system_clock, utc_midnight
 from gateway_core.config import Settings
@@ -35,7 +36,17 @@ from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
 from gateway_core.metrics import GatewayMetrics
-from gateway_core.models import ExecuteParams
+from gateway_core.models import (
+    OPERATOR_METHOD,
+    RECORDED_METHODS,
+    Capability,
+    ExecuteParams,
+    Pricing,
+    ServiceCount,
+    ServiceSummary,
+    Statistics,
+    UsageSummary,
+)
 from gateway_core.operations import Operation, OperationArgs
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient, OrchestratorUnavailable, params_preview
 from gateway_core.orchestrator.models import (
@@ -47,8 +58,9 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
+from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore, UsageTotals
-from gateway_core.store.records import CallStatus
+from gateway_core.store.records import CallStatus, ledger_text
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +166,14 @@ class Gateway:
                                self.clock)
             if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds))
         self.decisions = DecisionBoard()
+        self.scrubber = AgentFacingScrubber.from_settings(settings)
         self.link_state: LinkState | None = None  # None: no orchestrator linked
         self._feed: asyncio.Task[None] | None = None
         self._filed: dict[tuple[str, str, str], asyncio.Future[str]] = {}
         self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
         self.events = EventBus()
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics({name: state.operations for name, state in self.services.items()},
+                                      RECORDED_METHODS)
         self.health = HealthMonitor(
             {name: state.handler for name, state in self.services.items() if state.handler is not None},
             settings.health.interval_seconds,
@@ -186,7 +200,11 @@ class Gateway:
     async def open(cls, settings: Settings, clock: Clock = system_clock, **kwargs: Any) -> Gateway:
         """A gateway on the store named by the settings (created if missing), not yet started."""
         store = await SQLiteStore.open(settings.store_path, clock)
-        hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))
+        try:
+            hasher = await open_token_hasher(store)
+        except BaseException:
+            await store.close()
+            raise
         return cls(settings, store, hasher, **kwargs)
 
     def _build_services(
@@ -246,7 +264,7 @@ class Gateway:
     async def execute_as_operator(self, operator: OperatorCaller, params: ExecuteParams) -> ExecuteOutcome:
         """An operator's own call: no permission is asked (the operator is who grants it), but it is rate
         limited, costed, recorded and audited like any agent's; a read-only operator may only read."""
-        outcome = await self.execute(operator.caller_id, params, method="console.execute", operator=operator)
+        outcome = await self.execute(operator.caller_id, params, method=OPERATOR_METHOD, operator=operator)
         record = outcome.record
         self.recorder.record_audit(AuditEvent(
             record.ts, operator.caller_id, "operator.call", record.id,
@@ -281,14 +299,17 @@ class Gateway:
             data = await self._call(handler, state.spec, operation, args)
             tokens, cost = self._cost(state.spec, operation, args, data)
         except GatewayError as error:
+            self._scrub(error)
             status: CallStatus = "denied" if isinstance(error, PermissionDenied) else "error"
             if isinstance(error, PermissionDenied) and error.data:
                 request_id = error.data.get("requestId")
-            record = self.record(agent_id, method, service, operation_name, status, error.code,
-                                 started, rpc_id, permission_request_id=request_id)
+            record = self.record(agent_id=agent_id, method=method, service=service, operation=operation_name,
+                                 status=status, error_code=error.code, started=started, rpc_id=rpc_id,
+                                 permission_request_id=request_id)
             return ExecuteOutcome(record, error=error)
-        record = self.record(agent_id, method, service, operation.name, "success", None, started, rpc_id,
-                             tokens, cost, permission_request_id=request_id)
+        record = self.record(agent_id=agent_id, method=method, service=service, operation=operation.name,
+                             status="success", started=started, rpc_id=rpc_id, tokens=tokens, cost_usd=cost,
+                             permission_request_id=request_id)
         result = {
             "status": "success",
             "data": data,
@@ -303,6 +324,12 @@ class Gateway:
             },
         }
         return ExecuteOutcome(record, result=result)
+
+    def _scrub(self, error: GatewayError) -> None:
+        """Our secrets and internal addresses out of what the agent will read (upstreams echo requests)."""
+        error.message = self.scrubber.text(error.message)
+        if error.data:
+            error.data = self.scrubber.value(error.data)
 
     def _resolve_service(self, name: str) -> ServiceState:
         spec = self.catalog.resolve(name)
@@ -453,7 +480,7 @@ class Gateway:
         if filed is None:
             filed = self._filed[subject] = asyncio.ensure_future(self.orchestrator.request_permission(body))
             filed.add_done_callback(lambda done: done.exception() and self._filed.pop(subject, None))
-            self.metrics.permission_requests.labels(body.service_name, "requested").inc()
+            self.metrics.count_decision(body.service_name, "requested")
         return await asyncio.shield(filed)
 
     async def _follow_orchestrator(self, client: OrchestratorClient) -> None:
@@ -472,7 +499,7 @@ class Gateway:
                 self._filed.pop((item.agent_id or "", item.service_name or "", item.operation or ""), None)
                 self.decisions.publish(item)
                 self.policy.invalidate(item.agent_id)
-                self.metrics.permission_requests.labels(item.service_name or "", item.final_status).inc()
+                self.metrics.count_decision(item.service_name, item.final_status)
                 self.recorder.record_audit(AuditEvent(
                     self.clock(), item.decided_by or "orchestrator", "permission.decision_seen", item.request_id,
                     {"status": item.final_status, "agent_id": item.agent_id, "service": item.service_name}))
@@ -517,31 +544,23 @@ class Gateway:
     # -- recording ---------------------------------------------------------------------------------
 
     def record(
-        self,
-        agent_id: str | None,
-        method: str | None,
-        service: str | None,
-        operation: str | None,
-        status: CallStatus,
-        error_code: int | None,
-        started: float,
-        rpc_id: str | None,
-        tokens: int = 0,
-        cost_usd: float = 0.0,
-        permission_request_id: str | None = None,
+        self, *, agent_id: str | None, method: object, service: object = None, operation: object = None,
+        status: CallStatus, error_code: int | None = None, started: float, rpc_id: object = None,
+        tokens: int = 0, cost_usd: float = 0.0, permission_request_id: str | None = None,
     ) -> CallRecord:
-        """Writes one ledger row (batched), counts it and publishes it to subscribers."""
+        """Writes one ledger row (batched), counts it and publishes it to subscribers. What a caller sent
+        (method, service, operation, id) is taken as given and kept as bounded, printable text."""
         record = CallRecord(
-            id=time_ordered_uuid(), ts=self.clock(), agent_id=agent_id, method=method, service=service,
-            operation=operation, status=status, error_code=error_code,
+            id=time_ordered_uuid(), ts=self.clock(), agent_id=agent_id, method=ledger_text(method),
+            service=ledger_text(service), operation=ledger_text(operation), status=status, error_code=error_code,
             duration_ms=(time.perf_counter() - started) * 1000, tokens=tokens, cost_usd=cost_usd,
-            rpc_id=rpc_id, permission_request_id=permission_request_id,
+            rpc_id=ledger_text(rpc_id), permission_request_id=permission_request_id,
         )
         self.recorder.record_call(record)
         self.metrics.observe(record)
         self.totals.add(record)
-        if service is not None:
-            self.totals_by_service.setdefault(service, UsageTotals()).add(record)
+        if record.service in self.services:  # never a name a caller made up: those would grow without bound
+            self.totals_by_service.setdefault(record.service, UsageTotals()).add(record)
         if not self.today.covers(record.ts):
             self.today = DailyUsage.of_day_at(record.ts)
         self.today.add(record)
@@ -549,6 +568,9 @@ class Gateway:
         return record
 
     def _health_changed(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
+        # The operator's record of what the upstream said, internal addresses included (agents get it scrubbed).
+        log.log(logging.INFO if current.status == "healthy" else logging.WARNING, "%s is %s: %s", service,
+                current.status, current.message)
         self.metrics.service_up.labels(service).set(1 if current.status in ("healthy", "degraded") else 0)
         self.events.publish(HealthChanged(service, previous, current))
 
@@ -577,7 +599,7 @@ class Gateway:
             "aliases": list(spec.aliases),
             "status": self.service_status(spec.name),
             "missingSettings": state.missing_settings,
-            "health": report.as_dict() if report else None,
+            "health": self.scrubber.value(report.as_dict()) if report else None,
             "pricing": {"avgTokensPerCall": spec.avg_tokens_per_call, "costPerCall": spec.cost_per_call},
             "rateLimit": {"maxRequests": self._service_limits[spec.name].limit.max_requests,
                           "windowMs": self._service_limits[spec.name].limit.window_ms},
@@ -588,10 +610,42 @@ class Gateway:
         services = [self.describe_service(name, with_schemas) for name in self.catalog.names()]
         return {"services": services, "count": len(services)}
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "since": iso_utc(self.started_at),
-            "uptimeSeconds": round(self.uptime_seconds, 3),
-            "totals": self.totals.as_dict(),
-            "byService": {name: totals.as_dict() for name, totals in sorted(self.totals_by_service.items())},
-        }
+    def service_summaries(self) -> list[ServiceSummary]:
+        """mcp.listServices: every service of the catalog, with its state and operation names."""
+        return [ServiceSummary(name=spec.name, version=__version__, description=spec.description,
+                               location=spec.location, status=self.service_status(spec.name),
+                               capabilities=list(self.services[spec.name].operations),
+                               alwaysActive=spec.always_active,
+                               pricing=Pricing(avgTokensPerCall=spec.avg_tokens_per_call,
+                                               costPerCall=spec.cost_per_call))
+                for spec in self.catalog.services.values()]
+
+    def capabilities(self, name: str) -> list[Capability]:
+        """mcp.getCapabilities: one service's operations with their schemas, risk and cost."""
+        state = self._resolve_service(name)
+        capabilities = []
+        for operation in state.operations.values():
+            tokens, cost = catalog_cost(state.spec, operation)
+            capabilities.append(Capability(name=operation.name, description=operation.description, risk=operation.risk,
+                                           arguments=operation.positional_fields,
+                                           inputSchema=operation.args_model.model_json_schema(),
+                                           cost=Pricing(avgTokensPerCall=tokens, costPerCall=cost)))
+        return capabilities
+
+    def statistics(self) -> Statistics:
+        """mcp.getStatistics: services by state and location, and usage since start."""
+        services = [ServiceCount(name=name, status=self.service_status(name), location=state.spec.location,
+                                 capabilities=len(state.operations)) for name, state in self.services.items()]
+        return Statistics(
+            total=len(services),
+            active=sum(service.status not in ("not_configured", "down") for service in services),
+            inactive=sum(service.status == "not_configured" for service in services),
+            error=sum(service.status == "down" for service in services),
+            serverSide=sum(service.location == "server" for service in services),
+            local=sum(service.location == "local" for service in services),
+            services=services,
+            usage=UsageSummary(
+                since=iso_utc(self.started_at), uptimeSeconds=round(self.uptime_seconds, 3),
+                totals=self.totals.as_dict(),
+                byService={name: totals.as_dict() for name, totals in sorted(self.totals_by_service.items())}),
+        )

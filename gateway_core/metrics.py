@@ -1,7 +1,11 @@
-"""Prometheus metrics under the existing names, with true labels; one registry per gateway."""
+"""Prometheus metrics under the existing names, with true labels; one registry per gateway.
+
+Labels only ever hold names the gateway declared (services, their operations, the methods it records) or
+an authenticated caller's id; anything a caller made up is `unknown`, so no caller can grow /metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +23,14 @@ class _CallChildren:
     cost: Any
 
 
+UNKNOWN = "unknown"
+
+
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, operations: Mapping[str, Iterable[str]], methods: Collection[str]) -> None:
+        """`operations`: each service's operation names; `methods`: the methods calls are recorded under."""
+        self._operations = {service: frozenset(names) for service, names in operations.items()}
+        self._methods = frozenset(methods)
         self.registry = CollectorRegistry()
         r = self.registry
         self.operations = Counter("mcp_operations_total", "Calls by outcome",
@@ -39,10 +49,21 @@ class GatewayMetrics:
         self.service_up = Gauge("mcp_service_up", "1 when the last health check was healthy or degraded",
                                 ["service"], registry=r)
 
+    def _service_label(self, service: str | None) -> str:
+        if service is None:
+            return ""
+        return service if service in self._operations else UNKNOWN
+
+    def count_decision(self, service: str | None, decision: str) -> None:
+        self.permission_requests.labels(self._service_label(service), decision).inc()
+
     def observe(self, record: CallRecord) -> None:
-        service = record.service or ""
-        operation = record.operation or record.method or ""
-        agent_id = record.agent_id or ""
+        service = self._service_label(record.service)
+        if record.operation is not None:
+            operation = record.operation if record.operation in self._operations.get(service, ()) else UNKNOWN
+        else:
+            operation = record.method if record.method in self._methods else UNKNOWN if record.method else ""
+        agent_id = record.agent_id or ""  # set only once authenticated: bounded by the agents there are
         key = (service, operation, record.status, record.error_code, agent_id)
         children = self._children.get(key)
         if children is None:  # label lookups cost more than the increments: do them once per label set

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from gateway_core.errors import GatewayError
 
 JsonRpcId = StrictStr | StrictInt | StrictFloat | None
+
+RPC_METHODS = ("mcp.execute", "mcp.listServices", "mcp.getCapabilities", "mcp.getStatistics")
+SLASH_METHOD = "slash"  # the ledger's method for the slash form (POST /mcp/execute)
+RPC_BODY_METHOD = "rpc"  # the ledger's method for a /mcp/rpc body refused before it was read
+OPERATOR_METHOD = "console.execute"  # the ledger's method for an operator's own call
+RECORDED_METHODS = (*RPC_METHODS, SLASH_METHOD, RPC_BODY_METHOD, OPERATOR_METHOD)
 
 
 class JsonRpcRequest(BaseModel):
@@ -32,6 +38,13 @@ class ExecuteOptions(BaseModel):
     waitForApproval: float | None = Field(None, ge=0)
 
 
+def _no_options(value: Any) -> Any:
+    return {} if value is None else value
+
+
+Options = Annotated[ExecuteOptions, BeforeValidator(_no_options)]  # "options": null is no options
+
+
 class ExecuteParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -39,7 +52,7 @@ class ExecuteParams(BaseModel):
     operation: StrictStr = Field(min_length=1)
     args: list[Any] | dict[str, Any] | None = None
     database: StrictStr | None = None
-    options: ExecuteOptions = Field(default_factory=ExecuteOptions)
+    options: Options = Field(default_factory=ExecuteOptions)
 
     def argument_defaults(self) -> dict[str, Any]:
         """Values an operation may take from outside `args`: the options, and `database`."""
@@ -59,8 +72,72 @@ class SlashRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     command: StrictStr = Field(min_length=1)
-    options: ExecuteOptions = Field(default_factory=ExecuteOptions)
+    options: Options = Field(default_factory=ExecuteOptions)
     id: JsonRpcId = None
+
+
+# -- what the listing methods answer (gateway-protocol.md: existing agents read `result.data`) ----------
+
+
+class Pricing(BaseModel):
+    avgTokensPerCall: int
+    costPerCall: float
+
+
+class ServiceSummary(BaseModel):
+    """One item of mcp.listServices."""
+
+    name: str
+    version: str
+    description: str
+    location: str
+    status: str
+    capabilities: list[str]  # operation names
+    alwaysActive: bool
+    pricing: Pricing
+
+
+class Capability(BaseModel):
+    """One item of mcp.getCapabilities: an operation, its schema, risk and cost."""
+
+    name: str
+    description: str
+    risk: str
+    arguments: list[str]  # the positional order
+    inputSchema: dict[str, Any]
+    cost: Pricing
+
+
+class ServiceCount(BaseModel):
+    name: str
+    status: str
+    location: str
+    capabilities: int
+
+
+class UsageSummary(BaseModel):
+    since: str
+    uptimeSeconds: float
+    totals: dict[str, Any]
+    byService: dict[str, dict[str, Any]]
+
+
+class Statistics(BaseModel):
+    """mcp.getStatistics: services by state (active: configured and not down; error: down), plus usage."""
+
+    total: int
+    active: int
+    inactive: int
+    error: int
+    serverSide: int
+    local: int
+    services: list[ServiceCount]
+    usage: UsageSummary
+
+
+class Listing(BaseModel):
+    status: Literal["success"] = "success"
+    data: list[ServiceSummary] | list[Capability] | Statistics
 
 
 def success_envelope(rpc_id: Any, result: Any) -> dict[str, Any]:

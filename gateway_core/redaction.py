@@ -1,10 +1,14 @@
-"""What must not reach an operator's screen or a log: values under secret-looking keys, and the
-credentials written into URLs."""
+"""What must not reach an operator's screen or a log (values under secret-looking keys, credentials written
+into URLs), and what must not reach an agent (our secrets and internal addresses, in upstreams' errors)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, SecretStr
 
 SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 MASK = "********"
@@ -28,3 +32,72 @@ def redacted(value: Any) -> Any:
     if isinstance(value, str):
         return _URL_CREDENTIALS.sub(rf"\g<1>{MASK}@", value)
     return value
+
+
+_CREDENTIAL_WORDS = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_OUR_TOKENS = re.compile(r"\bmcp[ao]_[A-Za-z0-9_-]{16,}")
+
+
+class AgentFacingScrubber:
+    """Takes out of what an agent is told (error messages and data, health messages) what only operators may
+    see: the values of configured secrets, the configured upstream addresses, credentials after `Bearer`
+    and the like, our own tokens, and credentials written into URLs. Upstreams echo requests back in their
+    errors; this is where that stops."""
+
+    def __init__(self, secrets: Iterable[str], addresses: Mapping[str, str]) -> None:
+        """`addresses`: a configured URL (or host) → the name it is shown as, e.g. `<COOLIFY_API_URL>`."""
+        self._secrets = sorted({value for value in secrets if len(value) >= 4}, key=len, reverse=True)
+        self._addresses = sorted(addresses.items(), key=lambda item: len(item[0]), reverse=True)
+
+    @classmethod
+    def from_settings(cls, settings: BaseModel) -> AgentFacingScrubber:
+        """Secrets are the settings' SecretStr values; addresses, the URL settings (`*_url`, `*_endpoint`)."""
+        secrets: list[str] = []
+        addresses: dict[str, str] = {}
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                secrets.append(secret)
+                if "://" in secret:  # a database URL: its address is internal too
+                    addresses.update(_address_forms(secret, f"<{name.upper()}>"))
+            elif isinstance(value, str) and name.endswith(("_url", "_endpoint")):
+                addresses.update(_address_forms(value, f"<{name.upper()}>"))
+        return cls(secrets, addresses)
+
+    def text(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for address, shown in self._addresses:
+            if address in text:
+                text = text.replace(address, shown)
+        text = _CREDENTIAL_WORDS.sub(lambda match: f"{match.group(1)} {MASK}", text)
+        text = _OUR_TOKENS.sub(MASK, text)
+        return _URL_CREDENTIALS.sub(rf"\g<1>{MASK}@", text)
+
+    def value(self, value: Any) -> Any:
+        """A copy of `value` with every string in it scrubbed, however deep."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        return value
+
+
+def _address_forms(url: str, shown: str) -> dict[str, str]:
+    """A configured URL as it may appear in an upstream's text: whole (with and without credentials and a
+    trailing slash), and its host:port; a bare host only where it cannot be an ordinary word."""
+    parsed = urlsplit(url.strip())
+    if not parsed.hostname:
+        return {}
+    forms = {url.strip().rstrip("/"): shown}
+    host_port = parsed.netloc.rpartition("@")[2]
+    forms[urlunsplit((parsed.scheme, host_port, parsed.path, "", "")).rstrip("/")] = shown
+    if parsed.port is not None:
+        forms[host_port] = shown
+    if "." in parsed.hostname or ":" in parsed.hostname:
+        forms[parsed.hostname] = shown
+    return forms

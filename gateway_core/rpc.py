@@ -15,8 +15,11 @@ from gateway_core.auth import CredentialRefused
 from gateway_core.errors import GatewayError, InvalidParams, InvalidRequest, MethodNotFound, ParseError
 from gateway_core.gateway import ExecuteOutcome, Gateway
 from gateway_core.models import (
+    RPC_METHODS,
+    SLASH_METHOD,
     ExecuteParams,
     JsonRpcRequest,
+    Listing,
     ServiceParams,
     SlashRequest,
     error_envelope,
@@ -25,6 +28,35 @@ from gateway_core.models import (
 from gateway_core.slash import parse_slash_command
 
 Reply = tuple[int, Any]  # HTTP status and the JSON body (None: no body, 204)
+MAX_JSON_DEPTH = 100  # deeper than any operation's arguments; far below Python's recursion limit
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (iteratively: the value may be deeper than the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, or ParseError: not JSON, NaN or Infinity (not JSON either), or nested deeper than
+    MAX_JSON_DEPTH."""
+    try:
+        payload = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ParseError("Parse error: the body is not valid JSON") from None
+    # Fewer brackets than the limit cannot nest deeper than it: the usual body skips the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(payload) > MAX_JSON_DEPTH:
+        raise ParseError(f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +112,16 @@ def _rpc_id_text(rpc_id: Any) -> str | None:
 class JsonRpcEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._methods: dict[str, Callable[[str, JsonRpcRequest], Awaitable[Any]]] = {
-            "mcp.execute": self._execute,
-            "mcp.listServices": self._list_services,
-            "mcp.getCapabilities": self._get_capabilities,
-            "mcp.getStatistics": self._get_statistics,
-        }
+        self._methods: dict[str, Callable[[str, JsonRpcRequest], Awaitable[Any]]] = dict(zip(
+            RPC_METHODS, (self._execute, self._list_services, self._get_capabilities, self._get_statistics),
+            strict=True))
 
     async def handle(self, body: bytes, caller: Caller) -> Reply:
         started = time.perf_counter()
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return self.refuse(ParseError("Parse error: the body is not valid JSON"), started)
+            payload = parse_json(body)
+        except ParseError as error:
+            return self.refuse(error, started)
         authentication = RequestAuthentication(self.gateway, caller)
         if isinstance(payload, list):
             if not payload:
@@ -102,9 +131,10 @@ class JsonRpcEndpoint:
             return (200, bodies) if bodies else (204, None)
         return await self._one(payload, authentication)
 
-    def refuse(self, error: GatewayError, started: float, rpc_id: Any = None, method: str | None = None) -> Reply:
+    def refuse(self, error: GatewayError, started: float, rpc_id: Any = None, method: object = None) -> Reply:
         """Answers a request refused before it reached a method, and writes its ledger row."""
-        self.gateway.record(None, method, None, None, "error", error.code, started, _rpc_id_text(rpc_id))
+        self.gateway.record(agent_id=None, method=method, status="error", error_code=error.code, started=started,
+                            rpc_id=_rpc_id_text(rpc_id))
         return error.http_status, error_envelope(rpc_id, error)
 
     async def _one(self, item: Any, authentication: RequestAuthentication) -> Reply:
@@ -125,15 +155,15 @@ class JsonRpcEndpoint:
             result = await method(agent_id, request)
         except GatewayError as error:
             service = request.params.get("service") if isinstance(request.params, dict) else None
-            self.gateway.record(agent_id, request.method, service if isinstance(service, str) else None, None,
-                                "error", error.code, started, _rpc_id_text(request.id))
+            self.gateway.record(agent_id=agent_id, method=request.method, service=service, status="error",
+                                error_code=error.code, started=started, rpc_id=_rpc_id_text(request.id))
             return self._reply(request, error.http_status, error_envelope(request.id, error))
         if isinstance(result, ExecuteOutcome):  # the pipeline wrote its own ledger row
             if result.error is not None:
                 return self._reply(request, result.error.http_status, error_envelope(request.id, result.error))
             return self._reply(request, 200, success_envelope(request.id, result.result))
-        self.gateway.record(agent_id, request.method, None, None, "success", None, started,
-                            _rpc_id_text(request.id))
+        self.gateway.record(agent_id=agent_id, method=request.method, status="success", started=started,
+                            rpc_id=_rpc_id_text(request.id))
         return self._reply(request, 200, success_envelope(request.id, result))
 
     @staticmethod
@@ -145,38 +175,38 @@ class JsonRpcEndpoint:
         return await self.gateway.execute(agent_id, params, _rpc_id_text(request.id))
 
     async def _list_services(self, agent_id: str, request: JsonRpcRequest) -> Any:
-        return self.gateway.list_services()
+        return Listing(data=self.gateway.service_summaries()).model_dump(mode="json")
 
     async def _get_capabilities(self, agent_id: str, request: JsonRpcRequest) -> Any:
         params: ServiceParams = _params(ServiceParams, request.params, request.method)
-        return self.gateway.describe_service(params.service)
+        return Listing(data=self.gateway.capabilities(params.service)).model_dump(mode="json")
 
     async def _get_statistics(self, agent_id: str, request: JsonRpcRequest) -> Any:
-        return self.gateway.statistics()
+        return Listing(data=self.gateway.statistics()).model_dump(mode="json")
 
     async def handle_slash(self, body: bytes, caller: Caller) -> Reply:
         """`POST /mcp/execute`: the slash form, answered with the same envelope as mcp.execute."""
         started = time.perf_counter()
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return self.refuse(ParseError("Parse error: the body is not valid JSON"), started, method="slash")
+            payload = parse_json(body)
+        except ParseError as error:
+            return self.refuse(error, started, method=SLASH_METHOD)
         try:
             request = SlashRequest.model_validate(payload)
         except ValidationError:
             return self.refuse(InvalidRequest('Invalid Request: expected {"command": "/mcp-<service> ..."}'),
-                               started, method="slash")
+                               started, method=SLASH_METHOD)
         agent_id: str | None = None
         try:
             agent_id = RequestAuthentication(self.gateway, caller).agent_id()
             command = parse_slash_command(request.command, self.gateway.catalog)
         except GatewayError as error:
-            self.gateway.record(agent_id, "slash", None, None, "error", error.code, started,
-                                _rpc_id_text(request.id))
+            self.gateway.record(agent_id=agent_id, method=SLASH_METHOD, status="error", error_code=error.code,
+                                started=started, rpc_id=_rpc_id_text(request.id))
             return error.http_status, error_envelope(request.id, error)
         params = ExecuteParams(service=command.service, operation=command.operation, args=command.args,
                                database=command.database, options=request.options)
-        outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method="slash")
+        outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method=SLASH_METHOD)
         if outcome.error is not None:
             return outcome.error.http_status, error_envelope(request.id, outcome.error)
         return 200, success_envelope(request.id, outcome.result)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_core.auth import TokenHasher, key_path_for, load_or_create_key
+from gateway_core.auth import open_token_hasher
 from gateway_core.clock import Clock, system_clock
 from gateway_core.config import Settings
 from gateway_core.gateway import Gateway
@@ -68,7 +68,7 @@ async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_
     store = await SQLiteStore.open(settings.store_path, clock)
     embedded = orchestrator_server = gateway_server = None
     try:
-        hasher = TokenHasher(load_or_create_key(key_path_for(store.path)))
+        hasher = await open_token_hasher(store)
         external = settings.setting("ORCHESTRATOR_URL") or (
             None if serve_gateway else f"http://127.0.0.1:{orchestrator_port}")
         if external:

@@ -25,7 +25,7 @@ from gateway_core import __version__
 from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
-from gateway_core.models import error_envelope
+from gateway_core.models import RPC_BODY_METHOD, SLASH_METHOD, error_envelope
 from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
 from gateway_core.store import StoreError
 from gateway_core.watchdog import ExitWatchdog
@@ -35,16 +35,28 @@ T = TypeVar("T")
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 5  # what is in flight when a server stops gets this long to be answered
+MAX_HEADER_BYTES = 16 * 1024  # all of a request's headers together; a token is under a hundred bytes
 
 
 class BodyTooLarge(Exception):
     pass
 
 
+class HeadersTooLarge(Exception):
+    pass
+
+
+def _check_header_size(request: Request) -> None:
+    if sum(len(name) + len(value) for name, value in request.scope["headers"]) > MAX_HEADER_BYTES:
+        raise HeadersTooLarge
+
+
 def _json(status: int, body: Any) -> Response:
     if body is None:
         return Response(status_code=204)
-    return Response(json.dumps(body, separators=(",", ":"), default=str), status,
+    # A refused body or header block is not read any further: closing the connection is how to stop it.
+    headers = {"connection": "close"} if status in (413, 431) else None
+    return Response(json.dumps(body, separators=(",", ":"), default=str), status, headers,
                     media_type="application/json")
 
 
@@ -79,8 +91,13 @@ def create_app(gateway: Gateway) -> Starlette:
         async def route(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                _check_header_size(request)
                 body = await _read_body(request, limit)
                 status, reply = await handler(body, _caller(request))
+            except HeadersTooLarge:
+                error = InvalidRequest(f"Request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
+                status, reply = endpoint.refuse(error, started, method=method)
+                status = 431
             except BodyTooLarge:
                 error = InvalidRequest(f"Request body too large: the limit is {limit} bytes")
                 status, reply = endpoint.refuse(error, started, method=method)
@@ -97,6 +114,11 @@ def create_app(gateway: Gateway) -> Starlette:
 
     def authenticated(view: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
+            try:
+                _check_header_size(request)
+            except HeadersTooLarge:
+                error = InvalidRequest(f"Request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
+                return _json(431, error_envelope(None, error))
             try:
                 RequestAuthentication(gateway, _caller(request)).agent_id()
                 return _json(200, view(request))
@@ -115,8 +137,11 @@ def create_app(gateway: Gateway) -> Starlette:
             checks["store"] = {"ok": True, "path": gateway.store.path.name}
         except StoreError as exc:
             checks["store"] = {"ok": False, "error": str(exc)}
-        backlog = gateway.recorder.pending
-        checks["ledger"] = {"ok": backlog < 100_000, "pendingRows": backlog}
+        recorder = gateway.recorder
+        checks["ledger"] = {"ok": recorder.healthy, "pendingRows": recorder.pending,
+                            "lagSeconds": round(recorder.lag_seconds, 3), "rowsSetAside": recorder.set_aside}
+        if recorder.failing is not None:
+            checks["ledger"]["error"] = recorder.failing
         link = gateway.link_state
         checks["orchestrator"] = ({"ok": True, "state": "not linked"} if link is None else
                                   {"ok": link.status == "connected", "state": link.describe()})
@@ -151,8 +176,8 @@ def create_app(gateway: Gateway) -> Starlette:
         return _json(404, {"error": "Not Found", "message": f"Route {request.method} {request.url.path} not found"})
 
     routes = [  # the hot routes first: Starlette tries them in order
-        Route("/mcp/rpc", rpc_route(endpoint.handle, "rpc"), methods=["POST"]),
-        Route("/mcp/execute", rpc_route(endpoint.handle_slash, "slash"), methods=["POST"]),
+        Route("/mcp/rpc", rpc_route(endpoint.handle, RPC_BODY_METHOD), methods=["POST"]),
+        Route("/mcp/execute", rpc_route(endpoint.handle_slash, SLASH_METHOD), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),

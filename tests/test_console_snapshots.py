@@ -59,7 +59,7 @@ def prepared(app: ConsoleApp, *steps: Callable[[ConsoleApp, Pilot[None]], Awaita
              ) -> Callable[[Pilot[None]], Awaitable[None]]:
     async def run_before(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: app.runtime is not None and app.runtime.gateway.link_state is not None
-                    and app.runtime.gateway.link_state.status == "connected")
+                    and app.runtime.gateway.link_state.status == "connected", "the orchestrator link")
         assert app.runtime is not None
         await create_agent(app.runtime.gateway.store, app.runtime.gateway.hasher, "deployer", "test",
                            "agent-deployer")
@@ -74,10 +74,14 @@ def prepared(app: ConsoleApp, *steps: Callable[[ConsoleApp, Pilot[None]], Awaita
     return run_before
 
 
-async def until(pilot: Pilot[None], condition: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await pilot.pause(0.02)
+async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Waits until `condition()` holds; fails naming `what` it waited for."""
+    try:
+        async with asyncio.timeout(within):
+            while not condition():
+                await pilot.pause(0.02)
+    except TimeoutError:
+        raise AssertionError(f"waited {within:g} s for {what}") from None
 
 
 async def calls_made(app: ConsoleApp, pilot: Pilot[None]) -> None:
@@ -87,13 +91,14 @@ async def calls_made(app: ConsoleApp, pilot: Pilot[None]) -> None:
         gateway.today.add(record)
         gateway.totals_by_service.setdefault("coolify", UsageTotals()).add(record)
         gateway.events.publish(CallFinished(record))
-    await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS))  # type: ignore[attr-defined]
+    await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS),  # type: ignore[attr-defined]
+                f"{len(CALLS)} rows in the calls table")
 
 
 async def request_arrives(app: ConsoleApp, pilot: Pilot[None]) -> None:
     assert app.runtime is not None
     app.runtime.gateway.events.publish(PermissionEvent(REQUEST))
-    await until(pilot, lambda: app.modal is not None)
+    await until(pilot, lambda: app.modal is not None, "the permission modal")
 
 
 async def grants_given(app: ConsoleApp, pilot: Pilot[None]) -> None:
@@ -106,16 +111,18 @@ async def grants_given(app: ConsoleApp, pilot: Pilot[None]) -> None:
 async def on_permissions_screen(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("escape", "p")
     screen = app.permissions_screen
-    await until(pilot, lambda: app.screen is screen and screen.query_one("#grants").row_count == 2)  # type: ignore[attr-defined]
+    await until(pilot, lambda: app.screen is screen and screen.query_one("#grants").row_count == 2,  # type: ignore[attr-defined]
+                "the permissions screen with two grants")
 
 
 async def restart_form(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("c")
     coolify: Any = app.coolify_screen
-    await until(pilot, lambda: app.screen is coolify)
+    await until(pilot, lambda: app.screen is coolify, "the Coolify screen")
     await coolify.choose("restart-application")
     picker = coolify.query_one("#field-uuid", Select)
-    await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values())
+    await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values(),
+                "the application picker filled")
     picker.value = "app1"
     coolify.query_one("#operations").focus()
 

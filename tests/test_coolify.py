@@ -318,7 +318,7 @@ async def test_unreachable_unresolvable_and_slow_coolify(tmp_path: Path) -> None
     refused = await error_from(tmp_path / "a.db", "http://127.0.0.1:9", "list-servers")
     assert refused["code"] == -32001 and "cannot connect" in refused["message"]
     unresolved = await error_from(tmp_path / "b.db", "http://coolify.invalid", "list-servers")
-    assert unresolved["code"] == -32001 and "cannot resolve coolify.invalid" in unresolved["message"]
+    assert unresolved["code"] == -32001 and "cannot resolve <COOLIFY_API_URL>" in unresolved["message"]
     assert "COOLIFY_API_URL" in unresolved["message"]
     slow = FakeCoolify(TOKEN, delay_seconds=1.0)
     async with coolify_gateway(tmp_path / "c", slow, coolify_timeout_seconds=0.2) as coolify:
@@ -400,4 +400,26 @@ async def test_every_operation_works_in_the_slash_form_too(
 
 async def test_credentials_in_the_api_url_never_reach_an_error(tmp_path: Path) -> None:
     error = await error_from(tmp_path / "u.db", "http://admin:s3cret@127.0.0.1:9", "list-servers")
-    assert error["code"] == -32001 and "s3cret" not in json.dumps(error) and "127.0.0.1:9" in error["message"]
+    assert error["code"] == -32001 and "s3cret" not in json.dumps(error)
+    # The agent is told which setting to look at, never the internal address (the operator's log has it).
+    assert "127.0.0.1" not in json.dumps(error) and "<COOLIFY_API_URL>" in error["message"]
+
+
+async def test_an_upstream_that_echoes_our_request_never_hands_the_agent_our_token(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo_headers(request: Request) -> JSONResponse:  # a misbehaving Coolify-compatible server
+        headers = dict(request.headers)
+        return JSONResponse({"message": f"rejected: {headers}", "errors": {"request": headers,
+                                                                            "url": str(request.url)}}, 422)
+
+    echoing = Starlette(routes=[Route("/{path:path}", echo_headers, methods=["GET", "POST"])])
+    async with serve_asgi(echoing) as url:
+        error = await error_from(tmp_path / "echo.db", url, "list-servers")
+    text = json.dumps(error)
+    assert error["code"] == -32009 and "rejected" in error["message"]
+    assert TOKEN not in text and "Bearer ********" in text
+    assert url.removeprefix("http://") not in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -140,10 +139,8 @@ async def test_a_slow_subscriber_loses_its_oldest_events_and_never_blocks_the_ga
     bus = EventBus()
     slow = bus.subscribe(maxsize=5)
     fast = bus.subscribe(maxsize=100)
-    started = time.perf_counter()
-    for n in range(20):
+    for n in range(20):  # publish never awaits: a full queue drops its oldest event instead
         bus.publish(CallFinished(_record(n)))
-    assert time.perf_counter() - started < 0.05
     assert slow.dropped == 15 and fast.dropped == 0
     kept = [event.record.id for event in [await slow.get() for _ in range(5)] if isinstance(event, CallFinished)]
     assert kept == ["15", "16", "17", "18", "19"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import socket
@@ -62,6 +63,66 @@ async def test_a_failed_ledger_write_keeps_its_rows_for_the_next_try(tmp_path: P
     monkeypatch.setattr(store, "append", real_append)
     await recorder.aclose()
     assert [call.id async for call in store.iter_calls()] == ["0", "1", "2"]
+    await store.close()
+
+
+async def test_a_row_the_store_refuses_is_set_aside_alone_and_the_rows_behind_it_are_written(
+        tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    recorder = Recorder(store)
+    rows = [CallRecord(str(n), float(n), "a", "mcp.execute", "s", "o", "success", None, 1.0, 1, 0.1, None)
+            for n in range(5)]
+    poisoned = dataclasses.replace(rows[2], tokens=10 ** 30)  # more than SQLite can hold: refused on its own
+    for row in (*rows[:2], poisoned, *rows[3:]):
+        recorder.record_call(row)
+    recorder.record_audit(AuditEvent(1.0, "test", "still.written"))
+    await recorder.flush()
+    assert recorder.set_aside == 1 and recorder.pending == 0 and recorder.failing is None
+    assert [call.id async for call in store.iter_calls()] == ["0", "1", "3", "4"]
+    assert [event.action for event in await store.list_audit()] == ["still.written"]
+    await recorder.aclose()
+    await store.close()
+
+
+async def test_ready_answers_503_the_moment_ledger_writes_fail(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    from tests.servers import run_gateway
+
+    async with run_gateway(tmp_path / "gw.db") as gw, httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/ready")).status_code == 200
+        real_append = gw.gateway.store.append
+
+        async def locked(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(gw.gateway.store, "append", locked)
+        await client.post("/mcp/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "mcp.listServices"})
+        with pytest.raises(sqlite3.OperationalError):
+            await gw.gateway.recorder.flush()
+        failing = await client.get("/ready")
+        monkeypatch.setattr(gw.gateway.store, "append", real_append)
+        await gw.gateway.recorder.flush()
+        recovered = await client.get("/ready")
+    assert failing.status_code == 503
+    assert failing.json()["checks"]["ledger"]["ok"] is False
+    assert failing.json()["checks"]["ledger"]["error"] == "OperationalError: database is locked"
+    assert recovered.status_code == 200
+
+
+async def test_closing_gives_up_on_a_store_that_never_writes_after_its_deadline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    recorder = Recorder(store)
+    recorder.start()
+    recorder.record_call(CallRecord("1", 1.0, "a", "mcp.execute", "s", "o", "success", None, 1.0, 1, 0.1, None))
+
+    async def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "append", full)
+    await asyncio.wait_for(recorder.aclose(deadline_seconds=0.5), 10)  # returns, rather than retrying for ever
+    assert recorder.pending == 1
+    assert "1 ledger and audit rows could not be written" in caplog.text
     await store.close()
 
 

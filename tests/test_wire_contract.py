@@ -306,14 +306,26 @@ async def test_list_services_capabilities_and_statistics(gw: RunningGateway) -> 
         capabilities = (await client.post("/mcp/rpc", json=rpc("mcp.getCapabilities", {"service": "echo"})))
         missing = (await client.post("/mcp/rpc", json=rpc("mcp.getCapabilities", {})))
         statistics = (await client.post("/mcp/rpc", json=rpc("mcp.getStatistics"))).json()["result"]
-    names = [service["name"] for service in services["services"]]
-    assert names[:10] == ["postgres", "mem0", "cloudflare", "github", "n8n", "coolify", "minio", "playwright",
-                          "shadcn", "magicui"]
-    operations = {op["name"]: op for op in capabilities.json()["result"]["operations"]}
+    # The envelope existing agents read: {"status": "success", "data": ...} (gateway-protocol.md).
+    assert services["status"] == capabilities.json()["result"]["status"] == statistics["status"] == "success"
+    listed = {service["name"]: service for service in services["data"]}
+    assert list(listed)[:10] == ["postgres", "mem0", "cloudflare", "github", "n8n", "coolify", "minio", "playwright",
+                                 "shadcn", "magicui"]
+    assert {"name", "version", "description", "location", "status", "capabilities"} <= set(listed["echo"])
+    assert listed["echo"]["capabilities"] == ["echo", "wipe", "nap", "free"]
+    assert listed["echo"]["status"] != "not_configured"
+    assert listed["github"]["status"] == "not_configured" and listed["playwright"]["location"] == "local"
+    operations = {op["name"]: op for op in capabilities.json()["result"]["data"]}
     assert operations["wipe"]["risk"] == "destructive"
     assert operations["echo"]["inputSchema"]["properties"]["times"]["maximum"] == 10
+    assert operations["echo"]["cost"] == {"avgTokensPerCall": 100, "costPerCall": 0.0003}
     assert missing.json()["error"]["code"] == -32602
-    assert statistics["byService"]["echo"]["calls"] == 1
+    data = statistics["data"]
+    assert data["total"] == len(listed) == data["active"] + data["inactive"] + data["error"]
+    assert data["serverSide"] + data["local"] == data["total"] and data["local"] == 3
+    assert {"name": "echo", "status": listed["echo"]["status"], "location": "server", "capabilities": 4} \
+        in data["services"]
+    assert data["usage"]["byService"]["echo"]["calls"] == 1
 
 
 async def test_the_catalog_has_the_existing_numbers_and_needs_a_token(gw: RunningGateway) -> None:
@@ -357,20 +369,23 @@ async def test_the_slash_form_answers_like_mcp_execute(gw: RunningGateway) -> No
 
 async def test_a_chunked_oversize_body_is_refused_without_being_read_whole(gw: RunningGateway) -> None:
     _, token = await gw.add_agent()
+    offered = 64 * (1 << 20)  # 64 MiB, far beyond the 1 MiB limit: a server that kept reading would take it all
     sent = 0
 
     async def chunks():  # type: ignore[no-untyped-def]
         nonlocal sent
         yield b'{"jsonrpc":"2.0","method":"mcp.listServices","pad":"'
-        for _ in range(64):  # up to 4 MiB, if the server kept reading
+        while sent < offered:
             sent += 65536
             yield b"x" * 65536
 
     async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
         try:
             response = await client.post("/mcp/rpc", content=chunks())
-        except httpx.HTTPError:
+        except httpx.HTTPError:  # the server answered and closed while we were still sending
             response = None
+    # The server stopped reading at the limit: what we got to send is the limit plus what the sockets buffer.
+    assert sent < offered // 4, f"the server read {sent} bytes of a body refused at 1 MiB"
     if response is not None:
         assert response.status_code == 413
         assert response.json()["error"]["code"] == -32600
@@ -431,3 +446,104 @@ async def test_a_spent_daily_budget_answers_402(tmp_path: Path) -> None:
     error = statuses[2].json()["error"]
     assert error["code"] == -32010
     assert error["data"]["budgetUsd"] == 0.0005 and error["data"]["spentUsd"] == pytest.approx(0.0006)
+
+
+async def test_options_null_is_the_same_as_no_options(gw: RunningGateway) -> None:
+    agent_id, token = await gw.add_agent()
+    await gw.grant(agent_id, "echo")
+    async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+        answer = await client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"], options=None))
+        slash = await client.post("/mcp/execute", json={"command": "/mcp-echo echo hi", "options": None, "id": 2})
+    assert answer.status_code == 200 and answer.json()["result"]["data"] == {"echo": "hi"}
+    assert slash.status_code == 200 and slash.json()["result"]["data"] == {"echo": "hi"}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"jsonrpc":"2.0","id":1,"method":"mcp.execute","params":' + b"[" * 990 + b"]" * 990 + b"}",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"jsonrpc":"2.0","id":NaN,"method":"mcp.listServices"}',
+    b'{"jsonrpc":"2.0","id":1,"method":"mcp.execute","params":{"service":"echo","operation":"echo","args":[Infinity]}}',
+], ids=["nested-990", "nested-5000", "nan-id", "infinity-arg"])
+async def test_deep_nesting_nan_and_infinity_are_parse_errors(gw: RunningGateway, body: bytes) -> None:
+    _, token = await gw.add_agent()
+    async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+        answer = await client.post("/mcp/rpc", content=body)
+    assert answer.status_code == 400
+    assert json.loads(answer.text)["error"]["code"] == -32700  # valid JSON back: no NaN echoed
+
+
+async def test_metric_labels_hold_only_names_the_gateway_knows(gw: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for number in range(300):  # no token needed to try
+            await client.post("/mcp/rpc", json=execute(f"made-up-{number}", f"op-{number}"))
+            await client.post("/mcp/rpc", json=rpc(f"method-{number}"))
+        text = (await client.get("/metrics")).text
+    assert "made-up" not in text and "method-" not in text and "op-" not in text
+    assert 'operation="unknown"' in text
+    assert len(text) < 64_000
+    assert list(gw.gateway.totals_by_service) == []  # nor does the gateway keep per-name totals for them
+
+
+async def test_oversized_headers_are_refused_and_recorded(gw: RunningGateway) -> None:
+    _, token = await gw.add_agent()
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        answer = await client.post("/mcp/rpc", json=rpc("mcp.listServices"),
+                                   headers={"authorization": f"Bearer {token}", "x-agent-id": "a" * (1 << 20)})
+    assert answer.status_code == 431 and answer.json()["error"]["code"] == -32600
+    await gw.gateway.recorder.flush()
+    [row] = await gw.gateway.store.recent_calls(1)
+    assert row.error_code == -32600 and row.method == "rpc"
+    assert await gw.gateway.store.list_audit() == [event for event in await gw.gateway.store.list_audit()
+                                                   if len(json.dumps(event.detail)) < 1000]
+
+
+async def test_the_audit_log_keeps_a_bounded_agent_id_and_never_a_token(gw: RunningGateway) -> None:
+    _, token = await gw.add_agent()
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        # Its own token in the wrong header, with a wrong one in the right header: refused and audited.
+        await client.post("/mcp/rpc", json=rpc("mcp.listServices"),
+                          headers={"authorization": "Bearer mcpa_wrong", "x-agent-id": token})
+        await client.post("/mcp/rpc", json=rpc("mcp.listServices"),
+                          headers={"authorization": "Bearer mcpa_wrong", "x-agent-id": "b" * 8000})
+    await gw.gateway.recorder.flush()
+    refusals = [event for event in await gw.gateway.store.list_audit() if event.action == "auth.failed"]
+    assert len(refusals) == 2
+    for event in refusals:
+        assert token not in json.dumps([event.subject, event.detail])
+        assert len(event.subject or "") <= 200
+    assert refusals[1].subject is not None and refusals[1].subject.startswith("mcpa_")  # said, not kept
+
+
+@pytest.mark.parametrize("poison", [
+    {"jsonrpc": "2.0", "id": 1, "method": [1]},
+    {"jsonrpc": "2.0", "id": 1, "method": {"a": 1}},
+    {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute", "params": {"service": ["x"], "operation": "y"}},
+    {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute", "params": {"service": {"x": 1}, "operation": "y"}},
+    {"jsonrpc": "2.0", "id": "\ud800", "method": "mcp.listServices"},
+    {"jsonrpc": "2.0", "id": 1, "method": "mcp.\udfff"},
+    {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute", "params": {"service": "e\ud800", "operation": "\x1b[2J"}},
+    {"jsonrpc": "2.0", "id": 10 ** 40, "method": "mcp.listServices"},
+], ids=["method-list", "method-object", "service-list", "service-object", "id-surrogate", "method-surrogate",
+        "service-surrogate", "huge-id"])
+async def test_no_request_can_stop_the_ledger_or_the_audit_log(gw: RunningGateway, poison: Any) -> None:
+    agent_id, token = await gw.add_agent()
+    await gw.grant(agent_id, "echo")
+    body = json.dumps(poison).encode()  # ensure_ascii keeps lone surrogates as \ud800 escapes, as a client may
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for headers in ({}, {"authorization": f"Bearer {token}"}):  # refused at the door, and after it
+            answer = await client.post("/mcp/rpc", content=body, headers=headers)
+            assert answer.status_code < 500 and json.loads(answer.text)["jsonrpc"] == "2.0"
+        ordinary = await client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"]),
+                                     headers={"authorization": f"Bearer {token}"})
+        assert ordinary.status_code == 200
+        refused = await client.post("/mcp/rpc", json=rpc("mcp.listServices"),
+                                    headers={"authorization": "Bearer mcpa_not-a-token"})
+        assert refused.status_code == 401
+        ready = await client.get("/ready")
+    await gw.gateway.recorder.flush()
+    rows = await gw.gateway.store.recent_calls(10)
+    assert len(rows) == 4 and rows[1].operation == "echo" and rows[1].status == "success"
+    assert all(row.method is None or row.method.isprintable() for row in rows)
+    audit = await gw.gateway.store.list_audit()
+    assert audit[0].action == "auth.failed" and audit[0].subject is None  # the audit log still writes
+    assert ready.status_code == 200 and gw.gateway.recorder.set_aside == 0

@@ -6,6 +6,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 CallStatus = Literal["success", "error", "denied"]
+TEXT_LIMIT = 200  # characters of a caller's value (method, service, id...) the ledger and audit log keep
+
+
+def ledger_text(value: object, limit: int = TEXT_LIMIT) -> str | None:
+    """A caller's value as the ledger, the audit log and the console keep it: printable text of at most
+    `limit` characters (control characters and lone surrogates replaced). Whatever is not text (a list
+    sent as `method`) is kept as its type's name; None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    if len(value) <= limit and value.isprintable():  # the usual case costs two C calls
+        return value
+    cut = value[:limit] + ("…" if len(value) > limit else "")
+    return "".join(char if char.isprintable() else "\ufffd" for char in cut)  # a lone surrogate is not
 
 
 @dataclass(frozen=True, slots=True)

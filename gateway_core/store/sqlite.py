@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -58,6 +60,28 @@ class AlreadyDecided(StoreError):
         self.request = request
 
 
+def _create_private(path: Path) -> None:
+    """The store's directory and an empty file, readable by the owner only (SQLite gives its WAL and
+    shared-memory files the database file's mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _reason(exc: BaseException) -> str:
+    """What is wrong with a store file, in an operator's words (SQLite's own are terse)."""
+    text = str(exc)
+    if "file is not a database" in text:
+        return "it is not an SQLite database (damaged, or some other file)"
+    if "database is locked" in text:
+        return "another process holds it locked (waited 5 s)"
+    if "disk image is malformed" in text:
+        return "the file is damaged (SQLite: database disk image is malformed)"
+    if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
+        return f"{text} (check the file, its directory and their permissions)"
+    return text or type(exc).__name__
+
+
 def new_grant_id() -> str:
     return f"grant_{uuid.uuid4().hex}"
 
@@ -72,21 +96,41 @@ class SQLiteStore:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str, clock: Clock = system_clock) -> SQLiteStore:
+    async def open(cls, path: Path | str, clock: Clock = system_clock, create: bool = True) -> SQLiteStore:
+        """The store at `path`, migrated; created (readable by its owner only) when `create` allows. Any
+        failure is a StoreError saying which file and what is wrong, and leaves nothing running."""
         path = Path(path)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        if await asyncio.to_thread(path.is_dir):
+            raise StoreError(f"cannot open the store at {path}: it is a directory")
+        if not create and not await asyncio.to_thread(path.is_file):
+            raise StoreError(f"there is no store at {path} (nothing was created): check --db")
         try:
+            await asyncio.to_thread(_create_private, path)
             connection = await aiosqlite.connect(path, isolation_level=None)
-        except Exception as exc:  # sqlite3.OperationalError carries the reason, never a secret
-            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
-        connection.row_factory = aiosqlite.Row
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=NORMAL")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        await connection.execute("PRAGMA foreign_keys=ON")
-        store = cls(connection, path, clock)
-        await store._migrate()
+        except Exception as exc:
+            raise StoreError(f"cannot open the store at {path}: {_reason(exc)}") from None
+        try:
+            connection.row_factory = aiosqlite.Row
+            await connection.execute("PRAGMA busy_timeout=5000")  # first: a locked file fails in 5 s, not never
+            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            store = cls(connection, path, clock)
+            await store._migrate()
+        except BaseException as exc:
+            await connection.close()  # its thread would keep the process alive
+            if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(f"cannot open the store at {path}: {_reason(exc)}") from None
         return store
+
+    async def has_credentials(self) -> bool:
+        """Whether any agent or operator token was ever issued from this store."""
+        async with self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM agents) OR EXISTS (SELECT 1 FROM operators)"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return bool(row and row[0])
 
     async def close(self) -> None:
         await self._db.close()
