@@ -1,8 +1,10 @@
 """A Coolify-compatible server for the tests and the sandbox: the routes our operations use, in the shapes of
-Coolify's own OpenAPI file, with state that behaves. When that file is at hand (`shared/coolify/openapi.json`
-beside the repository) every request is checked against it (route, method, required parameters, body
-fields); a request the real Coolify would not accept is recorded in `violations`, which the tests assert
-to be empty. Without the file (an installed copy) the server still answers, unchecked."""
+Coolify's own OpenAPI file, with state that behaves. Every request is checked against that file (route,
+method, required parameters, body fields); a request the real Coolify would not accept is recorded in
+`violations`, which the tests assert to be empty.
+
+The file is package data (`sandbox/openapi/coolify.json`, Coolify v4.3.11's own, as in
+`shared/coolify/openapi.json`), so the checks need nothing beside the checkout."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import uuid as uuid_module
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-OPENAPI_FILE = Path(__file__).resolve().parents[2] / "shared" / "coolify" / "openapi.json"
+OPENAPI_FILE = resources.files("sandbox") / "openapi" / "coolify.json"
 NOT_FOUND = {"message": "Resource not found."}
 
 
@@ -37,12 +40,8 @@ class OpenApiContract:
                        for template in templates]
 
     @classmethod
-    def load(cls, path: Path = OPENAPI_FILE) -> OpenApiContract:
-        return cls(json.loads(path.read_text()))
-
-    @classmethod
-    def load_if_present(cls, path: Path = OPENAPI_FILE) -> OpenApiContract | None:
-        return cls.load(path) if path.is_file() else None
+    def load(cls, source: Traversable = OPENAPI_FILE) -> OpenApiContract:
+        return cls(json.loads(source.read_text()))
 
     def template_for(self, path: str) -> str | None:
         return next((template for pattern, template in self.routes if pattern.match(path)), None)
@@ -110,7 +109,7 @@ class FakeCoolify:
                  validate_get_only: bool = False) -> None:
         self.token = token
         self.read_only_token = read_only_token
-        self.contract = contract if contract is not None else OpenApiContract.load_if_present()
+        self.contract = contract if contract is not None else OpenApiContract.load()
         self.stage_seconds = stage_seconds
         self.version = version
         self.delay_seconds = delay_seconds
