@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from gateway_core.handlers.coolify import COOLIFY_OPERATIONS
+from console.screens.coolify import OPERATIONS
 
 if TYPE_CHECKING:
     from console.app import ConsoleApp
@@ -26,8 +26,8 @@ class ConsoleCommands(Provider):
         if app.runtime is not None:
             commands += [(f"Service {name}: its calls on the dashboard", partial(app.show_service, name),
                           app.runtime.gateway.service_status(name)) for name in app.runtime.gateway.catalog.names()]
-        commands += [(f"Coolify: {d.operation.name}", partial(app.show_coolify_operation, d.operation.name),
-                      f"{d.operation.risk}: {d.operation.description}") for d in COOLIFY_OPERATIONS]
+        commands += [(f"Coolify: {operation.name}", partial(app.show_coolify_operation, operation.name),
+                      f"{operation.risk}: {operation.description}") for operation in OPERATIONS.values()]
         commands += [(f"Decide: {request.agent_name or request.agent_id} → {request.service_name}."
                       f"{request.operation or '*'}", partial(app.review, request_id), request.risk or "")
                      for request_id, request in app.pending.items()]

@@ -47,7 +47,7 @@ from gateway_core.models import (
     Statistics,
     UsageSummary,
 )
-from gateway_core.operations import Operation, OperationArgs
+from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient, OrchestratorUnavailable, params_preview
 from gateway_core.orchestrator.models import (
     PermissionRequestBody,
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ServiceState:
     spec: ServiceSpec
-    operations: Mapping[str, Operation]
+    operations: OperationTable
     handler: ServiceHandler | None
     missing_settings: list[str]
     has_handler: bool  # this build has code for the service
@@ -220,7 +220,7 @@ class Gateway:
                 handler = handler_class.from_settings(self.settings)
             services[name] = ServiceState(
                 spec=spec,
-                operations=handler_class.operations if handler_class is not None else {},
+                operations=handler_class.operations if handler_class is not None else OperationTable(()),
                 handler=handler,
                 missing_settings=missing,
                 has_handler=handler_class is not None,
@@ -331,6 +331,10 @@ class Gateway:
         if error.data:
             error.data = self.scrubber.value(error.data)
 
+    def operations_of(self, service: str) -> OperationTable:
+        """A service's declared operations (none for a service this build has no handler for)."""
+        return self.services[service].operations
+
     def _resolve_service(self, name: str) -> ServiceState:
         spec = self.catalog.resolve(name)
         if spec is None:
@@ -344,7 +348,7 @@ class Gateway:
                 f"Service {state.spec.name} has no handler in this version of mcp-console",
                 {"service": state.spec.name},
             )
-        operation = state.operations.get(name)
+        operation = state.operations.find(name)
         if operation is None:
             raise OperationNotSupported(
                 f"Operation {name} not supported by {state.spec.name}",

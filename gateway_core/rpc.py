@@ -17,6 +17,7 @@ from gateway_core.gateway import ExecuteOutcome, Gateway
 from gateway_core.models import (
     RPC_METHODS,
     SLASH_METHOD,
+    ExecuteOptions,
     ExecuteParams,
     JsonRpcRequest,
     Listing,
@@ -199,13 +200,15 @@ class JsonRpcEndpoint:
         agent_id: str | None = None
         try:
             agent_id = RequestAuthentication(self.gateway, caller).agent_id()
-            command = parse_slash_command(request.command, self.gateway.catalog)
+            command = parse_slash_command(request.command, self.gateway.catalog, self.gateway.operations_of)
         except GatewayError as error:
             self.gateway.record(agent_id=agent_id, method=SLASH_METHOD, status="error", error_code=error.code,
                                 started=started, rpc_id=_rpc_id_text(request.id))
             return error.http_status, error_envelope(request.id, error)
+        options = (ExecuteOptions.model_validate({**request.options.model_dump(), **command.defaults})
+                   if command.defaults else request.options)
         params = ExecuteParams(service=command.service, operation=command.operation, args=command.args,
-                               database=command.database, options=request.options)
+                               options=options)
         outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method=SLASH_METHOD)
         if outcome.error is not None:
             return outcome.error.http_status, error_envelope(request.id, outcome.error)

@@ -1,25 +1,22 @@
-"""The slash-command form: `/mcp-<service> <operation> <args...>`, with the existing per-service shorthands."""
+"""The slash-command form: `/mcp-<service> <operation> <args...>`, read through each service's own
+declarations (operation names and aliases, `_` as `-`, two words for one name as in `list tables`, the
+words that may come first, and how the rest of the line becomes arguments). This module names no service
+and no operation: a new service's shorthands are part of its declaration."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_core.catalog import Catalog
 from gateway_core.errors import InvalidParams, ServiceNotFound
+from gateway_core.operations import Operation, OperationTable, spelling
 
-POSTGRES_DATABASES = {
-    "kids-ascension-db": "kids-ascension",
-    "ka-db": "kids-ascension",
-    "ozean-licht-db": "ozean-licht",
-    "ol-db": "ozean-licht",
-}
 _HEAD = re.compile(r"^\s*/mcp-(?P<service>[A-Za-z0-9_-]+)(?:\s+(?P<rest>.*))?$", re.S)
-_SQL_KEYWORDS = ("query", "select")
-_MEMORY_VERBS = ("remember", "search", "store")
 
 
 @dataclass(frozen=True)
@@ -27,74 +24,68 @@ class SlashCommand:
     service: str
     operation: str
     args: list[Any] = field(default_factory=list)
-    database: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # set by a leading word (a database, say)
 
 
-def parse_slash_command(command: str, catalog: Catalog) -> SlashCommand:
+def parse_slash_command(command: str, catalog: Catalog,
+                        operations_of: Callable[[str], OperationTable]) -> SlashCommand:
     head = _HEAD.match(command)
     if head is None:
         raise _invalid("a command looks like '/mcp-<service> <operation> [args...]'")
     spec = catalog.resolve(head["service"])
     if spec is None:
         raise ServiceNotFound(f"Service {head['service']} not found", {"available": catalog.names()})
+    table = operations_of(spec.name)
     rest = (head["rest"] or "").strip()
-    tokens = _split(rest)
-    if not tokens:
+    defaults: dict[str, Any] = {}
+    words = rest.split()
+    if words and spelling(words[0]) in table.slash_prefixes:
+        defaults = table.slash_prefixes[spelling(words[0])]
+        rest, words = _after(rest, 1), words[1:]
+        if not words:
+            raise _invalid(f"no operation given after {head['rest'].split()[0]!r}")
+    if not words:
         raise _invalid(f"no operation given: '/mcp-{head['service']} <operation> [args...]'")
-    service = spec.name
-    if service == "postgres":
-        return _postgres(rest, tokens)
-    if service == "mem0" and tokens[0] in _MEMORY_VERBS:
-        return SlashCommand(service, tokens[0], [" ".join(tokens[1:])] if tokens[1:] else [])
-    if service == "cloudflare" and len(tokens) >= 2:
-        return SlashCommand(service, f"{tokens[0]}-{tokens[1]}", tokens[2:])
-    if service == "github":
-        return SlashCommand(service, tokens[0].replace("_", "-"), tokens[1:])
-    if service == "n8n" and tokens[0] == "execute":
-        return _n8n_execute(rest)
-    return SlashCommand(service, tokens[0], tokens[1:])
+    for count in (2, 1):  # the longer name first: "dns list" before "dns"
+        operation = table.find("-".join(words[:count])) if len(words) >= count else None
+        if operation is not None:
+            said = " ".join(words[:count])
+            return SlashCommand(spec.name, operation.name, _arguments(operation, said, _after(rest, count)),
+                                defaults)
+    # Not an operation of this service: the pipeline answers -32002 with the ones it has.
+    tokens = _words(rest)
+    return SlashCommand(spec.name, tokens[0], tokens[1:], defaults)
 
 
-def _split(text: str) -> list[str]:
+def _after(text: str, count: int) -> str:
+    """The text after its first `count` words, as written."""
+    parts = text.split(None, count)
+    return parts[count] if len(parts) > count else ""
+
+
+def _arguments(operation: Operation, said: str, text: str) -> list[Any]:
+    if operation.slash_rest == "text":
+        # Taken as written: quotes belong to what is said (SQL, a memory), not to the command line.
+        if spelling(said) in {spelling(word) for word in operation.slash_keeps}:
+            text = f"{said} {text}".strip()
+        return [text] if text else []
+    if operation.slash_rest == "word_and_json":
+        parts = text.split(None, 1)
+        arguments: list[Any] = parts[:1]
+        if len(parts) == 2:
+            try:
+                arguments.append(json.loads(parts[1]))
+            except json.JSONDecodeError as exc:
+                raise _invalid(f"what follows {parts[0]!r} is not valid JSON: {exc.msg}") from None
+        return arguments
+    return _words(text)
+
+
+def _words(text: str) -> list[Any]:
     try:
-        return shlex.split(text)
+        return list(shlex.split(text))
     except ValueError as exc:  # an unclosed quote
         raise _invalid(f"cannot read the command: {exc}") from None
-
-
-def _postgres(rest: str, tokens: list[str]) -> SlashCommand:
-    database = POSTGRES_DATABASES.get(tokens[0])
-    if database is not None:
-        rest = rest.split(None, 1)[1] if len(tokens) > 1 else ""
-        tokens = tokens[1:]
-    if not tokens:
-        raise _invalid("no operation given after the database")
-    verb = tokens[0].lower()
-    if verb in _SQL_KEYWORDS:
-        # The SQL is taken as written: quotes inside it belong to SQL, not to the command line.
-        after_verb = rest.split(None, 1)
-        sql = after_verb[1] if len(after_verb) > 1 else ""
-        if verb == "select":
-            sql = f"{tokens[0]} {sql}".strip()
-        return SlashCommand("postgres", "query", [sql] if sql else [], database)
-    if verb == "list" and len(tokens) > 1 and tokens[1].lower() == "tables":
-        return SlashCommand("postgres", "list-tables", tokens[2:], database)
-    if verb in ("describe", "desc"):
-        return SlashCommand("postgres", "describe-table", tokens[1:], database)
-    return SlashCommand("postgres", tokens[0], tokens[1:], database)
-
-
-def _n8n_execute(rest: str) -> SlashCommand:
-    parts = rest.split(None, 2)
-    if len(parts) < 2:
-        raise _invalid("n8n execute takes a workflow and optional JSON input: execute <workflow> [json]")
-    workflow_args: list[Any] = [parts[1]]
-    if len(parts) == 3:
-        try:
-            workflow_args.append(json.loads(parts[2]))
-        except json.JSONDecodeError as exc:
-            raise _invalid(f"the workflow input is not valid JSON: {exc.msg}") from None
-    return SlashCommand("n8n", "execute-workflow", workflow_args)
 
 
 def _invalid(message: str) -> InvalidParams:

@@ -19,7 +19,7 @@ from gateway_core.config import Settings
 from gateway_core.errors import ServiceUnavailable
 from gateway_core.handlers import ServiceHandler
 from gateway_core.health import HealthReport
-from gateway_core.operations import Operation, OperationArgs, operation_table
+from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.ratelimit import RateLimit
 from gateway_core.upstream import UpstreamClient, UpstreamConnectionError
 
@@ -67,7 +67,7 @@ def create_echo_upstream() -> Starlette:
 
 class EchoHandler(ServiceHandler):
     service = "echo"
-    operations = operation_table([
+    operations = OperationTable([
         Operation("echo", EchoArgs, "read", "Echo a message back"),
         Operation("wipe", WipeArgs, "destructive", "Pretend to wipe something"),
         Operation("nap", NapArgs, "read", "Sleep upstream for a while"),

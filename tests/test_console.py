@@ -427,7 +427,7 @@ async def test_the_command_palette_finds_a_coolify_operation(tmp_path: Path) -> 
         await pilot.press("enter")
         coolify = app.coolify_screen
         await until(pilot, lambda: app.screen is coolify and coolify.selected is not None)
-        assert coolify.selected.operation.name == "restart-application"
+        assert coolify.selected.name == "restart-application"
 
 
 async def test_the_sandbox_agents_call_and_one_asks_permission(tmp_path: Path) -> None:

@@ -11,12 +11,18 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 
-from gateway_core.handlers.coolify import COOLIFY_OPERATIONS, TOKEN_REFUSED, CoolifyHandler
+from gateway_core.handlers.coolify import (
+    COOLIFY_OPERATIONS,
+    TOKEN_REFUSED,
+    CoolifyHandler,
+    CoolifyOperation,
+    CoolifyRoute,
+)
 from sandbox.coolify import FakeCoolify, OpenApiContract
 from tests.cli import mcp_console
 from tests.servers import RunningGateway, run_gateway, serve_asgi
@@ -180,14 +186,14 @@ async def test_every_operation_sends_the_right_request_and_answers_with_what_coo
 
 
 async def test_the_eighteen_and_the_extras_are_all_declared() -> None:
-    names = {declared.operation.name for declared in COOLIFY_OPERATIONS}
+    names = {declared.name for declared in COOLIFY_OPERATIONS}
     eighteen = {"list-applications", "get-application", "deploy-application", "start-application",
                 "stop-application", "restart-application", "list-databases", "create-database", "list-servers",
                 "create-server", "validate-server", "list-projects", "create-project", "list-services",
                 "start-service", "stop-service", "get-version", "health"}
     assert eighteen <= names
     assert len(names) == len(COOLIFY_OPERATIONS) == 40
-    risks = {declared.operation.name: declared.operation.risk for declared in COOLIFY_OPERATIONS}
+    risks = {declared.name: declared.risk for declared in COOLIFY_OPERATIONS}
     assert {name for name, risk in risks.items() if risk == "destructive"} == {
         "stop-application", "stop-service", "stop-database"}
 
@@ -200,25 +206,36 @@ def test_the_project_carries_coolifys_own_openapi_file() -> None:
         assert json.loads(shared.read_text()) == contract.spec
 
 
+def _concrete_paths(declared: CoolifyOperation, route: CoolifyRoute) -> list[str]:
+    """The route's path with each placeholder that names a choice of values (a Literal) filled with each."""
+    paths = [route.path]
+    for placeholder in re.findall(r"\{(\w+)\}", route.path):
+        choices = get_args(declared.args_model.model_fields[placeholder].annotation)
+        if choices:
+            paths = [path.replace("{" + placeholder + "}", choice) for path in paths for choice in choices]
+    return paths
+
+
 def test_every_declared_route_exists_in_coolifys_openapi_with_its_method_and_required_fields() -> None:
     contract = OpenApiContract.load()
     for declared in COOLIFY_OPERATIONS:
-        fields = set(declared.operation.args_model.model_fields)
+        fields = set(declared.args_model.model_fields)
         for route in declared.routes:
-            template = contract.template_for(route.path)
-            assert template is not None, f"{declared.operation.name}: {route.path} is not in Coolify's API"
-            spec = contract.operation(route.method, template)
-            assert spec is not None, f"{declared.operation.name}: Coolify's {template} has no {route.method}"
             assert set(re.findall(r"\{(\w+)\}", route.path)) <= fields
-            for parameter in spec.get("parameters", []):
-                if parameter["in"] == "query" and parameter.get("required"):
-                    assert parameter["name"] in route.query, f"{declared.operation.name}: {parameter['name']}"
             assert set(route.query) <= fields and set(route.body) <= fields
-            schema = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            missing = set(schema.get("required", [])) - set(route.body)
-            assert not missing, f"{declared.operation.name}: required body fields {missing} are never sent"
-            unknown = set(route.body) - set(schema.get("properties", {}))
-            assert not unknown, f"{declared.operation.name}: {unknown} are not fields of {template}"
+            for path in _concrete_paths(declared, route):
+                template = contract.template_for(path)
+                assert template is not None, f"{declared.name}: {path} is not in Coolify's API"
+                spec = contract.operation(route.method, template)
+                assert spec is not None, f"{declared.name}: Coolify's {template} has no {route.method}"
+                for parameter in spec.get("parameters", []):
+                    if parameter["in"] == "query" and parameter.get("required"):
+                        assert parameter["name"] in route.query, f"{declared.name}: {parameter['name']}"
+                schema = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                missing = set(schema.get("required", [])) - set(route.body)
+                assert not missing, f"{declared.name}: required body fields {missing} are never sent"
+                unknown = set(route.body) - set(schema.get("properties", {}))
+                assert not unknown, f"{declared.name}: {unknown} are not fields of {template}"
 
 
 async def test_the_slash_form_reaches_the_same_operations(coolify: Coolify) -> None:

@@ -13,7 +13,7 @@ from gateway_core.catalog import ServiceSpec
 from gateway_core.config import Settings
 from gateway_core.events import CallFinished, EventBus, HealthChanged
 from gateway_core.health import HealthReport
-from gateway_core.operations import Operation, OperationArgs, operation_table
+from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.ratelimit import RateLimit
 from gateway_core.store import CallRecord
 from tests.echo_service import ECHO_SPEC, EchoHandler
@@ -32,7 +32,7 @@ class NeedyHandler(EchoHandler):
     """Built from settings like a real handler; answers with what it was configured with."""
 
     service = "needy"
-    operations = operation_table([Operation("hello", NeedyArgs, "read", "Say hello")])
+    operations = OperationTable([Operation("hello", NeedyArgs, "read", "Say hello")])
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -21,31 +21,18 @@ from console.screens.base import ConsoleScreen
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.operation_form import OperationForm, form_fields
 from console.widgets.status_header import StatusHeader
-from gateway_core.handlers.coolify import BY_NAME, COOLIFY_OPERATIONS, CoolifyOperation
+from gateway_core.handlers.coolify import CoolifyHandler
+from gateway_core.operations import Operation, OperationTable, Picker
 from gateway_core.redaction import redacted
 
-GROUPS = ("applications", "deployments", "databases", "services", "servers", "projects", "instance")
+OPERATIONS: OperationTable = CoolifyHandler.operations
 
 
-def group_of(declared: CoolifyOperation) -> str:
-    if declared.resource is not None:
-        return declared.resource
-    name = declared.operation.name
-    return next((group for group in GROUPS if group.rstrip("s") in name), "instance")
-
-
-def grouped_operations() -> dict[str, list[CoolifyOperation]]:
-    groups: dict[str, list[CoolifyOperation]] = {group: [] for group in GROUPS}
-    for declared in COOLIFY_OPERATIONS:
-        groups[group_of(declared)].append(declared)
-    return groups
-
-
-def resource_names(data: dict[str, Any], result_key: str | None) -> list[tuple[str, str]]:
-    """(name, uuid) pairs from a list operation's answer."""
-    items = data.get(result_key, []) if result_key else []
-    return [(str(item.get("name") or item["uuid"]), str(item["uuid"]))
-            for item in items if isinstance(item, dict) and item.get("uuid")]
+def picker_choices(data: dict[str, Any], picker: Picker) -> list[tuple[str, str]]:
+    """(label, value) pairs from the picker's list operation's answer."""
+    items = data.get(picker.items, [])
+    return [(str(item.get(picker.label) or item[picker.value]), str(item[picker.value]))
+            for item in items if isinstance(item, dict) and item.get(picker.value)]
 
 
 class CoolifyScreen(ConsoleScreen):
@@ -54,19 +41,17 @@ class CoolifyScreen(ConsoleScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.selected: CoolifyOperation | None = None
+        self.selected: Operation | None = None
         self.result_text = ""  # the JSON on screen
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
         with Horizontal(id="coolify-body"):
             options: list[Option | None] = []
-            for group, declared_list in grouped_operations().items():
-                if not declared_list:
-                    continue
+            for group, operations in OPERATIONS.grouped().items():
                 options.append(Option(f"[b]{group}[/b]", id=f"group-{group}", disabled=True))
-                options += [Option(f"  {d.operation.name}" + ("  !" if d.operation.risk == "destructive" else ""),
-                                   id=d.operation.name) for d in declared_list]
+                options += [Option(f"  {operation.name}" + ("  !" if operation.risk == "destructive" else ""),
+                                   id=operation.name) for operation in operations]
             yield OptionList(*options, id="operations")
             with Vertical(id="operation-pane"):
                 yield Static("Choose an operation on the left (enter).", id="operation-title")
@@ -89,36 +74,34 @@ class CoolifyScreen(ConsoleScreen):
 
     async def choose(self, operation_name: str) -> None:
         """Shows the form of this operation (also what the command palette calls)."""
-        declared = BY_NAME[operation_name]
-        self.selected = declared
-        operation = declared.operation
+        operation = OPERATIONS[operation_name]
+        self.selected = operation
         self.query_one("#operation-title", Static).update(
             f"[b]{operation.name}[/b]  ({operation.risk})  {operation.description}")
         area = self.query_one("#form-area", VerticalScroll)
         await area.remove_children()
-        lists = {name for name in BY_NAME if name.startswith("list-")}
-        form = OperationForm(form_fields(operation, declared.resource, lists), id="form")
+        form = OperationForm(form_fields(operation), id="form")
         await area.mount(form)
         self.query_one("#run", Button).disabled = False
         self.query_one("#operation-status", Static).update("")
         self.query_one("#result", Static).update("")
         self.result_text = ""
         for field in form.fields:
-            if field.lists_from is not None:
-                self._fill_picker(form, field.name, field.lists_from)
+            if field.picker is not None:
+                self._fill_picker(form, field.name, field.picker)
         focusable = form.query("Input, Select, Checkbox")
         (focusable.first().focus() if focusable else self.query_one("#run", Button).focus())
 
     @work(exit_on_error=False, group="pickers")
-    async def _fill_picker(self, form: OperationForm, field_name: str, list_operation: str) -> None:
-        outcome = await self.console.operator_call(list_operation, {})
+    async def _fill_picker(self, form: OperationForm, field_name: str, picker: Picker) -> None:
+        outcome = await self.console.operator_call(picker.operation, {})
         if not form.is_attached:
             return
         if outcome.error is not None:
             form.fill_picker(field_name, [], f"could not list: {outcome.error.message}")
         else:
             data = (outcome.result or {}).get("data", {})
-            form.fill_picker(field_name, resource_names(data, BY_NAME[list_operation].result_key))
+            form.fill_picker(field_name, picker_choices(data, picker))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "run":
@@ -126,10 +109,9 @@ class CoolifyScreen(ConsoleScreen):
 
     @work(exit_on_error=False, group="coolify-run", exclusive=True)
     async def action_run(self) -> None:
-        declared = self.selected
-        if declared is None:
+        operation = self.selected
+        if operation is None:
             return
-        operation = declared.operation
         form = self.query_one("#form", OperationForm)
         status = self.query_one("#operation-status", Static)
         try:
@@ -137,7 +119,8 @@ class CoolifyScreen(ConsoleScreen):
         except ValueError as exc:
             status.update(f"[red]{exc}[/red]")
             return
-        target = form.label_of("uuid") or args.get("name") or operation.name
+        target = (form.label_of(operation.target.argument) if operation.target else None) or args.get("name") \
+            or operation.name
         if operation.risk == "destructive":
             question = f"[b]{operation.name}[/b] on [b]{target}[/b] is destructive."
             if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(target))):

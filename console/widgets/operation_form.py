@@ -1,6 +1,6 @@
 """A form generated from an operation's argument model: a checkbox for a flag, a choice for a Literal, a
-picker for a resource uuid (filled by the caller from the matching list operation), a text field for the
-rest. What it returns is validated by the gateway, like any agent's arguments."""
+picker where the operation declares one (filled by the caller from the operation it names), a text field
+for the rest. What it returns is validated by the gateway, like any agent's arguments."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Checkbox, Input, Label, Select
 
-from gateway_core.operations import Operation
+from gateway_core.operations import Operation, Picker
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class FormField:
     info: FieldInfo
     kind: Literal["flag", "choice", "picker", "number", "integer", "json", "text"]
     choices: tuple[str, ...] = ()
-    lists_from: str | None = None  # the list operation whose results fill a picker
+    picker: Picker | None = None  # where a picker's choices come from
 
     @property
     def required(self) -> bool:
@@ -42,17 +42,13 @@ def _bare(annotation: Any) -> Any:
     return annotation
 
 
-def form_fields(operation: Operation, resource: str | None, list_operations: set[str]) -> list[FormField]:
+def form_fields(operation: Operation) -> list[FormField]:
     fields = []
     for name, info in operation.args_model.model_fields.items():
         annotation = _bare(info.annotation)
-        lists_from = None
-        if name == "uuid" and resource is not None:
-            lists_from = f"list-{resource}"
-        elif name.endswith("_uuid"):
-            lists_from = f"list-{name.removesuffix('_uuid').replace('_', '-')}s"
-        if lists_from in list_operations:
-            fields.append(FormField(name, info, "picker", lists_from=lists_from))
+        picker = operation.pickers.get(name)
+        if picker is not None:
+            fields.append(FormField(name, info, "picker", picker=picker))
         elif annotation is bool:
             fields.append(FormField(name, info, "flag"))
         elif get_origin(annotation) is Literal:
@@ -90,7 +86,8 @@ class OperationForm(Vertical):
                              value=field.default if field.default is not None else Select.NULL,
                              allow_blank=not field.required or field.default is None)
             elif field.kind == "picker":
-                yield Select([], id=f"field-{field.name}", prompt=f"loading {field.lists_from}…")
+                yield Select([], id=f"field-{field.name}", prompt=f"loading {field.picker.operation}…"
+                             if field.picker else "")
             else:
                 default = field.default
                 shown = "" if default is None or default == {} else (

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from gateway_core.config import Settings
 from gateway_core.health import HealthReport
-from gateway_core.operations import Operation, OperationArgs
+from gateway_core.operations import Operation, OperationArgs, OperationTable
 
 
 class ServiceHandler(ABC):
@@ -16,7 +15,7 @@ class ServiceHandler(ABC):
     (and arguments validated) even where its settings are missing."""
 
     service: ClassVar[str]
-    operations: ClassVar[Mapping[str, Operation]]
+    operations: ClassVar[OperationTable]
 
     @classmethod
     @abstractmethod

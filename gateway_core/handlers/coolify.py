@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from pydantic import Field
 
@@ -26,11 +27,20 @@ from gateway_core.errors import (
 )
 from gateway_core.handlers.base import ServiceHandler
 from gateway_core.health import HealthReport
-from gateway_core.operations import Operation, OperationArgs, Risk, operation_table
+from gateway_core.operations import (
+    NoArgs,
+    Operation,
+    OperationArgs,
+    OperationTable,
+    Picker,
+    ResultShaper,
+    Risk,
+    Target,
+)
+from gateway_core.redaction import MASK
 from gateway_core.upstream import UpstreamClient, UpstreamConnectionError, UpstreamResponse, UpstreamTimeoutError
 
 API_PREFIX = "/api/v1"
-MASK = "********"
 TERMINAL_DEPLOYMENT_STATES = ("finished", "failed", "cancelled-by-user")
 DATABASE_TYPES = ("postgresql", "mysql", "mariadb", "mongodb", "redis", "keydb", "dragonfly", "clickhouse")
 TOKEN_REFUSED = "Coolify refused the token (needs read/write/deploy abilities): check COOLIFY_API_TOKEN"
@@ -38,10 +48,6 @@ TOKEN_REFUSED = "Coolify refused the token (needs read/write/deploy abilities): 
 # -- argument models ---------------------------------------------------------------------------------
 
 UUID_OR_NAME = Field(min_length=1, description="the resource's uuid, or its name")
-
-
-class NoArgs(OperationArgs):
-    pass
 
 
 class TagArgs(OperationArgs):
@@ -141,126 +147,171 @@ class CreateProjectArgs(OperationArgs):
 # -- the declarations --------------------------------------------------------------------------------
 
 ResourceKind = Literal["applications", "databases", "servers", "projects", "services"]
+SINGULAR = {"applications": "application", "databases": "database", "servers": "server", "projects": "project",
+            "services": "service"}
 
 
 @dataclass(frozen=True, slots=True)
 class CoolifyRoute:
-    """The Coolify call an operation makes. Path placeholders are filled from arguments of that name;
-    `query` and `body` name the arguments sent there (unset ones are left out)."""
+    """A Coolify call. Path placeholders are filled from the arguments of that name; `query` and `body` name
+    the arguments sent there (unset ones are left out), and `body_from` an argument whose object's fields
+    join the body. A route with `when` is taken only when that argument is set; `fallback_method` is how
+    Coolify before 4.2 took this route (tried once after 405 or 404, then kept for this instance)."""
 
     method: Literal["GET", "POST"]
     path: str
     query: tuple[str, ...] = ()
     body: tuple[str, ...] = ()
+    body_from: str | None = None
+    when: str | None = None
+    fallback_method: Literal["GET"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class CoolifyOperation:
-    operation: Operation
-    routes: tuple[CoolifyRoute, ...]
-    resource: ResourceKind | None = None  # what `uuid` names: a name of this kind is resolved to its uuid
-    result_key: str | None = None  # where the response goes in `data`; None: its fields are merged in
+class CoolifyOperation(Operation):
+    routes: tuple[CoolifyRoute, ...] = ()  # none: the handler's own health check answers
+    result_key: str | None = None  # where the answer goes in `data`; None: its fields are merged in
 
 
 def _op(name: str, args: type[OperationArgs], risk: Risk, description: str, *routes: CoolifyRoute,
-        resource: ResourceKind | None = None, result_key: str | None = None) -> CoolifyOperation:
-    return CoolifyOperation(Operation(name, args, risk, description), routes, resource, result_key)
+        target: ResourceKind | None = None, result_key: str | None = None, group: str | None = None,
+        pickers: Mapping[str, Picker] | None = None, shape: ResultShaper | None = None) -> CoolifyOperation:
+    """An operation on a `target` kind is listed under it, resolves names to uuids, and picks its `uuid`
+    from that kind's list operation."""
+    return CoolifyOperation(
+        name, args, risk, description, routes=routes, result_key=result_key, shape=shape,
+        group=group or target or "instance",
+        target=Target(target) if target else None,
+        pickers={**({"uuid": Picker(f"list-{target}", target)} if target else {}), **(pickers or {})})
 
 
 def GET(path: str, query: tuple[str, ...] = ()) -> CoolifyRoute:
     return CoolifyRoute("GET", path, query)
 
 
-def POST(path: str, query: tuple[str, ...] = (), body: tuple[str, ...] = ()) -> CoolifyRoute:
-    return CoolifyRoute("POST", path, query, body)
+def POST(path: str, query: tuple[str, ...] = (), body: tuple[str, ...] = (), **more: Any) -> CoolifyRoute:
+    return CoolifyRoute("POST", path, query, body, **more)
+
+
+def _listed(key: str, items: Any) -> dict[str, Any]:
+    return {"count": len(items), key: items} if isinstance(items, list) else {key: items}
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    return answer if isinstance(answer, dict) else {"response": answer}
+
+
+def _started_deployment(arguments: Mapping[str, Any], answer: Any) -> dict[str, Any]:
+    deployments = _object(answer).get("deployments") or [{}]
+    return {**_object(answer), "deployment_uuid": deployments[0].get("deployment_uuid")}
+
+
+def _masked_envs(arguments: Mapping[str, Any], envs: Any) -> dict[str, Any]:
+    if not arguments["reveal"] and isinstance(envs, list):
+        envs = [_masked(env) for env in envs]
+    return _listed("envs", envs)
+
+
+def _key_summaries(arguments: Mapping[str, Any], keys: Any) -> dict[str, Any]:
+    fields = ("uuid", "name", "description", "fingerprint", "is_git_related")  # never the key itself
+    return _listed("private_keys", [{field: key.get(field) for field in fields} for key in keys
+                                    if isinstance(key, dict)])
+
+
+def _deployment_page(arguments: Mapping[str, Any], answer: Any) -> dict[str, Any]:
+    page = _object(answer)
+    return {"count": page.get("count", 0), "deployments": page.get("deployments", [])}
 
 
 _DATABASE_BODY = ("server_uuid", "project_uuid", "environment_name", "environment_uuid", "name", "description",
                   "image", "instant_deploy")
+_SERVER = Picker("list-servers", "servers")
+_PROJECT = Picker("list-projects", "projects")
 
 COOLIFY_OPERATIONS: tuple[CoolifyOperation, ...] = (
     # The eighteen agents already call.
     _op("list-applications", TagArgs, "read", "List applications", GET("/applications", ("tag",)),
-        result_key="applications"),
+        result_key="applications", group="applications"),
     _op("get-application", UuidArgs, "read", "One application", GET("/applications/{uuid}"),
-        resource="applications", result_key="application"),
+        target="applications", result_key="application"),
     _op("deploy-application", DeployArgs, "write", "Deploy an application (optionally wait for the result)",
-        POST("/deploy", ("uuid", "force")), resource="applications"),
+        POST("/deploy", ("uuid", "force")), target="applications", shape=_started_deployment),
     _op("start-application", StartApplicationArgs, "write", "Start an application",
-        POST("/applications/{uuid}/start", ("force", "instant_deploy")), resource="applications"),
+        POST("/applications/{uuid}/start", ("force", "instant_deploy")), target="applications"),
     _op("stop-application", StopArgs, "destructive", "Stop an application",
-        POST("/applications/{uuid}/stop", ("docker_cleanup",)), resource="applications"),
+        POST("/applications/{uuid}/stop", ("docker_cleanup",)), target="applications"),
     _op("restart-application", WaitArgs, "write", "Restart an application (optionally wait for the result)",
-        POST("/applications/{uuid}/restart"), resource="applications"),
-    _op("list-databases", NoArgs, "read", "List databases", GET("/databases"), result_key="databases"),
+        POST("/applications/{uuid}/restart"), target="applications"),
+    _op("list-databases", NoArgs, "read", "List databases", GET("/databases"), result_key="databases",
+        group="databases"),
     _op("create-database", CreateDatabaseArgs, "write", "Create a database of a type",
-        *(POST(f"/databases/{kind}", body=_DATABASE_BODY) for kind in DATABASE_TYPES)),
-    _op("list-servers", NoArgs, "read", "List servers", GET("/servers"), result_key="servers"),
+        POST("/databases/{type}", body=_DATABASE_BODY, body_from="settings"), group="databases",
+        pickers={"server_uuid": _SERVER, "project_uuid": _PROJECT},
+        shape=lambda arguments, answer: {"type": arguments["type"], **_object(answer)}),
+    _op("list-servers", NoArgs, "read", "List servers", GET("/servers"), result_key="servers", group="servers"),
     _op("create-server", CreateServerArgs, "write", "Add a server reached over SSH with a stored private key",
         POST("/servers", body=("name", "description", "ip", "port", "user", "private_key_uuid", "is_build_server",
-                               "instant_validate", "proxy_type"))),
+                               "instant_validate", "proxy_type")), group="servers",
+        pickers={"private_key_uuid": Picker("list-private-keys", "private_keys")}),
     _op("validate-server", UuidArgs, "write", "Start validating a server (the result arrives later)",
-        POST("/servers/{uuid}/validate"), resource="servers"),
-    _op("list-projects", NoArgs, "read", "List projects", GET("/projects"), result_key="projects"),
+        POST("/servers/{uuid}/validate", fallback_method="GET"), target="servers"),
+    _op("list-projects", NoArgs, "read", "List projects", GET("/projects"), result_key="projects", group="projects"),
     _op("create-project", CreateProjectArgs, "write", "Create a project",
-        POST("/projects", body=("name", "description"))),
-    _op("list-services", NoArgs, "read", "List services", GET("/services"), result_key="services"),
-    _op("start-service", UuidArgs, "write", "Start a service", POST("/services/{uuid}/start"),
-        resource="services"),
+        POST("/projects", body=("name", "description")), group="projects"),
+    _op("list-services", NoArgs, "read", "List services", GET("/services"), result_key="services", group="services"),
+    _op("start-service", UuidArgs, "write", "Start a service", POST("/services/{uuid}/start"), target="services"),
     _op("stop-service", StopArgs, "destructive", "Stop a service",
-        POST("/services/{uuid}/stop", ("docker_cleanup",)), resource="services"),
-    _op("get-version", NoArgs, "read", "Coolify's version", GET("/version")),
+        POST("/services/{uuid}/stop", ("docker_cleanup",)), target="services"),
+    _op("get-version", NoArgs, "read", "Coolify's version", GET("/version"),
+        shape=lambda arguments, answer: {"version": str(answer).strip().strip('"')}),
     _op("health", NoArgs, "read", "Is Coolify up, and does it accept our token?"),
     # What an operator reaches for next.
     _op("get-application-logs", LogsArgs, "read", "An application's recent log lines",
-        GET("/applications/{uuid}/logs", ("lines",)), resource="applications"),
+        GET("/applications/{uuid}/logs", ("lines",)), target="applications"),
     _op("list-deployments", NoArgs, "read", "Deployments queued or in progress", GET("/deployments"),
-        result_key="deployments"),
+        result_key="deployments", group="deployments"),
     _op("list-application-deployments", DeploymentPageArgs, "read", "An application's deployments, newest first",
-        GET("/deployments/applications/{uuid}", ("skip", "take")), resource="applications"),
+        GET("/deployments/applications/{uuid}", ("skip", "take")), target="applications", shape=_deployment_page),
     _op("get-deployment", DeploymentArgs, "read", "One deployment, with its status and log",
-        GET("/deployments/{uuid}"), result_key="deployment"),
+        GET("/deployments/{uuid}"), result_key="deployment", group="deployments"),
     _op("cancel-deployment", DeploymentArgs, "write", "Cancel a deployment that has not finished",
-        POST("/deployments/{uuid}/cancel")),
+        POST("/deployments/{uuid}/cancel"), group="deployments"),
     _op("list-application-envs", EnvsArgs, "read", "An application's environment variables (values masked)",
-        GET("/applications/{uuid}/envs"), resource="applications", result_key="envs"),
-    _op("get-database", UuidArgs, "read", "One database", GET("/databases/{uuid}"), resource="databases",
+        GET("/applications/{uuid}/envs"), target="applications", shape=_masked_envs),
+    _op("get-database", UuidArgs, "read", "One database", GET("/databases/{uuid}"), target="databases",
         result_key="database"),
     _op("start-database", UuidArgs, "write", "Start a database", POST("/databases/{uuid}/start"),
-        resource="databases"),
+        target="databases"),
     _op("stop-database", StopArgs, "destructive", "Stop a database",
-        POST("/databases/{uuid}/stop", ("docker_cleanup",)), resource="databases"),
+        POST("/databases/{uuid}/stop", ("docker_cleanup",)), target="databases"),
     _op("restart-database", UuidArgs, "write", "Restart a database", POST("/databases/{uuid}/restart"),
-        resource="databases"),
+        target="databases"),
     _op("get-database-logs", LogsArgs, "read", "A database's recent log lines",
-        GET("/databases/{uuid}/logs", ("lines",)), resource="databases"),
-    _op("get-service", UuidArgs, "read", "One service", GET("/services/{uuid}"), resource="services",
+        GET("/databases/{uuid}/logs", ("lines",)), target="databases"),
+    _op("get-service", UuidArgs, "read", "One service", GET("/services/{uuid}"), target="services",
         result_key="service"),
     _op("restart-service", UuidArgs, "write", "Restart a service", POST("/services/{uuid}/restart"),
-        resource="services"),
+        target="services"),
     _op("get-service-logs", ServiceLogsArgs, "read", "Recent log lines of one container of a service",
-        GET("/services/{uuid}/logs", ("sub_service_name", "lines")), resource="services"),
-    _op("get-server", UuidArgs, "read", "One server", GET("/servers/{uuid}"), resource="servers",
-        result_key="server"),
+        GET("/services/{uuid}/logs", ("sub_service_name", "lines")), target="services"),
+    _op("get-server", UuidArgs, "read", "One server", GET("/servers/{uuid}"), target="servers", result_key="server"),
     _op("get-server-resources", UuidArgs, "read", "What runs on a server", GET("/servers/{uuid}/resources"),
-        resource="servers", result_key="resources"),
+        target="servers", result_key="resources"),
     _op("get-server-domains", UuidArgs, "read", "The domains a server serves", GET("/servers/{uuid}/domains"),
-        resource="servers", result_key="domains"),
+        target="servers", result_key="domains"),
     _op("list-resources", NoArgs, "read", "Every resource", GET("/resources"), result_key="resources"),
     _op("list-private-keys", NoArgs, "read", "Stored SSH keys: names, uuids and fingerprints only",
-        GET("/security/keys"), result_key="private_keys"),
-    _op("get-project", UuidArgs, "read", "One project", GET("/projects/{uuid}"), resource="projects",
+        GET("/security/keys"), shape=_key_summaries),
+    _op("get-project", UuidArgs, "read", "One project", GET("/projects/{uuid}"), target="projects",
         result_key="project"),
     _op("list-environments", UuidArgs, "read", "A project's environments",
-        GET("/projects/{uuid}/environments"), resource="projects", result_key="environments"),
+        GET("/projects/{uuid}/environments"), target="projects", result_key="environments"),
     _op("rollback-application", RollbackArgs, "write",
         "Roll an application back to an earlier image (without commit: list the images)",
-        GET("/applications/{uuid}/rollback-images"), POST("/applications/{uuid}/rollback", body=("commit",)),
-        resource="applications"),
+        POST("/applications/{uuid}/rollback", body=("commit",), when="commit"),
+        GET("/applications/{uuid}/rollback-images"), target="applications",
+        shape=lambda arguments, answer: _object(answer) if arguments.get("commit") else _listed("images", answer)),
 )
-BY_NAME: dict[str, CoolifyOperation] = {declared.operation.name: declared for declared in COOLIFY_OPERATIONS}
-SINGULAR = {"applications": "application", "databases": "database", "servers": "server", "projects": "project",
-            "services": "service"}
 
 
 def api_root(url: str) -> str:
@@ -281,7 +332,8 @@ def _snake(name: str) -> str:
 
 class CoolifyHandler(ServiceHandler):
     service = "coolify"
-    operations = operation_table(declared.operation for declared in COOLIFY_OPERATIONS)
+    operations = OperationTable(COOLIFY_OPERATIONS, groups=("applications", "deployments", "databases",
+                                                            "services", "servers", "projects", "instance"))
 
     def __init__(self, api_url: str, token: str, timeout_seconds: float = 30.0, poll_seconds: float = 2.0) -> None:
         root = api_root(api_url)
@@ -289,7 +341,7 @@ class CoolifyHandler(ServiceHandler):
                                                        "Accept": "application/json"}, timeout_seconds)
         self._public = UpstreamClient(root, {"Accept": "application/json"}, timeout_seconds)
         self._poll_seconds = poll_seconds
-        self._validate_method: Literal["GET", "POST"] = "POST"
+        self._methods_learnt: dict[str, str] = {}  # route path → the method this Coolify takes it with
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -303,75 +355,59 @@ class CoolifyHandler(ServiceHandler):
     # -- executing ----------------------------------------------------------------------------------
 
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:
-        declared = BY_NAME[operation.name]
+        declared = cast(CoolifyOperation, operation)  # this handler's table holds only CoolifyOperations
         values = args.model_dump()
-        if operation.name == "health":
+        if not declared.routes:
             return await self._health_result()
-        if declared.resource is None:
-            return await self._run(declared, values)
         try:
             return await self._run(declared, values)
         except ResourceNotFound:
+            if declared.target is None:
+                raise
             # Perhaps a name, not a uuid: resolve it through the list call and try once more.
-            values["uuid"] = await self._resolve(declared.resource, values["uuid"])
+            argument = declared.target.argument
+            values[argument] = await self._resolve(cast(ResourceKind, declared.target.kind), values[argument])
             return await self._run(declared, values)
 
     async def _run(self, declared: CoolifyOperation, values: dict[str, Any]) -> dict[str, Any]:
-        name = declared.operation.name
-        result: dict[str, Any] = {"operation": _snake(name)}
-        if name == "create-database":
-            route = next(r for r in declared.routes if r.path.endswith("/" + values["type"]))
-            body = {key: values[key] for key in route.body if values.get(key) is not None}
-            response = await self._call(route, values, {**values["settings"], **body})
-            return {**result, "type": values["type"], **self._object(response)}
-        if name == "rollback-application" and not values.get("commit"):
-            images = (await self._call(declared.routes[0], values)).json()
-            return {**result, "uuid": values["uuid"], "count": len(images), "images": images}
-        route = declared.routes[-1]
-        if name == "validate-server":
-            response = await self._validate(route, values)
+        route = next((r for r in declared.routes if r.when is not None and values.get(r.when) is not None),
+                     None) or next(r for r in declared.routes if r.when is None)
+        answer = _answer(await self._call(route, values))
+        result: dict[str, Any] = {"operation": _snake(declared.name)}
+        if declared.target is not None and declared.result_key is None:
+            result[declared.target.argument] = values[declared.target.argument]
+        if declared.shape is not None:
+            result.update(declared.shape(values, answer))
+        elif declared.result_key is not None:
+            result.update(_listed(declared.result_key, answer))
         else:
-            response = await self._call(route, values)
-        if name == "get-version":
-            return {**result, "version": response.text.strip().strip('"')}
-        payload = response.json() if response.body else {}
-        if name == "list-private-keys":
-            payload = [{key: item.get(key) for key in ("uuid", "name", "description", "fingerprint",
-                                                        "is_git_related")} for item in payload]
-        if name == "list-application-envs" and not values["reveal"]:
-            payload = [_masked(env) for env in payload]
-        if name == "list-application-deployments" and isinstance(payload, dict):
-            return {**result, "uuid": values["uuid"], "count": payload.get("count", 0),
-                    "deployments": payload.get("deployments", [])}
-        if declared.result_key is not None:
-            if isinstance(payload, list):
-                return {**result, "count": len(payload), declared.result_key: payload}
-            return {**result, declared.result_key: payload}
-        if "uuid" in values and declared.resource is not None:
-            result["uuid"] = values["uuid"]
-        if name == "deploy-application":
-            deployments = payload.get("deployments", [])
-            result.update(payload, deployment_uuid=deployments[0].get("deployment_uuid") if deployments else None)
-        else:
-            result.update(payload if isinstance(payload, dict) else {"response": payload})
+            result.update(_object(answer))
         wait = float(values.get("wait") or 0)
         if wait and result.get("deployment_uuid"):
             result["deployment"] = await self._follow(result["deployment_uuid"], wait)
         return result
 
-    @staticmethod
-    def _object(response: UpstreamResponse) -> dict[str, Any]:
-        payload = response.json() if response.body else {}
-        return payload if isinstance(payload, dict) else {"response": payload}
-
-    async def _call(self, route: CoolifyRoute, values: Mapping[str, Any], body: Any = None,
-                    method: str | None = None) -> UpstreamResponse:
-        path = route.path.format(**{key: values[key] for key in ("uuid",) if "{" + key + "}" in route.path})
+    async def _call(self, route: CoolifyRoute, values: Mapping[str, Any]) -> UpstreamResponse:
+        path = re.sub(r"\{(\w+)\}", lambda placeholder: str(values[placeholder[1]]), route.path)
         query = {key: _query_value(values[key]) for key in route.query if values.get(key) is not None}
-        if body is None and route.body:
-            body = {key: values[key] for key in route.body if values.get(key) is not None}
+        body: dict[str, Any] | None = None
+        if route.body or route.body_from:
+            body = {**(values[route.body_from] if route.body_from else {}),
+                    **{key: values[key] for key in route.body if values.get(key) is not None}}
+        method = self._methods_learnt.get(route.path, route.method)
         try:
-            response = await self._api.request(method or route.method, path, params=query or None, json_body=body)
+            return await self._request(method, path, query, body)
+        except (RouteNotAccepted, ResourceNotFound):
+            if route.fallback_method is None or method == route.fallback_method:
+                raise
+        # Coolify before 4.2 took this route with another method (a POST met 405 or the catch-all 404).
+        response = await self._request(route.fallback_method, path, query, body)
+        self._methods_learnt[route.path] = route.fallback_method
+        return response
+
+    async def _request(self, method: str, path: str, query: Mapping[str, str], body: Any) -> UpstreamResponse:
+        try:
+            response = await self._api.request(method, path, params=query or None, json_body=body)
         except UpstreamTimeoutError as exc:
             raise UpstreamTimeout(f"Coolify: {exc}", {"service": "coolify"}) from None
         except UpstreamConnectionError as exc:
@@ -379,18 +415,6 @@ class CoolifyHandler(ServiceHandler):
                                      {"service": "coolify"}) from None
         _raise_for_status(response, path)
         return response
-
-    async def _validate(self, route: CoolifyRoute, values: Mapping[str, Any]) -> UpstreamResponse:
-        """POST, as Coolify 4.2+ wants. Before 4.2 the route was GET only (a POST met 405 or the catch-all
-        404): then retry once with GET, and remember it for this instance when it works."""
-        try:
-            return await self._call(route, values, method=self._validate_method)
-        except (RouteNotAccepted, ResourceNotFound):
-            if self._validate_method == "GET":
-                raise
-            response = await self._call(route, values, method="GET")
-            self._validate_method = "GET"
-            return response
 
     async def _resolve(self, kind: ResourceKind, name: str) -> str:
         listing = (await self._api_get(f"/{kind}")).json()
@@ -406,7 +430,7 @@ class CoolifyHandler(ServiceHandler):
                                {"kind": singular, "name": name, "candidates": candidates})
 
     async def _api_get(self, path: str) -> UpstreamResponse:
-        return await self._call(GET(path), {})
+        return await self._request("GET", path, {}, None)
 
     async def _follow(self, deployment_uuid: str, wait: float) -> dict[str, Any]:
         """Polls the deployment until it ends or `wait` seconds pass, backing off; a failure is an error
@@ -414,7 +438,7 @@ class CoolifyHandler(ServiceHandler):
         deadline = time.monotonic() + wait
         interval = self._poll_seconds
         while True:
-            deployment = self._object(await self._api_get(f"/deployments/{deployment_uuid}"))
+            deployment = _object(_answer(await self._api_get(f"/deployments/{deployment_uuid}")))
             status = str(deployment.get("status", ""))
             summary = {"deployment_uuid": deployment_uuid, "status": status}
             if status == "finished":
@@ -462,6 +486,16 @@ class CoolifyHandler(ServiceHandler):
 
 class RouteNotAccepted(ServiceUnavailable):
     """Coolify answered 405: this version does not take that method on that route."""
+
+
+def _answer(response: UpstreamResponse) -> Any:
+    """Coolify's answer: its JSON, or its text where it sends plain text (the version)."""
+    if not response.body:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
 
 
 def _ms_since(started: float) -> float:
