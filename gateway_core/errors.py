@@ -86,24 +86,3 @@ class ValidationFailed(GatewayError):
 
 class BudgetExceeded(GatewayError):
     code, http_status, name = -32010, 402, "BUDGET_EXCEEDED"
-
-
-ALL_ERRORS: tuple[type[GatewayError], ...] = (
-    ParseError,
-    InvalidRequest,
-    MethodNotFound,
-    InvalidParams,
-    InternalError,
-    ServiceNotFound,
-    ServiceUnavailable,
-    OperationNotSupported,
-    AuthenticationRequired,
-    PermissionDenied,
-    RateLimitExceeded,
-    UpstreamTimeout,
-    ResourceNotFound,
-    Conflict,
-    ValidationFailed,
-    BudgetExceeded,
-)
-HTTP_STATUS_BY_CODE: dict[int, int] = {error.code: error.http_status for error in ALL_ERRORS}

@@ -39,8 +39,10 @@ from gateway_core.metrics import GatewayMetrics
 from gateway_core.models import (
     OPERATOR_METHOD,
     RECORDED_METHODS,
+    CallMetadata,
     Capability,
     ExecuteParams,
+    ExecuteResult,
     Pricing,
     ServiceCount,
     ServiceSummary,
@@ -79,7 +81,7 @@ class ExecuteOutcome:
     """A finished call: its ledger row and either its result or its error."""
 
     record: CallRecord
-    result: dict[str, Any] | None = None
+    result: ExecuteResult | None = None
     error: GatewayError | None = None
 
 
@@ -310,20 +312,12 @@ class Gateway:
         record = self.record(agent_id=agent_id, method=method, service=service, operation=operation.name,
                              status="success", started=started, rpc_id=rpc_id, tokens=tokens, cost_usd=cost,
                              permission_request_id=request_id)
-        result = {
-            "status": "success",
-            "data": data,
-            "metadata": {
-                "executionTime": round(record.duration_ms),
-                "tokensUsed": tokens,
-                "cost": cost,
-                "service": service,
-                "operation": operation.name,
-                "timestamp": iso_utc(record.ts),
-                "callId": record.id,
-            },
-        }
-        return ExecuteOutcome(record, result=result)
+        # Built from values the gateway made itself: constructed, not validated again, on the hot path.
+        metadata = CallMetadata.model_construct(
+            executionTime=round(record.duration_ms), tokensUsed=tokens, cost=cost, service=state.spec.name,
+            operation=operation.name, timestamp=iso_utc(record.ts), callId=record.id)
+        return ExecuteOutcome(record, result=ExecuteResult.model_construct(status="success", data=data,
+                                                                           metadata=metadata))
 
     def _scrub(self, error: GatewayError) -> None:
         """Our secrets and internal addresses out of what the agent will read (upstreams echo requests)."""

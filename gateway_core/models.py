@@ -76,6 +76,31 @@ class SlashRequest(BaseModel):
     id: JsonRpcId = None
 
 
+# -- what mcp.execute answers ----------------------------------------------------------------------------
+
+
+class CallMetadata(BaseModel):
+    executionTime: int  # milliseconds
+    tokensUsed: int
+    cost: float  # USD
+    service: str
+    operation: str
+    timestamp: str  # ISO-8601 UTC
+    callId: str  # the ledger row's id
+
+
+class ExecuteResult(BaseModel):
+    """A successful call's `result` (gateway-protocol.md): what the agent reads, and what the console shows."""
+
+    status: Literal["success"] = "success"
+    data: dict[str, Any]
+    metadata: CallMetadata
+
+    def wire(self) -> dict[str, Any]:
+        """As sent: the upstream's data as it came (not walked again), the metadata serialised."""
+        return {"status": self.status, "data": self.data, "metadata": self.metadata.model_dump()}
+
+
 # -- what the listing methods answer (gateway-protocol.md: existing agents read `result.data`) ----------
 
 
@@ -138,6 +163,71 @@ class Statistics(BaseModel):
 class Listing(BaseModel):
     status: Literal["success"] = "success"
     data: list[ServiceSummary] | list[Capability] | Statistics
+
+
+# -- what the operational routes answer --------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["healthy"] = "healthy"
+    timestamp: str
+    version: str
+
+
+class StoreCheck(BaseModel):
+    ok: bool
+    path: str | None = None  # the file's name, never its directory
+    error: str | None = None
+
+
+class LedgerCheck(BaseModel):
+    ok: bool
+    pendingRows: int
+    lagSeconds: float
+    rowsSetAside: int
+    error: str | None = None
+
+
+class LinkCheck(BaseModel):
+    ok: bool
+    state: str
+
+
+class ServicesCheck(BaseModel):
+    ok: bool = True  # a service down is reported, not a reason to take the gateway out of rotation
+    status: dict[str, str]
+
+
+class ReadyChecks(BaseModel):
+    store: StoreCheck
+    ledger: LedgerCheck
+    orchestrator: LinkCheck
+    services: ServicesCheck
+
+    @property
+    def ok(self) -> bool:
+        return self.store.ok and self.ledger.ok and self.orchestrator.ok and self.services.ok
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    timestamp: str
+    checks: ReadyChecks
+
+
+class InfoCounts(BaseModel):
+    services: int
+    configuredServices: int
+    activeAgents: int
+    callsSinceStart: int
+
+
+class Info(BaseModel):
+    name: str = "mcp-console gateway"
+    version: str
+    uptimeSeconds: float
+    python: str
+    counts: InfoCounts
 
 
 def success_envelope(rpc_id: Any, result: Any) -> dict[str, Any]:

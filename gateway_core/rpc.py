@@ -162,7 +162,8 @@ class JsonRpcEndpoint:
         if isinstance(result, ExecuteOutcome):  # the pipeline wrote its own ledger row
             if result.error is not None:
                 return self._reply(request, result.error.http_status, error_envelope(request.id, result.error))
-            return self._reply(request, 200, success_envelope(request.id, result.result))
+            assert result.result is not None
+            return self._reply(request, 200, success_envelope(request.id, result.result.wire()))
         self.gateway.record(agent_id=agent_id, method=request.method, status="success", started=started,
                             rpc_id=_rpc_id_text(request.id))
         return self._reply(request, 200, success_envelope(request.id, result))
@@ -212,4 +213,5 @@ class JsonRpcEndpoint:
         outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method=SLASH_METHOD)
         if outcome.error is not None:
             return outcome.error.http_status, error_envelope(request.id, outcome.error)
-        return 200, success_envelope(request.id, outcome.result)
+        assert outcome.result is not None
+        return 200, success_envelope(request.id, outcome.result.wire())

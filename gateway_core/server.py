@@ -25,7 +25,20 @@ from gateway_core import __version__
 from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
-from gateway_core.models import RPC_BODY_METHOD, SLASH_METHOD, error_envelope
+from gateway_core.models import (
+    RPC_BODY_METHOD,
+    SLASH_METHOD,
+    Health,
+    Info,
+    InfoCounts,
+    LedgerCheck,
+    LinkCheck,
+    Readiness,
+    ReadyChecks,
+    ServicesCheck,
+    StoreCheck,
+    error_envelope,
+)
 from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
 from gateway_core.store import StoreError
 from gateway_core.watchdog import ExitWatchdog
@@ -128,46 +141,35 @@ def create_app(gateway: Gateway) -> Starlette:
         return route
 
     async def health(request: Request) -> Response:
-        return _json(200, {"status": "healthy", "timestamp": iso_utc(gateway.clock()), "version": __version__})
+        return _json(200, Health(timestamp=iso_utc(gateway.clock()), version=__version__).model_dump())
 
     async def ready(request: Request) -> Response:
-        checks: dict[str, Any] = {}
         try:
             await gateway.store.check_writable()
-            checks["store"] = {"ok": True, "path": gateway.store.path.name}
+            store = StoreCheck(ok=True, path=gateway.store.path.name)
         except StoreError as exc:
-            checks["store"] = {"ok": False, "error": str(exc)}
+            store = StoreCheck(ok=False, error=str(exc))
         recorder = gateway.recorder
-        checks["ledger"] = {"ok": recorder.healthy, "pendingRows": recorder.pending,
-                            "lagSeconds": round(recorder.lag_seconds, 3), "rowsSetAside": recorder.set_aside}
-        if recorder.failing is not None:
-            checks["ledger"]["error"] = recorder.failing
         link = gateway.link_state
-        checks["orchestrator"] = ({"ok": True, "state": "not linked"} if link is None else
-                                  {"ok": link.status == "connected", "state": link.describe()})
-        checks["services"] = {
-            "ok": True,
-            "status": {name: gateway.service_status(name) for name in gateway.catalog.names()},
-        }
-        ready_now = all(check["ok"] for check in checks.values())
-        body = {"status": "ready" if ready_now else "not_ready", "timestamp": iso_utc(gateway.clock()),
-                "checks": checks}
-        return _json(200 if ready_now else 503, body)
+        checks = ReadyChecks(
+            store=store,
+            ledger=LedgerCheck(ok=recorder.healthy, pendingRows=recorder.pending,
+                               lagSeconds=round(recorder.lag_seconds, 3), rowsSetAside=recorder.set_aside,
+                               error=recorder.failing),
+            orchestrator=(LinkCheck(ok=True, state="not linked") if link is None else
+                          LinkCheck(ok=link.status == "connected", state=link.describe())),
+            services=ServicesCheck(status={name: gateway.service_status(name) for name in gateway.catalog.names()}))
+        readiness = Readiness(status="ready" if checks.ok else "not_ready", timestamp=iso_utc(gateway.clock()),
+                              checks=checks)
+        return _json(200 if checks.ok else 503, readiness.model_dump(exclude_none=True))
 
     async def info(request: Request) -> Response:
         configured = [name for name, state in gateway.services.items() if state.handler is not None]
-        return _json(200, {
-            "name": "mcp-console gateway",
-            "version": __version__,
-            "uptimeSeconds": round(gateway.uptime_seconds, 3),
-            "python": platform.python_version(),
-            "counts": {
-                "services": len(gateway.services),
-                "configuredServices": len(configured),
-                "activeAgents": gateway.authenticator.active_agent_count,
-                "callsSinceStart": gateway.totals.calls,
-            },
-        })
+        return _json(200, Info(
+            version=__version__, uptimeSeconds=round(gateway.uptime_seconds, 3), python=platform.python_version(),
+            counts=InfoCounts(services=len(gateway.services), configuredServices=len(configured),
+                              activeAgents=gateway.authenticator.active_agent_count,
+                              callsSinceStart=gateway.totals.calls)).model_dump())
 
     async def metrics(request: Request) -> Response:
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

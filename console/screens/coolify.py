@@ -100,7 +100,7 @@ class CoolifyScreen(ConsoleScreen):
         if outcome.error is not None:
             form.fill_picker(field_name, [], f"could not list: {outcome.error.message}")
         else:
-            data = (outcome.result or {}).get("data", {})
+            data = outcome.result.data if outcome.result is not None else {}
             form.fill_picker(field_name, picker_choices(data, picker))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -136,12 +136,11 @@ class CoolifyScreen(ConsoleScreen):
             error = outcome.error
             status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")
             shown: Any = redacted(error.to_error_object())
-        else:
-            result = outcome.result or {}
-            metadata = result.get("metadata", {})
-            status.update(f"[green]success[/green] in {metadata.get('executionTime', '?')} ms, "
-                          f"{metadata.get('tokensUsed', 0)} tokens, ${metadata.get('cost', 0):.4f}")
-            shown = redacted(result.get("data"))  # the operator's screen shows no secret Coolify hands back
+        elif outcome.result is not None:
+            metadata = outcome.result.metadata
+            status.update(f"[green]success[/green] in {metadata.executionTime} ms, {metadata.tokensUsed} tokens, "
+                          f"${metadata.cost:.4f}")
+            shown = redacted(outcome.result.data)  # the operator's screen shows no secret Coolify hands back
         self.result_text = json.dumps(shown, indent=2, sort_keys=True, default=str)
         self.query_one("#result", Static).update(
             Syntax(self.result_text, "json", theme="ansi_dark", word_wrap=True, background_color="default"))

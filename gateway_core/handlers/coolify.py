@@ -42,7 +42,6 @@ from gateway_core.upstream import UpstreamClient, UpstreamConnectionError, Upstr
 
 API_PREFIX = "/api/v1"
 TERMINAL_DEPLOYMENT_STATES = ("finished", "failed", "cancelled-by-user")
-DATABASE_TYPES = ("postgresql", "mysql", "mariadb", "mongodb", "redis", "keydb", "dragonfly", "clickhouse")
 TOKEN_REFUSED = "Coolify refused the token (needs read/write/deploy abilities): check COOLIFY_API_TOKEN"
 
 # -- argument models ---------------------------------------------------------------------------------
