@@ -107,7 +107,7 @@ async def bench(args: argparse.Namespace) -> None:
             outside.wait(5)
         await pilot.pause(1.0)  # calls in flight finish
         assert app.runtime is not None
-        gateway_count = app.runtime.gateway.totals.calls
+        gateway_count = app.runtime.gateway.usage.since_start.calls
         await app.runtime.gateway.recorder.flush()
         seen = app.calls_seen
     with sqlite3.connect(db) as ledger:

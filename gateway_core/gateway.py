@@ -10,13 +10,13 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway_core import __version__
 from gateway_core.auth import Authenticator, TokenHasher, open_token_hasher
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
-from gateway_core.clock import Clock, iso_utc, system_clock, utc_midnight
+from gateway_core.clock import Clock, iso_utc, system_clock
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
 from gateway_core.decisions import DecisionBoard, Recheck, Stopping
@@ -61,8 +61,9 @@ from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, Store
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
 from gateway_core.redaction import AgentFacingScrubber
-from gateway_core.store import AuditEvent, CallRecord, SQLiteStore, UsageTotals
+from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
 from gateway_core.store.records import CallStatus, ledger_text
+from gateway_core.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -83,39 +84,6 @@ class ExecuteOutcome:
     record: CallRecord
     result: ExecuteResult | None = None
     error: GatewayError | None = None
-
-
-@dataclass(slots=True)
-class DailyUsage:
-    """Usage in one UTC day, [starts, ends): every call in `total`, and per caller (agent or operator)."""
-
-    starts: float = 0.0
-    ends: float = 0.0
-    total: UsageTotals = field(default_factory=UsageTotals)
-    by_caller: dict[str, UsageTotals] = field(default_factory=dict)
-
-    @classmethod
-    def of_day_at(cls, ts: float, usage: Mapping[str | None, UsageTotals] | None = None) -> DailyUsage:
-        """The day around `ts`, with `usage` so far (None: calls with no known caller)."""
-        midnight = utc_midnight(ts)
-        day = cls(midnight, midnight + 86_400)
-        for caller, totals in (usage or {}).items():
-            day.total.include(totals)
-            if caller is not None:
-                day.by_caller[caller] = totals
-        return day
-
-    def covers(self, ts: float) -> bool:
-        return self.starts <= ts < self.ends
-
-    def add(self, record: CallRecord) -> None:
-        self.total.add(record)
-        if record.agent_id is not None:
-            self.by_caller.setdefault(record.agent_id, UsageTotals()).add(record)
-
-    def spent_by(self, caller: str, now: float) -> float:
-        totals = self.by_caller.get(caller)
-        return totals.cost_usd if totals is not None and self.covers(now) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +156,7 @@ class Gateway:
             name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
             for name, state in self.services.items()
         }
-        self.today = DailyUsage.of_day_at(self.clock())
-        self.totals = UsageTotals()
-        self.totals_by_service: dict[str, UsageTotals] = {}
+        self.usage = Usage(self.services, self.clock)
         self.started_at = self.clock()
         self._started_monotonic = time.monotonic()
 
@@ -232,8 +198,7 @@ class Gateway:
     async def start(self) -> None:
         await self.authenticator.start()
         await self.policy.start()
-        now = self.clock()
-        self.today = DailyUsage.of_day_at(now, await self.store.usage_by_caller_since(utc_midnight(now)))
+        await self.usage.load_today(self.store)
         self.recorder.start()
         self.health.start()
         if self.orchestrator is not None:
@@ -387,7 +352,7 @@ class Gateway:
         budget = self.settings.budget.daily_usd_per_agent
         if budget is None:
             return
-        spent = self.today.spent_by(agent_id, self.clock())
+        spent = self.usage.spent_today(agent_id)
         if spent >= budget:
             raise BudgetExceeded(
                 f"Agent {agent_id} has spent its daily budget of USD {budget:g}",
@@ -556,12 +521,7 @@ class Gateway:
         )
         self.recorder.record_call(record)
         self.metrics.observe(record)
-        self.totals.add(record)
-        if record.service in self.services:  # never a name a caller made up: those would grow without bound
-            self.totals_by_service.setdefault(record.service, UsageTotals()).add(record)
-        if not self.today.covers(record.ts):
-            self.today = DailyUsage.of_day_at(record.ts)
-        self.today.add(record)
+        self.usage.add(record)
         self.events.publish(CallFinished(record))
         return record
 
@@ -644,6 +604,6 @@ class Gateway:
             services=services,
             usage=UsageSummary(
                 since=iso_utc(self.started_at), uptimeSeconds=round(self.uptime_seconds, 3),
-                totals=self.totals.as_dict(),
-                byService={name: totals.as_dict() for name, totals in sorted(self.totals_by_service.items())}),
+                totals=self.usage.since_start.as_dict(),
+                byService={name: totals.as_dict() for name, totals in sorted(self.usage.by_service.items())}),
         )

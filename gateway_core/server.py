@@ -169,7 +169,7 @@ def create_app(gateway: Gateway) -> Starlette:
             version=__version__, uptimeSeconds=round(gateway.uptime_seconds, 3), python=platform.python_version(),
             counts=InfoCounts(services=len(gateway.services), configuredServices=len(configured),
                               activeAgents=gateway.authenticator.active_agent_count,
-                              callsSinceStart=gateway.totals.calls)).model_dump())
+                              callsSinceStart=gateway.usage.since_start.calls)).model_dump())
 
     async def metrics(request: Request) -> Response:
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

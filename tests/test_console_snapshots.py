@@ -23,7 +23,7 @@ from gateway_core.clock import FrozenClock
 from gateway_core.config import load_settings
 from gateway_core.events import CallFinished, PermissionEvent
 from gateway_core.orchestrator.models import PermissionRequestEvent
-from gateway_core.store import CallRecord, UsageTotals
+from gateway_core.store import CallRecord
 from sandbox import Sandbox
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
@@ -88,8 +88,7 @@ async def calls_made(app: ConsoleApp, pilot: Pilot[None]) -> None:
     assert app.runtime is not None
     gateway = app.runtime.gateway
     for record in CALLS:
-        gateway.today.add(record)
-        gateway.totals_by_service.setdefault("coolify", UsageTotals()).add(record)
+        gateway.usage.add(record)
         gateway.events.publish(CallFinished(record))
     await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS),  # type: ignore[attr-defined]
                 f"{len(CALLS)} rows in the calls table")

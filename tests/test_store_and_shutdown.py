@@ -222,9 +222,9 @@ async def test_todays_usage_is_read_back_from_the_ledger_after_a_restart(tmp_pat
         async with httpx.AsyncClient(base_url=gw.url) as client:
             await client.post("/mcp/rpc", json=body, headers={"authorization": f"Bearer {token}"})
             await client.post("/mcp/rpc", json=body)  # no token: refused, counted, with no caller
-        before = (gw.gateway.today.total.calls, gw.gateway.today.total.cost_usd,
-                  gw.gateway.today.by_caller[agent_id].calls)
+        before = (gw.gateway.usage.today.total.calls, gw.gateway.usage.today.total.cost_usd,
+                  gw.gateway.usage.today.by_caller[agent_id].calls)
     async with run_gateway(tmp_path / "gw.db") as gw:
-        after = (gw.gateway.today.total.calls, gw.gateway.today.total.cost_usd,
-                 gw.gateway.today.by_caller[agent_id].calls)
+        after = (gw.gateway.usage.today.total.calls, gw.gateway.usage.today.total.cost_usd,
+                 gw.gateway.usage.today.by_caller[agent_id].calls)
     assert before == after and before[0] == 2 and before[2] == 1

@@ -481,7 +481,7 @@ async def test_metric_labels_hold_only_names_the_gateway_knows(gw: RunningGatewa
     assert "made-up" not in text and "method-" not in text and "op-" not in text
     assert 'operation="unknown"' in text
     assert len(text) < 64_000
-    assert list(gw.gateway.totals_by_service) == []  # nor does the gateway keep per-name totals for them
+    assert list(gw.gateway.usage.by_service) == []  # nor does the gateway keep per-name totals for them
 
 
 async def test_oversized_headers_are_refused_and_recorded(gw: RunningGateway) -> None:

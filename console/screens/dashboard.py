@@ -92,7 +92,7 @@ class DashboardScreen(ConsoleScreen):
         services = []
         for name in gateway.catalog.names():
             report = gateway.health.reports.get(name)
-            used = gateway.totals_by_service.get(name)
+            used = gateway.usage.by_service.get(name)
             history = gateway.health.latency_history.get(name, ())
             latency = (f"{report.latency_ms:>4.0f} ms {sparkline(history, 6)}"
                        if report is not None and report.latency_ms is not None else "-")
@@ -102,7 +102,7 @@ class DashboardScreen(ConsoleScreen):
                                        str(used.calls if used else 0), str(used.errors if used else 0),
                                        money(used.cost_usd if used else 0.0)), SERVICE_TONE.get(status)))
         self.query_one("#services", LinesTable).show(services)
-        usage = sorted(gateway.today.by_caller.items(), key=lambda item: -item[1].cost_usd)
+        usage = sorted(gateway.usage.today.by_caller.items(), key=lambda item: -item[1].cost_usd)
         self.query_one("#agents", LinesTable).show([
             Row(caller, (self.console.agent_names.get(caller, caller), str(totals.calls), money(totals.cost_usd)))
             for caller, totals in usage])
