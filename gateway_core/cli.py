@@ -119,7 +119,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 async def cmd_orchestrator(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store, hasher = await _open_for_credentials(settings)
-    orchestrator = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds)
+    orchestrator = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds,
+                                        max_body_bytes=settings.server.max_body_bytes)
     try:
         server = HttpServer(orchestrator.app(), settings.server.host, args.port)
     except OSError as exc:

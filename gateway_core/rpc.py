@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,42 +23,12 @@ from gateway_core.models import (
     ServiceParams,
     SlashRequest,
     error_envelope,
+    parse_json,
     success_envelope,
 )
 from gateway_core.slash import parse_slash_command
 
 Reply = tuple[int, Any]  # HTTP status and the JSON body (None: no body, 204)
-MAX_JSON_DEPTH = 100  # deeper than any operation's arguments; far below Python's recursion limit
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and objects nest in `value` (iteratively: the value may be deeper than the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def parse_json(body: bytes) -> Any:
-    """The body as JSON, or ParseError: not JSON, NaN or Infinity (not JSON either), or nested deeper than
-    MAX_JSON_DEPTH."""
-    try:
-        payload = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ParseError("Parse error: the body is not valid JSON") from None
-    # Fewer brackets than the limit cannot nest deeper than it: the usual body skips the walk.
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(payload) > MAX_JSON_DEPTH:
-        raise ParseError(f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return payload
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The credentials and address an HTTP request came with."""

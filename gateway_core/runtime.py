@@ -78,7 +78,8 @@ async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_
         else:
             internal_token = secrets.token_urlsafe(32)  # the gateway's own pass to the orchestrator beside it
             embedded = EmbeddedOrchestrator(store, hasher, request_ttl_seconds=settings.permission.request_ttl_seconds,
-                                            internal_token=internal_token)
+                                            internal_token=internal_token,
+                                            max_body_bytes=settings.server.max_body_bytes)
             orchestrator_server = HttpServer(embedded.app(), settings.server.host, orchestrator_port)
             url = orchestrator_server.url
             client = OrchestratorClient(url, internal_token, settings.permission.orchestrator_timeout_seconds)

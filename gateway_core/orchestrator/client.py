@@ -19,10 +19,12 @@ from websockets.asyncio.client import connect
 
 from gateway_core import __version__
 from gateway_core.orchestrator.models import (
+    ACTING_OPERATOR_HEADER,
     AgentPermissions,
     DecidedRequest,
     GrantList,
     GrantView,
+    PendingPage,
     PermissionHistory,
     PermissionRequestBody,
     PermissionRequestEvent,
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 Shape = TypeVar("Shape", bound=BaseModel)
 
 LinkStatus = Literal["connecting", "connected", "reconnecting", "failed"]
+PENDING_PAGE = 500  # pending requests asked for per page
 
 
 class OrchestratorUnavailable(Exception):
@@ -144,24 +147,35 @@ class OrchestratorClient:
         return request_id
 
     async def respond(self, body: PermissionRespondBody) -> dict[str, Any]:
-        response = await self._call("POST", "/api/mcp/permission-respond", body.model_dump(exclude_none=True))
+        """Decides a request. Ours records who decided from the token, so with the gateway's internal token a
+        `decided_by` of `operator:<login>` goes as the acting-operator header (any other token: ignored)."""
+        acting = body.decided_by if body.decided_by and body.decided_by.startswith("operator:") else None
+        response = await self._call("POST", "/api/mcp/permission-respond", body.model_dump(exclude_none=True),
+                                    headers={ACTING_OPERATOR_HEADER: acting} if acting else None)
         if response.status_code == 409:
             raise DecisionConflict(self._json(response))
         result: dict[str, Any] = self._check(response)
         return result
 
     async def list_pending(self) -> list[PermissionRequestEvent] | None:
-        """Pending requests, or None when this orchestrator cannot list them (the external one)."""
+        """Every pending request, oldest first (page after page), or None when this orchestrator cannot list
+        them (the external one)."""
         if self.has_pending_list is False:
             return None
-        try:
-            payload = self._check(await self._call("GET", "/api/mcp/permission-requests",
-                                                   params={"status": "pending"}))
-        except RouteMissing:
-            self.has_pending_list = False
-            return None
-        self.has_pending_list = True
-        return [PermissionRequestEvent.model_validate(item) for item in payload.get("requests", [])]
+        pending: list[PermissionRequestEvent] = []
+        params: dict[str, Any] = {"status": "pending", "limit": PENDING_PAGE}
+        while True:
+            try:
+                payload = self._check(await self._call("GET", "/api/mcp/permission-requests", params=params))
+            except RouteMissing:
+                self.has_pending_list = False
+                return None
+            self.has_pending_list = True
+            page = self._validated(PendingPage, payload)
+            pending += page.requests
+            if page.next_cursor is None:
+                return pending
+            params["cursor"] = page.next_cursor
 
     async def ours_only(self, method: str, path: str, **kwargs: Any) -> Any:
         """A route only our orchestrator has; RouteMissing against the external one."""
@@ -179,7 +193,7 @@ class OrchestratorClient:
     async def revoke_grant(self, grant_id: str, acting_operator: str | None = None, spent: bool = False) -> None:
         """`acting_operator` (`operator:<login>`) is who the audit names when we hold the internal token;
         `spent`: a one-time approval used by its call (audited as grant.used)."""
-        headers = {"x-acting-operator": acting_operator} if acting_operator else None
+        headers = {ACTING_OPERATOR_HEADER: acting_operator} if acting_operator else None
         await self.ours_only("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers,
                              params={"spent": "true"} if spent else None)
 

@@ -4,6 +4,7 @@ marks (unique ids, dedupe, expiry, first decision wins, atomic grants, operator 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -11,16 +12,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from gateway_core.auth import AGENT_ID_PATTERN, TokenHasher, create_agent
 from gateway_core.clock import iso_utc
+from gateway_core.errors import ParseError
+from gateway_core.models import parse_json
 from gateway_core.orchestrator.models import (
+    ACTING_OPERATOR_HEADER,
     NewAgentBody,
     PermissionRequestBody,
     PermissionRespondBody,
@@ -56,23 +60,37 @@ def grant_view(grant: Grant) -> dict[str, Any]:
             "revoked_at": iso_utc(grant.revoked_at) if grant.revoked_at else None}
 
 
-ACTING_OPERATOR_HEADER = "x-acting-operator"
+PAGE_DEFAULT, PAGE_MAX = 500, 1000  # pending requests per page of /api/mcp/permission-requests
+_CURSOR = TypeAdapter(tuple[float, str])  # (created_at, id) of the last request of the page before
 
 
 def _detail(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status)
 
 
+def _cursor(request: PermissionRequest) -> str:
+    return base64.urlsafe_b64encode(_CURSOR.dump_json((request.created_at, request.id))).decode()
+
+
+def _limit(request: Request, default: int, maximum: int) -> int:
+    """The `limit` query parameter within 1..maximum; ValueError when it is not a number."""
+    return max(1, min(maximum, int(request.query_params.get("limit", default))))
+
+
 class EmbeddedOrchestrator:
     def __init__(self, store: SQLiteStore, hasher: TokenHasher, *, request_ttl_seconds: float = 3600,
                  internal_token: str | None = None, heartbeat_seconds: float = 30,
-                 expiry_check_seconds: float = 1.0) -> None:
+                 expiry_check_seconds: float = 1.0, max_body_bytes: int = 1 << 20, feed_queue_frames: int = 1024,
+                 feed_close_timeout_seconds: float = 2.0) -> None:
         self.store = store
         self.clock = store.clock
         self.hasher = hasher
         self.request_ttl_seconds = request_ttl_seconds
+        self.max_body_bytes = max_body_bytes
+        self.feed_queue_frames = feed_queue_frames
+        self.feed_close_timeout_seconds = feed_close_timeout_seconds
         self._internal_token = internal_token  # for the gateway beside us in the same process
-        self._clients: set[WebSocket] = set()
+        self._clients: set[_Feed] = set()
         self._client_ids = 0
         self._expiry = Periodic(expiry_check_seconds, self.expire_now, "permission-expiry")
         self._heartbeat = Periodic(heartbeat_seconds, self._send_heartbeat, "orchestrator-heartbeat")
@@ -87,35 +105,30 @@ class EmbeddedOrchestrator:
         await self.disconnect_clients()
 
     async def disconnect_clients(self) -> None:
-        """Closes every feed connection (clients reconnect, and re-list what is pending)."""
-        for client in list(self._clients):
-            with contextlib.suppress(Exception):
-                await client.close(code=1012, reason="orchestrator restarting")
-        self._clients.clear()
+        """Closes every feed connection (clients reconnect, and re-list what is pending); a close that does
+        not complete within the close timeout is abandoned."""
+        feeds, self._clients = self._clients, set()
+        for feed in feeds:
+            feed.stop(1012, "orchestrator restarting")
+        await asyncio.gather(*(feed.finished.wait() for feed in feeds))
 
     # -- events ---------------------------------------------------------------------------------------
 
-    async def broadcast(self, event: dict[str, Any]) -> None:
+    def broadcast(self, event: dict[str, Any]) -> None:
+        """Queues `event` for every feed client; waits for none of them."""
         frame = json.dumps(event)
-
-        async def send(client: WebSocket) -> None:
-            try:
-                async with asyncio.timeout(2):
-                    await client.send_text(frame)
-            except Exception:  # a client that cannot keep up is dropped; it reconnects and re-lists
-                self._clients.discard(client)
-                with contextlib.suppress(Exception):
-                    await client.close()
-
-        await asyncio.gather(*(send(client) for client in list(self._clients)))
+        for feed in list(self._clients):
+            if not feed.offer(frame):  # a client that cannot keep up is dropped; it reconnects and re-lists
+                self._clients.discard(feed)
+                feed.stop(1013, "too slow to keep up with the feed")
 
     async def expire_now(self) -> None:
         for request in await self.store.expire_permission_requests(self.clock()):
-            await self.broadcast(response_event(request))
+            self.broadcast(response_event(request))
 
     async def _send_heartbeat(self) -> None:
-        await self.broadcast({"type": "heartbeat", "timestamp": iso_utc(self.clock()),
-                              "active_connections": len(self._clients)})
+        self.broadcast({"type": "heartbeat", "timestamp": iso_utc(self.clock()),
+                        "active_connections": len(self._clients)})
 
     # -- auth -----------------------------------------------------------------------------------------
 
@@ -151,7 +164,12 @@ class EmbeddedOrchestrator:
         async def health(request: Request) -> Response:
             return JSONResponse({"status": "healthy", "timestamp": iso_utc(self.clock()), "service": "orchestrator"})
 
-        return Starlette(routes=[
+        async def not_found(request: Request, exc: Exception) -> Response:
+            # JSON like every other answer, in FastAPI's words (what the client takes for "no such route").
+            return _detail(405 if getattr(exc, "status_code", 404) == 405 else 404,
+                           "Method Not Allowed" if getattr(exc, "status_code", 404) == 405 else "Not Found")
+
+        return Starlette(exception_handlers={404: not_found, 405: not_found}, routes=[
             Route("/health", health, methods=["GET"]),
             Route("/api/agent/{agent_id}/mcp-permissions", self._route(self._permissions), methods=["GET"]),
             Route("/api/mcp/permission-request", self._route(self._request), methods=["POST"]),
@@ -164,14 +182,31 @@ class EmbeddedOrchestrator:
             WebSocketRoute("/ws", self._websocket),
         ])
 
-    @staticmethod
-    async def _body(request: Request, model: type[BaseModel]) -> Any:
+    async def _body(self, request: Request, model: type[BaseModel]) -> Any:
         try:
-            return model.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError) as exc:
-            errors = exc.errors(include_input=False, include_url=False) if isinstance(exc, ValidationError) else []
-            raise _Refused(_detail(422, [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors]
-                                   or "the body is not valid JSON")) from None
+            return model.model_validate(parse_json(await self._read_body(request)))
+        except ParseError as exc:
+            raise _Refused(_detail(422, exc.message.removeprefix("Parse error: "))) from None
+        except ValidationError as exc:
+            errors = exc.errors(include_input=False, include_url=False)
+            raise _Refused(_detail(422, [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors])) from None
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, refused as soon as it passes the limit (never read whole, chunked or not)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
+        received = bytearray()
+        async for chunk in request.stream():
+            received += chunk
+            if len(received) > self.max_body_bytes:
+                raise self._too_large()
+        return bytes(received)
+
+    def _too_large(self) -> _Refused:
+        # Connection: close makes the server drop the connection rather than read the rest of the body.
+        return _Refused(JSONResponse({"detail": f"Request body too large: the limit is {self.max_body_bytes} bytes"},
+                                     413, headers={"Connection": "close"}))
 
     async def _permissions(self, request: Request, operator: str) -> Response:
         agent_id = request.path_params["agent_id"]
@@ -197,7 +232,7 @@ class EmbeddedOrchestrator:
             body.agent_id, body.service_name, body.operation, body.args_hash, body.risk, body.reason,
             body.params_preview, self.request_ttl_seconds)
         if created:
-            await self.broadcast(request_event(filed, agent.name))
+            self.broadcast(request_event(filed, agent.name))
         return JSONResponse({"status": "success", "request_id": filed.id,
                              "message": "Permission request received and pending approval"})
 
@@ -210,9 +245,9 @@ class EmbeddedOrchestrator:
         expires_at = self.clock() + body.expires_in_seconds if body.expires_in_seconds else None
         if scope == "once" and expires_at is None:
             expires_at = self.clock() + self.request_ttl_seconds
-        try:
+        try:  # the authenticated operator decides: body.decided_by is ignored, no one signs as another
             decided, grant = await self.store.decide_permission_request(
-                body.request_id, body.approved, body.decided_by or operator, body.reason, scope, expires_at)
+                body.request_id, body.approved, operator, body.reason, scope, expires_at)
         except UnknownPermissionRequest:
             return _detail(404, f"Permission request {body.request_id} not found")
         except AlreadyDecided as exc:
@@ -221,7 +256,7 @@ class EmbeddedOrchestrator:
                                  "request_id": first.id, "status": first.status,
                                  "approved": first.status == "approved", "decided_by": first.decided_by,
                                  "decided_at": iso_utc(first.decided_at) if first.decided_at else None}, 409)
-        await self.broadcast(response_event(decided, grant))
+        self.broadcast(response_event(decided, grant))
         return JSONResponse({"status": "success", "request_id": decided.id, "approved": body.approved,
                              "message": "Permission granted" if body.approved else "Permission denied",
                              "grant_id": grant.id if grant else None})
@@ -230,10 +265,20 @@ class EmbeddedOrchestrator:
         status = request.query_params.get("status", "pending")
         if status != "pending":
             return _detail(400, "only status=pending is listed here; see /api/mcp/permission-history")
-        requests = await self.store.list_permission_requests("pending")
+        try:
+            limit = _limit(request, PAGE_DEFAULT, PAGE_MAX)
+        except ValueError:
+            return _detail(400, "limit must be a number")
+        cursor = request.query_params.get("cursor")
+        try:
+            after = _CURSOR.validate_json(base64.urlsafe_b64decode(cursor.encode())) if cursor else None
+        except ValueError:
+            return _detail(400, "cursor must be a next_cursor this route returned")
+        requests = await self.store.list_permission_requests("pending", limit + 1, after)
+        page = requests[:limit]
         names = {agent.id: agent.name for agent in await self.store.list_agents()}
-        return JSONResponse({"status": "success", "requests": [request_event(r, names.get(r.agent_id))
-                                                               for r in requests]})
+        return JSONResponse({"status": "success", "requests": [request_event(r, names.get(r.agent_id)) for r in page],
+                             "next_cursor": _cursor(page[-1]) if len(requests) > limit else None})
 
     async def _grants(self, request: Request, operator: str) -> Response:
         grants = await self.store.list_grants(agent_id=request.query_params.get("agent_id"), active_only=True)
@@ -245,14 +290,14 @@ class EmbeddedOrchestrator:
                                               "grant.used" if spent else "grant.revoked")
         if grant is None:
             return _detail(404, f"Grant {request.path_params['grant_id']} not found or already revoked")
-        await self.broadcast({"type": "mcp_permission_revoked", "grant_id": grant.id, "agent_id": grant.agent_id,
-                              "service_name": grant.service, "operation": grant.operation,
-                              "revoked_by": operator, "timestamp": iso_utc(self.clock())})
+        self.broadcast({"type": "mcp_permission_revoked", "grant_id": grant.id, "agent_id": grant.agent_id,
+                        "service_name": grant.service, "operation": grant.operation,
+                        "revoked_by": operator, "timestamp": iso_utc(self.clock())})
         return JSONResponse({"status": "success", "grant_id": grant.id, "message": "Grant revoked"})
 
     async def _history(self, request: Request, operator: str) -> Response:
         try:
-            limit = max(1, min(1000, int(request.query_params.get("limit", 100))))
+            limit = _limit(request, 100, 1000)
         except ValueError:
             return _detail(400, "limit must be a number")
         decided = await self.store.list_permission_requests(None, limit)
@@ -280,17 +325,68 @@ class EmbeddedOrchestrator:
             return
         await websocket.accept()
         self._client_ids += 1
-        await websocket.send_json({"type": "connection_established", "client_id": f"client_{self._client_ids}",
-                                   "timestamp": iso_utc(self.clock()),
-                                   "message": "Connected to mcp-console orchestrator"})
-        self._clients.add(websocket)
+        feed = _Feed(websocket, self.feed_queue_frames)
+        feed.offer(json.dumps({"type": "connection_established", "client_id": f"client_{self._client_ids}",
+                               "timestamp": iso_utc(self.clock()),
+                               "message": "Connected to mcp-console orchestrator"}))
+        self._clients.add(feed)
         try:
-            while True:
-                await websocket.receive_text()  # clients have nothing to say; this notices them leave
-        except WebSocketDisconnect:
-            pass
+            await feed.run(self.feed_close_timeout_seconds)
         finally:
-            self._clients.discard(websocket)
+            self._clients.discard(feed)
+
+
+class _Feed:
+    """One /ws client: its frames wait in a bounded queue for its own sender task, so a client that stops
+    reading delays no one but itself."""
+
+    def __init__(self, websocket: WebSocket, queue_frames: int) -> None:
+        self.websocket = websocket
+        self.finished = asyncio.Event()
+        self._frames: asyncio.Queue[str] = asyncio.Queue(queue_frames)
+        self._stopped = asyncio.Event()
+        self._close_code, self._close_reason = 1000, ""
+
+    def offer(self, frame: str) -> bool:
+        """Queues `frame`; False when the queue is full."""
+        try:
+            self._frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def stop(self, code: int, reason: str) -> None:
+        """Ends `run`, which closes the connection with `code`."""
+        self._close_code, self._close_reason = code, reason
+        self._stopped.set()
+
+    async def run(self, close_timeout: float) -> None:
+        """Sends the queued frames until the client leaves, a send fails or `stop()`; after a stop, closes the
+        connection, abandoning a close that does not complete within `close_timeout`."""
+        tasks = [asyncio.create_task(self._send()), asyncio.create_task(self._until_gone()),
+                 asyncio.create_task(self._stopped.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            try:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if self._stopped.is_set():
+                    with contextlib.suppress(Exception):  # gone already, or not reading: nothing more to do
+                        async with asyncio.timeout(close_timeout):
+                            await self.websocket.close(self._close_code, self._close_reason)
+            finally:
+                self.finished.set()
+
+    async def _send(self) -> None:
+        while True:
+            await self.websocket.send_text(await self._frames.get())
+
+    async def _until_gone(self) -> None:
+        # Clients have nothing to say: reading only notices them leave.
+        while (await self.websocket.receive())["type"] != "websocket.disconnect":
+            pass
 
 
 class _Refused(Exception):

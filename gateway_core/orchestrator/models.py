@@ -8,9 +8,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 log = logging.getLogger(__name__)
+
+# Sent with the gateway's internal token: ours audits the decision or revocation under this operator.
+ACTING_OPERATOR_HEADER = "x-acting-operator"
 
 
 def _to_utc(value: Any) -> Any:
@@ -117,6 +120,21 @@ def parse_event(frame: str | bytes) -> Any | None:
 # -- REST bodies ------------------------------------------------------------------------------------
 
 
+MAX_PREVIEW_BYTES = 64 * 1024
+MAX_GRANT_SECONDS = 10 * 366 * 86_400  # ten years: longer is "no expiry", which null already says
+
+
+def _storable_preview(preview: Any) -> Any:
+    """A preview is stored and sent to every operator: it must be JSON in valid UTF-8, and small."""
+    try:
+        size = len(json.dumps(preview, ensure_ascii=False).encode())
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        raise ValueError("params_preview must be JSON text in valid UTF-8") from None
+    if size > MAX_PREVIEW_BYTES:
+        raise ValueError(f"params_preview is over {MAX_PREVIEW_BYTES} bytes")
+    return preview
+
+
 class PermissionRequestBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -125,7 +143,7 @@ class PermissionRequestBody(BaseModel):
     reason: str = Field(max_length=2000)
     timestamp: str
     operation: str | None = Field(None, max_length=128)
-    params_preview: Any = None
+    params_preview: Annotated[Any, AfterValidator(_storable_preview)] = None
     risk: Risk | None = None
     args_hash: str | None = Field(None, max_length=128)  # ours: binds a one-time approval to these arguments
 
@@ -137,8 +155,16 @@ class PermissionRespondBody(BaseModel):
     approved: bool
     reason: str | None = Field(None, max_length=2000)
     scope: Scope | None = None
-    expires_in_seconds: float | None = Field(None, gt=0)
+    expires_in_seconds: float | None = Field(None, gt=0, le=MAX_GRANT_SECONDS)
+    # Ours records the authenticated operator and ignores this; the external orchestrator's clients send it.
     decided_by: str | None = Field(None, max_length=128)
+
+
+class PendingPage(BaseModel):
+    """One page of our orchestrator's pending list, oldest first; `next_cursor` is null on the last page."""
+
+    requests: list[PermissionRequestEvent]
+    next_cursor: str | None = None
 
 
 class GrantView(BaseModel):

@@ -349,13 +349,19 @@ class SQLiteStore:
             row = await cursor.fetchone()
         return _request(row) if row else None
 
-    async def list_permission_requests(self, status: str | None = None, limit: int = 500) -> list[PermissionRequest]:
+    async def list_permission_requests(self, status: str | None = None, limit: int = 500,
+                                       after: tuple[float, str] | None = None) -> list[PermissionRequest]:
+        """With `status`: up to `limit` such requests in creation order, (created_at, id) past `after` (a
+        keyset page: nothing skipped or repeated as requests come and go). Without: decided, newest first."""
+        params: tuple[Any, ...]
         if status is None:
             sql, params = (f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE status != 'pending' "
                            "ORDER BY COALESCE(decided_at, created_at) DESC LIMIT ?"), (limit,)
         else:
+            created_at, request_id = after or (float("-inf"), "")
             sql, params = (f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE status = ? "
-                           "ORDER BY created_at LIMIT ?"), (status, limit)  # type: ignore[assignment]
+                           "AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?"), (
+                               status, created_at, request_id, limit)
         async with self._db.execute(sql, params) as cursor:
             return [_request(row) for row in await cursor.fetchall()]
 
