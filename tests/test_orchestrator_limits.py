@@ -337,3 +337,28 @@ async def test_bodies_that_cannot_be_stored_or_sent_back_are_refused_and_break_n
     assert nowhere.status_code == 404 and nowhere.json() == {"detail": "Not Found"}
     assert pending.status_code == 200 and [r["request_id"] for r in pending.json()["requests"]] == [request_id]
     assert permissions.status_code == 200 and permissions.json()["grants"] == []
+
+
+async def test_every_event_our_orchestrator_sends_parses_back_into_the_model_it_was_built_from(
+        tmp_path: Path) -> None:
+    from gateway_core.orchestrator.models import EVENT_MODELS, parse_event
+
+    async with running(tmp_path, heartbeat_seconds=0.1) as run, feed(run) as ops, run.http() as http:
+        request_id = await file_request(http, run.agent_id, "op", {"uuid": "web", "wait": 0})
+        grant_id = (await http.post("/api/mcp/permission-respond", json={
+            "request_id": request_id, "approved": True, "scope": "operation", "expires_in_seconds": 60})
+        ).json()["grant_id"]
+        await http.delete(f"/api/mcp/grants/{grant_id}")
+        await ops.until(lambda: {event["type"] for event in ops.events} >= {
+            "connection_established", "heartbeat", "mcp_permission_request", "mcp_permission_response",
+            "mcp_permission_revoked"})
+    seen = {}
+    for event in ops.events:
+        parsed = parse_event(json.dumps(event))
+        assert parsed is not None, event
+        # Nothing sent is lost on the way back, and nothing is invented: the model is the wire shape.
+        assert parsed.model_dump(mode="json", exclude_none=True) == {k: v for k, v in event.items() if v is not None}
+        seen[event["type"]] = type(parsed)
+    assert set(seen.values()) == set(EVENT_MODELS)
+    revoked = next(event for event in ops.events if event["type"] == "mcp_permission_revoked")
+    assert revoked["operation"] == "op" and revoked["revoked_by"] == "operator:alice"

@@ -21,6 +21,7 @@ from gateway_core import __version__
 from gateway_core.orchestrator.models import (
     ACTING_OPERATOR_HEADER,
     AgentPermissions,
+    Decided,
     DecidedRequest,
     GrantList,
     GrantView,
@@ -29,6 +30,7 @@ from gateway_core.orchestrator.models import (
     PermissionRequestBody,
     PermissionRequestEvent,
     PermissionRespondBody,
+    RequestFiled,
     parse_event,
 )
 from gateway_core.redaction import redacted
@@ -136,17 +138,14 @@ class OrchestratorClient:
         response = await self._call("GET", f"/api/agent/{agent_id}/mcp-permissions")
         if response.status_code == 404 and (self._detail(response) or "").startswith("Agent "):
             raise UnknownAgent(agent_id)
-        return AgentPermissions.model_validate(self._check(response))
+        return self._validated(AgentPermissions, self._check(response))
 
     async def request_permission(self, body: PermissionRequestBody) -> str:
         payload = self._check(await self._call("POST", "/api/mcp/permission-request",
                                                body.model_dump(exclude_none=True)))
-        request_id = payload.get("request_id") if isinstance(payload, dict) else None
-        if not isinstance(request_id, str) or not request_id:
-            raise OrchestratorUnavailable("the orchestrator accepted the request but gave no request id")
-        return request_id
+        return self._validated(RequestFiled, payload).request_id
 
-    async def respond(self, body: PermissionRespondBody) -> dict[str, Any]:
+    async def respond(self, body: PermissionRespondBody) -> Decided:
         """Decides a request. Ours records who decided from the token, so with the gateway's internal token a
         `decided_by` of `operator:<login>` goes as the acting-operator header (any other token: ignored)."""
         acting = body.decided_by if body.decided_by and body.decided_by.startswith("operator:") else None
@@ -154,8 +153,7 @@ class OrchestratorClient:
                                     headers={ACTING_OPERATOR_HEADER: acting} if acting else None)
         if response.status_code == 409:
             raise DecisionConflict(self._json(response))
-        result: dict[str, Any] = self._check(response)
-        return result
+        return self._validated(Decided, self._check(response))
 
     async def list_pending(self) -> list[PermissionRequestEvent] | None:
         """Every pending request, oldest first (page after page), or None when this orchestrator cannot list

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,14 +19,32 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway_core.auth import AGENT_ID_PATTERN, TokenHasher, create_agent
-from gateway_core.clock import iso_utc
 from gateway_core.errors import ParseError
 from gateway_core.models import parse_json
 from gateway_core.orchestrator.models import (
     ACTING_OPERATOR_HEADER,
+    AgentList,
+    AgentPermissions,
+    AgentView,
+    AlreadyDecidedAnswer,
+    ConnectionEstablished,
+    Decided,
+    DecidedRequest,
+    GrantList,
+    GrantRevoked,
+    GrantView,
+    Heartbeat,
+    NewAgent,
     NewAgentBody,
+    OrchestratorHealth,
+    PendingPage,
+    PermissionHistory,
     PermissionRequestBody,
+    PermissionRequestEvent,
     PermissionRespondBody,
+    PermissionResponseEvent,
+    PermissionRevokedEvent,
+    RequestFiled,
 )
 from gateway_core.periodic import Periodic
 from gateway_core.store import AlreadyDecided, Grant, PermissionRequest, SQLiteStore, UnknownPermissionRequest
@@ -37,27 +54,39 @@ log = logging.getLogger(__name__)
 View = Callable[[Request, str], Awaitable[Response]]
 
 
-def request_event(request: PermissionRequest, agent_name: str | None) -> dict[str, Any]:
-    return {"type": "mcp_permission_request", "request_id": request.id, "agent_id": request.agent_id,
-            "agent_name": agent_name, "service_name": request.service, "reason": request.reason,
-            "timestamp": iso_utc(request.created_at), "operation": request.operation,
-            "params_preview": request.params_preview, "risk": request.risk, "expires_at": iso_utc(request.expires_at)}
+def request_event(request: PermissionRequest, agent_name: str | None) -> PermissionRequestEvent:
+    return PermissionRequestEvent(
+        request_id=request.id, agent_id=request.agent_id, agent_name=agent_name, service_name=request.service,
+        reason=request.reason, timestamp=request.created_at, operation=request.operation,
+        params_preview=request.params_preview, risk=request.risk, expires_at=request.expires_at)
 
 
-def response_event(request: PermissionRequest, grant: Grant | None = None) -> dict[str, Any]:
-    return {"type": "mcp_permission_response", "request_id": request.id, "agent_id": request.agent_id,
-            "service_name": request.service, "approved": request.status == "approved",
-            "reason": request.decision_reason, "timestamp": iso_utc(request.decided_at or request.created_at),
-            "scope": request.scope, "expires_at": iso_utc(grant.expires_at) if grant and grant.expires_at else None,
-            "decided_by": request.decided_by, "status": request.status, "operation": request.operation}
+def response_event(request: PermissionRequest, grant: Grant | None = None) -> PermissionResponseEvent:
+    return PermissionResponseEvent(
+        request_id=request.id, agent_id=request.agent_id, service_name=request.service, operation=request.operation,
+        approved=request.status == "approved", reason=request.decision_reason,
+        timestamp=request.decided_at or request.created_at, scope=request.scope,
+        expires_at=grant.expires_at if grant else None, decided_by=request.decided_by,
+        status=None if request.status == "pending" else request.status)
 
 
-def grant_view(grant: Grant) -> dict[str, Any]:
-    return {"id": grant.id, "agent_id": grant.agent_id, "service": grant.service,
-            "operations": [grant.operation] if grant.operation else ["*"],
-            "expires_at": iso_utc(grant.expires_at) if grant.expires_at else None, "granted_by": grant.granted_by,
-            "granted_at": iso_utc(grant.granted_at), "args_hash": grant.args_hash,
-            "revoked_at": iso_utc(grant.revoked_at) if grant.revoked_at else None}
+def decided_request(request: PermissionRequest) -> DecidedRequest:
+    return DecidedRequest(
+        request_id=request.id, agent_id=request.agent_id, service_name=request.service, operation=request.operation,
+        risk=request.risk, params_preview=request.params_preview, status=request.status, scope=request.scope,
+        decided_by=request.decided_by, reason=request.decision_reason, requested_at=request.created_at,
+        timestamp=request.decided_at)
+
+
+def grant_view(grant: Grant) -> GrantView:
+    return GrantView(id=grant.id, agent_id=grant.agent_id, service=grant.service,
+                     operations=[grant.operation] if grant.operation else ["*"], expires_at=grant.expires_at,
+                     granted_by=grant.granted_by, granted_at=grant.granted_at, args_hash=grant.args_hash,
+                     revoked_at=grant.revoked_at)
+
+
+def _answer(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status)
 
 
 PAGE_DEFAULT, PAGE_MAX = 500, 1000  # pending requests per page of /api/mcp/permission-requests
@@ -114,9 +143,9 @@ class EmbeddedOrchestrator:
 
     # -- events ---------------------------------------------------------------------------------------
 
-    def broadcast(self, event: dict[str, Any]) -> None:
+    def broadcast(self, event: BaseModel) -> None:
         """Queues `event` for every feed client; waits for none of them."""
-        frame = json.dumps(event)
+        frame = event.model_dump_json()
         for feed in list(self._clients):
             if not feed.offer(frame):  # a client that cannot keep up is dropped; it reconnects and re-lists
                 self._clients.discard(feed)
@@ -127,8 +156,7 @@ class EmbeddedOrchestrator:
             self.broadcast(response_event(request))
 
     async def _send_heartbeat(self) -> None:
-        self.broadcast({"type": "heartbeat", "timestamp": iso_utc(self.clock()),
-                        "active_connections": len(self._clients)})
+        self.broadcast(Heartbeat(timestamp=self.clock(), active_connections=len(self._clients)))
 
     # -- auth -----------------------------------------------------------------------------------------
 
@@ -162,7 +190,7 @@ class EmbeddedOrchestrator:
 
     def app(self) -> Starlette:
         async def health(request: Request) -> Response:
-            return JSONResponse({"status": "healthy", "timestamp": iso_utc(self.clock()), "service": "orchestrator"})
+            return _answer(OrchestratorHealth(timestamp=self.clock()))
 
         async def not_found(request: Request, exc: Exception) -> Response:
             # JSON like every other answer, in FastAPI's words (what the client takes for "no such route").
@@ -217,8 +245,8 @@ class EmbeddedOrchestrator:
             return _detail(404, f"Agent {agent_id} not found")
         grants = await self.store.list_grants(agent_id=agent_id, active_only=True)
         allowed = sorted({g.service for g in grants if g.operation is None and g.args_hash is None})
-        return JSONResponse({"status": "success", "agent_id": agent.id, "agent_name": agent.name,
-                             "allowed_mcps": allowed, "grants": [grant_view(g) for g in grants]})
+        return _answer(AgentPermissions(agent_id=agent.id, agent_name=agent.name, allowed_mcps=allowed,
+                                        grants=[grant_view(g) for g in grants]))
 
     async def _request(self, request: Request, operator: str) -> Response:
         try:
@@ -233,8 +261,7 @@ class EmbeddedOrchestrator:
             body.params_preview, self.request_ttl_seconds)
         if created:
             self.broadcast(request_event(filed, agent.name))
-        return JSONResponse({"status": "success", "request_id": filed.id,
-                             "message": "Permission request received and pending approval"})
+        return _answer(RequestFiled(request_id=filed.id))
 
     async def _respond(self, request: Request, operator: str) -> Response:
         try:
@@ -252,14 +279,14 @@ class EmbeddedOrchestrator:
             return _detail(404, f"Permission request {body.request_id} not found")
         except AlreadyDecided as exc:
             first = exc.request
-            return JSONResponse({"detail": f"Permission request {first.id} is already {first.status}",
-                                 "request_id": first.id, "status": first.status,
-                                 "approved": first.status == "approved", "decided_by": first.decided_by,
-                                 "decided_at": iso_utc(first.decided_at) if first.decided_at else None}, 409)
+            return _answer(AlreadyDecidedAnswer(
+                detail=f"Permission request {first.id} is already {first.status}", request_id=first.id,
+                status=first.status, approved=first.status == "approved", decided_by=first.decided_by,
+                decided_at=first.decided_at), 409)
         self.broadcast(response_event(decided, grant))
-        return JSONResponse({"status": "success", "request_id": decided.id, "approved": body.approved,
-                             "message": "Permission granted" if body.approved else "Permission denied",
-                             "grant_id": grant.id if grant else None})
+        return _answer(Decided(request_id=decided.id, approved=body.approved,
+                               message="Permission granted" if body.approved else "Permission denied",
+                               grant_id=grant.id if grant else None))
 
     async def _pending(self, request: Request, operator: str) -> Response:
         status = request.query_params.get("status", "pending")
@@ -277,12 +304,12 @@ class EmbeddedOrchestrator:
         requests = await self.store.list_permission_requests("pending", limit + 1, after)
         page = requests[:limit]
         names = {agent.id: agent.name for agent in await self.store.list_agents()}
-        return JSONResponse({"status": "success", "requests": [request_event(r, names.get(r.agent_id)) for r in page],
-                             "next_cursor": _cursor(page[-1]) if len(requests) > limit else None})
+        return _answer(PendingPage(requests=[request_event(r, names.get(r.agent_id)) for r in page],
+                                   next_cursor=_cursor(page[-1]) if len(requests) > limit else None))
 
     async def _grants(self, request: Request, operator: str) -> Response:
         grants = await self.store.list_grants(agent_id=request.query_params.get("agent_id"), active_only=True)
-        return JSONResponse({"status": "success", "grants": [grant_view(g) for g in grants]})
+        return _answer(GrantList(grants=[grant_view(g) for g in grants]))
 
     async def _revoke(self, request: Request, operator: str) -> Response:
         spent = request.query_params.get("spent") == "true"  # a one-time approval used by its call
@@ -290,10 +317,10 @@ class EmbeddedOrchestrator:
                                               "grant.used" if spent else "grant.revoked")
         if grant is None:
             return _detail(404, f"Grant {request.path_params['grant_id']} not found or already revoked")
-        self.broadcast({"type": "mcp_permission_revoked", "grant_id": grant.id, "agent_id": grant.agent_id,
-                        "service_name": grant.service, "operation": grant.operation,
-                        "revoked_by": operator, "timestamp": iso_utc(self.clock())})
-        return JSONResponse({"status": "success", "grant_id": grant.id, "message": "Grant revoked"})
+        self.broadcast(PermissionRevokedEvent(grant_id=grant.id, agent_id=grant.agent_id, service_name=grant.service,
+                                              operation=grant.operation, revoked_by=operator,
+                                              timestamp=grant.revoked_at))
+        return _answer(GrantRevoked(grant_id=grant.id))
 
     async def _history(self, request: Request, operator: str) -> Response:
         try:
@@ -301,15 +328,13 @@ class EmbeddedOrchestrator:
         except ValueError:
             return _detail(400, "limit must be a number")
         decided = await self.store.list_permission_requests(None, limit)
-        history = [{**request_event(r, None), **response_event(r), "type": "decision",
-                    "requested_at": iso_utc(r.created_at)} for r in decided]
-        return JSONResponse({"status": "success", "history": history})
+        return _answer(PermissionHistory(history=[decided_request(r) for r in decided]))
 
     async def _agents(self, request: Request, operator: str) -> Response:
         if request.method == "GET":
             agents = await self.store.list_agents()
-            return JSONResponse({"status": "success", "agents": [
-                {"id": a.id, "name": a.name, "created_at": iso_utc(a.created_at), "active": a.active} for a in agents]})
+            return _answer(AgentList(agents=[AgentView(id=a.id, name=a.name, created_at=a.created_at, active=a.active)
+                                             for a in agents]))
         try:
             body: NewAgentBody = await self._body(request, NewAgentBody)
             agent, token = await create_agent(self.store, self.hasher, body.name, operator, body.id)
@@ -317,7 +342,7 @@ class EmbeddedOrchestrator:
             return refused.response
         except ValueError as exc:
             return _detail(400, str(exc))
-        return JSONResponse({"id": agent.id, "name": agent.name, "token": token}, 201)
+        return _answer(NewAgent(id=agent.id, name=agent.name, token=token), 201)
 
     async def _websocket(self, websocket: WebSocket) -> None:
         if await self._operator(websocket) is None:
@@ -326,9 +351,8 @@ class EmbeddedOrchestrator:
         await websocket.accept()
         self._client_ids += 1
         feed = _Feed(websocket, self.feed_queue_frames)
-        feed.offer(json.dumps({"type": "connection_established", "client_id": f"client_{self._client_ids}",
-                               "timestamp": iso_utc(self.clock()),
-                               "message": "Connected to mcp-console orchestrator"}))
+        feed.offer(ConnectionEstablished(client_id=f"client_{self._client_ids}", timestamp=self.clock(),
+                                         message="Connected to mcp-console orchestrator").model_dump_json())
         self._clients.add(feed)
         try:
             await feed.run(self.feed_close_timeout_seconds)

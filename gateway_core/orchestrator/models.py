@@ -1,14 +1,29 @@
-"""The orchestrator's wire shapes (orchestrator-protocol.md), tolerant of both orchestrators: ours sends
-ISO-8601 UTC, the external one float epoch seconds or naive local ISO strings."""
+"""The orchestrator's wire shapes (orchestrator-protocol.md): what our orchestrator sends is built from these
+models and what the client receives is parsed by the same ones, so a field cannot drift. Parsing is
+tolerant of both orchestrators: ours sends ISO-8601 UTC, the external one float epoch seconds or naive
+local ISO strings."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+from gateway_core.clock import iso_utc
+from gateway_core.operations import Risk
+from gateway_core.store.records import PermissionStatus, Scope
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +46,10 @@ def _to_utc(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
-Risk = Literal["read", "write", "destructive"]
-Scope = Literal["once", "service", "operation"]
+# Read in any of the shapes above (a float epoch included: ours builds events from the store's times);
+# written as ISO-8601 UTC with milliseconds.
+Timestamp = Annotated[datetime, BeforeValidator(_to_utc),
+                      PlainSerializer(lambda moment: iso_utc(moment.timestamp()), return_type=str, when_used="json")]
 
 
 class _Event(BaseModel):
@@ -78,26 +94,32 @@ class PermissionRevokedEvent(_Event):
     grant_id: str
     agent_id: str | None = None
     service_name: str | None = None
+    operation: str | None = None  # None: the whole service
+    revoked_by: str | None = None
     timestamp: Timestamp | None = None
 
 
 class ConnectionEstablished(_Event):
-    type: Literal["connection_established"]
+    type: Literal["connection_established"] = "connection_established"
     client_id: str | None = None
+    timestamp: Timestamp | None = None
     message: str | None = None
 
 
 class Heartbeat(_Event):
-    type: Literal["heartbeat", "ping"]
+    type: Literal["heartbeat", "ping"] = "heartbeat"
+    timestamp: Timestamp | None = None
+    active_connections: int | None = None
 
 
+EVENT_MODELS = (PermissionRequestEvent, PermissionResponseEvent, PermissionRevokedEvent, ConnectionEstablished,
+                Heartbeat)
 OrchestratorEvent = Annotated[
     PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent | ConnectionEstablished | Heartbeat,
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter[Any](OrchestratorEvent)
-KNOWN_TYPES = {"mcp_permission_request", "mcp_permission_response", "mcp_permission_revoked",
-               "connection_established", "heartbeat", "ping"}
+KNOWN_TYPES = frozenset(kind for model in EVENT_MODELS for kind in get_args(model.model_fields["type"].annotation))
 
 
 def parse_event(frame: str | bytes) -> Any | None:
@@ -160,9 +182,49 @@ class PermissionRespondBody(BaseModel):
     decided_by: str | None = Field(None, max_length=128)
 
 
+class RequestFiled(BaseModel):
+    status: Literal["success"] = "success"
+    request_id: str = Field(min_length=1)
+    message: str = "Permission request received and pending approval"
+
+
+class Decided(BaseModel):
+    """The answer to a respond."""
+
+    status: Literal["success"] = "success"
+    request_id: str
+    approved: bool
+    message: str = ""
+    grant_id: str | None = None  # ours
+
+
+class AlreadyDecidedAnswer(BaseModel):
+    """409: the request was decided (or expired) before; this is the decision that stands."""
+
+    detail: str
+    request_id: str
+    status: PermissionStatus
+    approved: bool
+    decided_by: str | None = None
+    decided_at: Timestamp | None = None
+
+
+class GrantRevoked(BaseModel):
+    status: Literal["success"] = "success"
+    grant_id: str
+    message: str = "Grant revoked"
+
+
+class OrchestratorHealth(BaseModel):
+    status: Literal["healthy"] = "healthy"
+    timestamp: Timestamp
+    service: str = "orchestrator"
+
+
 class PendingPage(BaseModel):
     """One page of our orchestrator's pending list, oldest first; `next_cursor` is null on the last page."""
 
+    status: Literal["success"] = "success"
     requests: list[PermissionRequestEvent]
     next_cursor: str | None = None
 
@@ -178,9 +240,11 @@ class GrantView(BaseModel):
     granted_by: str | None = None
     granted_at: Timestamp | None = None
     args_hash: str | None = None
+    revoked_at: Timestamp | None = None
 
 
 class GrantList(BaseModel):
+    status: Literal["success"] = "success"
     grants: list[GrantView]
 
 
@@ -189,30 +253,55 @@ class DecidedRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    type: Literal["decision"] = "decision"
     request_id: str
     agent_id: str
     service_name: str
     operation: str | None = None
     risk: Risk | None = None
-    status: Literal["approved", "denied", "expired", "pending"]
+    params_preview: Any = None
+    status: PermissionStatus
     scope: Scope | None = None
     decided_by: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # the operator's, with a decision
     requested_at: Timestamp | None = None
     timestamp: Timestamp | None = None  # when it was decided
+    expires_at: Timestamp | None = None  # when the grant it made ends
 
 
 class PermissionHistory(BaseModel):
+    status: Literal["success"] = "success"
     history: list[DecidedRequest]
 
 
 class AgentPermissions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    status: Literal["success"] = "success"
     agent_id: str
     agent_name: str | None = None
     allowed_mcps: list[str] = Field(default_factory=list)
     grants: list[GrantView] | None = None  # ours only
+
+
+class AgentView(BaseModel):
+    id: str
+    name: str
+    created_at: Timestamp
+    active: bool
+
+
+class AgentList(BaseModel):
+    status: Literal["success"] = "success"
+    agents: list[AgentView]
+
+
+class NewAgent(BaseModel):
+    """The answer to POST /api/agents: the only time the token is shown."""
+
+    id: str
+    name: str
+    token: str
 
 
 class NewAgentBody(BaseModel):
