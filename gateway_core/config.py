@@ -1,29 +1,49 @@
-"""Settings: the existing environment variable names, an optional TOML file, and defaults.
+"""Settings: environment variables, an optional TOML file, and defaults.
 
-Precedence: explicit arguments > environment > config file > defaults. Secrets are SecretStr, so
-they never print, log or render."""
+Precedence: explicit arguments > environment > config file > defaults. In the environment, our own
+settings are read only under the prefix MCP_CONSOLE_ (MCP_CONSOLE_SERVER__PORT, MCP_CONSOLE_UPSTREAM_TIMEOUT_SECONDS)
+and the services' under their existing names (COOLIFY_API_URL, GITHUB_TOKEN): a shell's own CONSOLE or SERVER is
+never read (see `settings_environment`). Secrets are SecretStr, so they never print, log or render; an invalid
+setting is reported by its variable or file key, never by its value."""
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from platformdirs import user_data_path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from gateway_core.catalog import ServiceSpec
 from gateway_core.operations import Risk
 from gateway_core.ratelimit import RateLimit
 
+ENV_PREFIX = "MCP_CONSOLE_"  # our own settings' variables; a service's setting keeps its existing name
+_NESTED = "__"  # MCP_CONSOLE_SECTION__KEY
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the setting and never its value."""
+
+
+class _Ours:
+    """Marks a flat setting of our own: `Annotated[float, OURS]`. Sections are ours without it; any other flat
+    setting is a service's, read under its own upper-case name (adding a service setting is adding a field)."""
+
+
+OURS = _Ours()
 
 
 class _Section(BaseModel):
@@ -86,8 +106,9 @@ class ConsoleSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_nested_delimiter="__", case_sensitive=False, extra="forbid")
+    model_config = SettingsConfigDict(case_sensitive=False, extra="forbid")
 
+    # Ours, read as MCP_CONSOLE_SERVER__PORT, MCP_CONSOLE_UPSTREAM_TIMEOUT_SECONDS, ...
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     auth: AuthSettings = AuthSettings()
@@ -99,7 +120,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     health: HealthSettings = HealthSettings()
     console: ConsoleSettings = ConsoleSettings()
-    upstream_timeout_seconds: float = Field(30.0, gt=0)
+    upstream_timeout_seconds: Annotated[float, OURS] = Field(30.0, gt=0)
 
     # Services, under the existing environment variable names.
     coolify_api_url: str | None = None
@@ -133,7 +154,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init arguments with the lowest priority (see load_settings).
-        return (init_settings, env_settings)
+        return (init_settings, *_environment_sources(settings_cls))
 
     def setting(self, env_name: str) -> str | None:
         """A service setting's plain value by its environment variable name (for handlers only)."""
@@ -155,24 +176,128 @@ def default_store_path() -> Path:
     return user_data_path("mcp-console") / "mcp-console.db"
 
 
+# -- the environment -----------------------------------------------------------------------------
+
+
+def _is_ours(field: FieldInfo) -> bool:
+    """A section, or a flat setting marked OURS; anything else is a service's."""
+    section = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    return section or any(mark is OURS for mark in field.metadata)
+
+
+def _our_fields(settings_cls: type[BaseSettings]) -> frozenset[str]:
+    return frozenset(name for name, field in settings_cls.model_fields.items() if _is_ours(field))
+
+
+class SettingsEnvironment(NamedTuple):
+    """The environment variables the settings read (see `settings_environment`)."""
+
+    prefix: str  # our own settings, all under it: MCP_CONSOLE_SERVER__PORT, MCP_CONSOLE_UPSTREAM_TIMEOUT_SECONDS
+    names: frozenset[str]  # the services' settings, each under its existing name: COOLIFY_API_URL, GITHUB_TOKEN
+
+    def covers(self, variable: str) -> bool:
+        """Whether `variable` is a settings variable (matched case-insensitively, as the settings read them)."""
+        name = variable.upper()
+        return name.startswith(self.prefix) or name in self.names
+
+
+def settings_environment() -> SettingsEnvironment:
+    """The environment variables the settings read, derived from the model.
+
+    Our own settings (a section, or a flat field marked OURS) are read under `prefix` only: a section's keys as
+    MCP_CONSOLE_<SECTION>__<KEY> (deeper keys with more `__`) or the whole section as JSON in
+    MCP_CONSOLE_<SECTION>; a flat setting as MCP_CONSOLE_<NAME>. Every other field is a service's, read under
+    exactly its upper-case name, one of `names`. No other variable is read. tests/conftest.py clears every
+    variable this covers before each test."""
+    services = frozenset(name.upper() for name in Settings.model_fields.keys() - _our_fields(Settings))
+    return SettingsEnvironment(ENV_PREFIX, services)
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source, restricted to some fields' own variables, that names the variable
+    whose value is not JSON (its own SettingsError names only the field)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], fields: frozenset[str], prefix: str) -> None:
+        super().__init__(settings_cls, case_sensitive=False, env_prefix=prefix,
+                         env_nested_delimiter=_NESTED if prefix else None)
+        # Only these fields' variables are seen, so a shell's CONSOLE or SERVER__PORT, or a misplaced
+        # MCP_CONSOLE_COOLIFY_API_URL, never reaches a field. (Keys are lower-case: case_sensitive=False.)
+        exact = {(prefix + name).lower() for name in fields}
+        nested = tuple(name + _NESTED for name in exact) if prefix else ()
+        self.env_vars = {name: value for name, value in self.env_vars.items()
+                         if name in exact or name.startswith(nested)}
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:  # the field's own variable, e.g. MCP_CONSOLE_SERVER='{'
+            raise _undecodable(self.env_prefix + field_name, exc) from None
+
+    def explode_env_vars(self, field_name: str, field: FieldInfo,
+                         env_vars: Mapping[str, str | None]) -> dict[str, Any]:
+        # One variable at a time, so that a value that is not JSON is blamed on its own variable.
+        exploded: dict[str, Any] = {}
+        for name, value in env_vars.items():
+            try:
+                exploded = _deep_merge(exploded, super().explode_env_vars(field_name, field, {name: value}))
+            except ValueError as exc:
+                raise _undecodable(name, exc) from None
+        return exploded
+
+
+def _environment_sources(settings_cls: type[BaseSettings]) -> tuple[_EnvironmentSource, _EnvironmentSource]:
+    ours = _our_fields(settings_cls)
+    return (_EnvironmentSource(settings_cls, ours, ENV_PREFIX),
+            _EnvironmentSource(settings_cls, frozenset(settings_cls.model_fields.keys() - ours), ""))
+
+
+def _undecodable(variable: str, exc: ValueError) -> ConfigError:
+    # json's message says where the text breaks, never what it holds.
+    reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+    return ConfigError(f"invalid settings: environment variable {_as_set(variable)}: not valid JSON ({reason}); "
+                       "lists and tables are given in JSON")
+
+
+def _as_set(variable: str) -> str:
+    """The variable's name as it is set (names are read case-insensitively), else in upper case."""
+    return next((name for name in os.environ if name.upper() == variable.upper()), variable.upper())
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Reads the config file (if any) under the environment, then applies `overrides` on top."""
+    """Reads the config file (if any) under the environment, then applies `overrides` on top.
+
+    Raises ConfigError naming the environment variable, file key or argument at fault, never its value."""
     file_values: dict[str, Any] = {}
     if config_file is not None:
         try:
             file_values = tomllib.loads(Path(config_file).read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {config_file}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file} cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {config_file} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
         file_values = {key.lower(): value for key, value in file_values.items()}
+    environment: dict[str, Any] = {}
     try:
-        from_env = Settings()
-        # Environment wins over the file: keep the file's value only where the environment set nothing.
-        merged = _deep_merge(_deep_merge(file_values, from_env.model_dump(exclude_unset=True)), overrides)
+        for source in _environment_sources(Settings):
+            environment.update(source())  # the sources read disjoint fields
+    except SettingsError as exc:  # not expected (the sources name the variable themselves); its text has no value
+        raise ConfigError(f"invalid settings in the environment: {exc}") from None
+    # The layers are merged unvalidated, so a section can take some keys from the environment and the rest
+    # from the file; validated once, each error is traced back to the layer that gave the value.
+    merged = _deep_merge(_deep_merge(file_values, environment), overrides)
+    try:
+        # (model_validate runs BaseSettings.__init__, which reads the environment again, under `merged`: the
+        # same values, already in it.)
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, config_file)) from None
+        raise ConfigError(_describe(exc, overrides, environment, file_values, config_file)) from None
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -185,10 +310,53 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(exc: ValidationError, config_file: Path | None) -> str:
-    where = f" (config file {config_file} or environment)" if config_file else " (environment)"
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    )
-    return f"invalid settings{where}: {problems}"
+def _describe(exc: ValidationError, overrides: dict[str, Any], environment: dict[str, Any],
+              file_values: dict[str, Any], config_file: Path | None) -> str:
+    problems = [f"{_origin(error['loc'], overrides, environment, file_values, config_file)}: {error['msg']}"
+                for error in exc.errors(include_input=False, include_url=False)]  # never the value
+    return "invalid settings: " + "; ".join(problems)
+
+
+def _origin(loc: tuple[int | str, ...], overrides: dict[str, Any], environment: dict[str, Any],
+            file_values: dict[str, Any], config_file: Path | None) -> str:
+    """Where the value at `loc` came from: the layer with the most specific value on its path, in priority order
+    (a missing key is blamed on whoever gave its section)."""
+    key = ".".join(str(part) for part in loc)
+    for depth in range(len(loc), 0, -1):
+        path = loc[:depth]
+        if _holds(overrides, path):
+            return f"{key} (given explicitly)"
+        if _holds(environment, path):
+            variable = _variable(path)
+            exact = variable.upper() == _variable_name(loc)
+            return f"environment variable {variable}" + ("" if exact else f" ({key})")
+        if _holds(file_values, path):
+            return f"{key} in config file {config_file}"
+    return key
+
+
+def _holds(values: Any, path: tuple[int | str, ...]) -> bool:
+    for part in path:
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def _variable_name(path: tuple[int | str, ...]) -> str:
+    """The variable that reads exactly `path`: COOLIFY_API_URL, MCP_CONSOLE_SERVER__PORT."""
+    field = Settings.model_fields.get(str(path[0]))
+    if field is not None and not _is_ours(field):
+        return str(path[0]).upper()
+    return ENV_PREFIX + _NESTED.join(str(part) for part in path).upper()
+
+
+def _variable(path: tuple[int | str, ...]) -> str:
+    """The set variable(s) that gave the environment's value at `path`: the most specific one at or above it
+    (MCP_CONSOLE_SERVER='{"port": ...}' gives server.port), else those below it."""
+    set_names = {name.upper() for name in os.environ}
+    for depth in range(len(path), 0, -1):
+        if (name := _variable_name(path[:depth])) in set_names:
+            return _as_set(name)
+    below = sorted(name for name in os.environ if name.upper().startswith(_variable_name(path) + _NESTED))
+    return ", ".join(below) or _variable_name(path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway_core.config import settings_environment
 from tests.servers import RunningGateway, run_gateway
 
 # Both change what the console draws: snapshots are taken in colour, in the default theme. NO_COLOR is read by
@@ -15,11 +16,12 @@ os.environ.pop("TEXTUAL_THEME", None)
 
 
 @pytest.fixture(autouse=True)
-def _clean_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests decide every setting themselves: nothing leaks in from the developer's shell."""
+def _clean_settings_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests decide every setting themselves: no settings variable leaks in from the developer's shell (the
+    names come from the settings model, so a setting added there is cleared here too)."""
+    environment = settings_environment()
     for name in list(os.environ):
-        if name.startswith(("COOLIFY_", "POSTGRES_", "MEM0_", "N8N_", "CLOUDFLARE_", "GITHUB_", "MINIO_",
-                            "ORCHESTRATOR_", "SERVER__", "STORE__", "AUTH__", "COST__", "RATE_LIMIT__")):
+        if environment.covers(name):
             monkeypatch.delenv(name)
 
 
