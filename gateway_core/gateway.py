@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import json
 import logging
 import time
@@ -19,7 +17,6 @@ from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.clock import Clock, iso_utc, system_clock
 from gateway_core.config import Settings
 from gateway_core.cost import catalog_cost, measured_cost
-from gateway_core.decisions import DecisionBoard, Recheck, Stopping
 from gateway_core.errors import (
     BudgetExceeded,
     GatewayError,
@@ -31,7 +28,7 @@ from gateway_core.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from gateway_core.events import CallFinished, EventBus, HealthChanged, LinkChanged, PermissionEvent
+from gateway_core.events import CallFinished, EventBus, HealthChanged
 from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
@@ -50,13 +47,8 @@ from gateway_core.models import (
     UsageSummary,
 )
 from gateway_core.operations import Operation, OperationArgs, OperationTable
-from gateway_core.orchestrator.client import LinkState, OrchestratorClient, OrchestratorUnavailable, params_preview
-from gateway_core.orchestrator.models import (
-    PermissionRequestBody,
-    PermissionRequestEvent,
-    PermissionResponseEvent,
-    PermissionRevokedEvent,
-)
+from gateway_core.orchestrator.client import LinkState, OrchestratorClient
+from gateway_core.permission_gate import PermissionGate
 from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
@@ -98,12 +90,6 @@ class OperatorCaller:
         return f"operator:{self.login}"
 
 
-def arguments_hash(service: str, operation: str, args: OperationArgs) -> str:
-    """What a one-time approval is bound to: this service, operation and these arguments."""
-    canonical = json.dumps([service, operation, args.model_dump(mode="json")], sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 class Gateway:
     """Owns the store, the handlers and the policy; `execute` runs one call through the pipeline."""
 
@@ -131,19 +117,16 @@ class Gateway:
         self.authenticator = Authenticator(store, hasher, settings.auth.trust_agent_header,
                                            settings.auth.refresh_seconds)
         self.orchestrator = orchestrator
-        self.policy: PermissionPolicy = policy or (
-            OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds, settings.policy.always_ask,
-                               self.clock)
-            if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds))
-        self.decisions = DecisionBoard()
         self.scrubber = AgentFacingScrubber.from_settings(settings)
-        self.link_state: LinkState | None = None  # None: no orchestrator linked
-        self._feed: asyncio.Task[None] | None = None
-        self._filed: dict[tuple[str, str, str], asyncio.Future[str]] = {}
         self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
         self.events = EventBus()
         self.metrics = GatewayMetrics({name: state.operations for name, state in self.services.items()},
                                       RECORDED_METHODS)
+        self.permissions = PermissionGate(
+            policy or (OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds,
+                                          settings.policy.always_ask, self.clock)
+                       if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds)),
+            orchestrator, settings.permission.max_wait, self.recorder, self.metrics, self.events, self.clock)
         self.health = HealthMonitor(
             {name: state.handler for name, state in self.services.items() if state.handler is not None},
             settings.health.interval_seconds,
@@ -159,6 +142,11 @@ class Gateway:
         self.usage = Usage(self.services, self.clock)
         self.started_at = self.clock()
         self._started_monotonic = time.monotonic()
+
+    @property
+    def link_state(self) -> LinkState | None:
+        """The orchestrator feed's state; None when no orchestrator is linked."""
+        return self.permissions.link_state
 
     @property
     def uptime_seconds(self) -> float:
@@ -197,28 +185,20 @@ class Gateway:
 
     async def start(self) -> None:
         await self.authenticator.start()
-        await self.policy.start()
         await self.usage.load_today(self.store)
         self.recorder.start()
         self.health.start()
-        if self.orchestrator is not None:
-            self._feed = asyncio.create_task(self._follow_orchestrator(self.orchestrator), name="orchestrator-feed")
+        await self.permissions.start()
 
     def begin_shutdown(self) -> None:
         """Answers every held call at once (-32004, status gateway_stopping), and any call held from now on."""
-        self.decisions.stop_all()
+        self.permissions.begin_shutdown()
 
     async def aclose(self) -> None:
         """Stops background work, writes every pending ledger row, closes handlers and the store."""
         self.begin_shutdown()
         await self.health.stop()
-        if self._feed is not None:
-            self._feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
-        if self.orchestrator is not None:
-            await self.orchestrator.aclose()
-        await self.policy.aclose()
+        await self.permissions.aclose()
         await self.authenticator.aclose()
         await self.recorder.aclose()
         for state in self.services.values():
@@ -261,7 +241,7 @@ class Gateway:
                                            "operation", {"service": service, "operation": operation.name,
                                                          "status": "read_only"})
             elif not state.spec.always_active:
-                request_id = await self._check_permission(agent_id, state.spec, operation, args,
+                request_id = await self.permissions.check(agent_id, state.spec, operation, args,
                                                           params.options.waitForApproval)
             data = await self._call(handler, state.spec, operation, args)
             tokens, cost = self._cost(state.spec, operation, args, data)
@@ -358,118 +338,6 @@ class Gateway:
                 f"Agent {agent_id} has spent its daily budget of USD {budget:g}",
                 {"agentId": agent_id, "budgetUsd": budget, "spentUsd": round(spent, 6), "period": "day"},
             )
-
-    async def _check_permission(
-        self, agent_id: str, spec: ServiceSpec, operation: Operation, args: OperationArgs,
-        wait_seconds: float | None,
-    ) -> str | None:
-        """Returns when the call may go on (with the permission request it needed, if any); raises
-        PermissionDenied otherwise. Fails closed, and never claims a request was filed when it wasn't."""
-        args_hash = arguments_hash(spec.name, operation.name, args)
-
-        def denied(status: str, message: str, request_id: str | None = None) -> PermissionDenied:
-            self.recorder.record_audit(AuditEvent(self.clock(), f"agent:{agent_id}", "permission.refused",
-                                                  request_id, {"service": spec.name, "operation": operation.name,
-                                                               "status": status}))
-            return PermissionDenied(message, {"service": spec.name, "operation": operation.name,
-                                              "agentId": agent_id, "requestId": request_id, "status": status,
-                                              "message": message})
-
-        try:
-            if await self.policy.is_allowed(agent_id, spec.name, operation, args_hash):
-                return None
-        except OrchestratorUnavailable as exc:
-            raise denied("orchestrator_unavailable",
-                         f"Permission could not be checked ({exc}); no permission request was filed") from None
-        except Exception:  # fail closed
-            log.exception("permission check failed for %s on %s", agent_id, spec.name)
-            raise denied("denied", "Permission could not be checked; the call is refused") from None
-        if self.orchestrator is None:
-            raise denied("denied", f"Agent {agent_id} has no grant for {spec.name} (operation {operation.name}); "
-                                   f"an operator can grant it with: mcp-console grants add {agent_id} {spec.name}")
-        body = PermissionRequestBody(
-            agent_id=agent_id, service_name=spec.name, operation=operation.name, risk=operation.risk,
-            reason=f"Agent {agent_id} attempted to use {spec.name} for operation: {operation.name}",
-            timestamp=iso_utc(self.clock()), params_preview=params_preview(args.model_dump(mode="json")),
-            args_hash=args_hash)
-        try:
-            request_id = await self._file_once(body)
-        except OrchestratorUnavailable as exc:
-            raise denied("orchestrator_unavailable",
-                         f"Permission is needed for {spec.name}.{operation.name}, but no request could be "
-                         f"filed: {exc}") from None
-        wait = min(wait_seconds or 0.0, self.settings.permission.max_wait)
-        if not wait:
-            raise denied("pending", f"Permission for {spec.name}.{operation.name} is pending an operator's "
-                                    f"decision (request {request_id}); retry after it is approved", request_id)
-        deadline = time.monotonic() + wait
-        while True:
-            decision = await self.decisions.wait(request_id, (agent_id, spec.name), deadline - time.monotonic())
-            if decision is None:
-                raise denied("pending", f"No decision on request {request_id} within {wait:g} s; it is still "
-                                        "pending", request_id)
-            if isinstance(decision, Stopping):
-                raise denied("gateway_stopping", f"The gateway is stopping: request {request_id} is still pending; "
-                                                 "retry once the gateway is back", request_id)
-            if isinstance(decision, PermissionResponseEvent) and decision.request_id == request_id:
-                break
-            # A decision on another request for this agent and service, or a feed that was away and is
-            # back: either may mean this call is covered now.
-            if isinstance(decision, Recheck) or decision.final_status == "approved":
-                self.policy.invalidate(agent_id)
-                with contextlib.suppress(OrchestratorUnavailable):
-                    if await self.policy.is_allowed(agent_id, spec.name, operation, args_hash):
-                        return request_id
-        if decision.final_status != "approved":
-            raise denied(decision.final_status, f"Permission request {request_id} was {decision.final_status}"
-                         + (f": {decision.reason}" if decision.reason else ""), request_id)
-        self.policy.invalidate(agent_id)
-        try:
-            allowed = await self.policy.is_allowed(agent_id, spec.name, operation, args_hash)
-        except OrchestratorUnavailable as exc:
-            raise denied("orchestrator_unavailable", f"Approved, but the grant could not be read: {exc}",
-                         request_id) from None
-        if not allowed:
-            raise denied("denied", f"Request {request_id} was approved, but its grant does not cover this call "
-                                   "(already used, expired or revoked)", request_id)
-        return request_id
-
-    async def _file_once(self, body: PermissionRequestBody) -> str:
-        """Files a permission request, or joins the one this gateway already filed for the same agent,
-        service and operation while it is undecided (the orchestrator dedupes too; this spares it a storm)."""
-        assert self.orchestrator is not None
-        subject = (body.agent_id, body.service_name, body.operation or "")
-        filed = self._filed.get(subject)
-        if filed is None:
-            filed = self._filed[subject] = asyncio.ensure_future(self.orchestrator.request_permission(body))
-            filed.add_done_callback(lambda done: done.exception() and self._filed.pop(subject, None))
-            self.metrics.count_decision(body.service_name, "requested")
-        return await asyncio.shield(filed)
-
-    async def _follow_orchestrator(self, client: OrchestratorClient) -> None:
-        """Learns decisions at once from the orchestrator's feed, and tells subscribers what it sees."""
-        async for item in client.events():
-            if isinstance(item, LinkState):
-                self.link_state = item
-                self.events.publish(LinkChanged(item))
-                if item.status == "connected":
-                    # Decisions made while we were away were not heard: forget what they may have changed.
-                    self._filed.clear()
-                    self.policy.invalidate()
-                    self.decisions.recheck_all()
-                continue
-            if isinstance(item, PermissionResponseEvent):
-                self._filed.pop((item.agent_id or "", item.service_name or "", item.operation or ""), None)
-                self.decisions.publish(item)
-                self.policy.invalidate(item.agent_id)
-                self.metrics.count_decision(item.service_name, item.final_status)
-                self.recorder.record_audit(AuditEvent(
-                    self.clock(), item.decided_by or "orchestrator", "permission.decision_seen", item.request_id,
-                    {"status": item.final_status, "agent_id": item.agent_id, "service": item.service_name}))
-            elif isinstance(item, PermissionRevokedEvent):
-                self.policy.invalidate(item.agent_id)
-            if isinstance(item, PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent):
-                self.events.publish(PermissionEvent(item))
 
     async def _call(
         self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs

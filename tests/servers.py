@@ -53,7 +53,7 @@ class RunningGateway:
 
     async def grant(self, agent_id: str, service: str, operation: str | None = None) -> None:
         await self.gateway.store.add_grant(agent_id, service, operation, None, "test")
-        policy_refresh = getattr(self.gateway.policy, "refresh", None)
+        policy_refresh = getattr(self.gateway.permissions.policy, "refresh", None)
         if policy_refresh is not None:
             await policy_refresh()
 

@@ -378,7 +378,7 @@ async def test_a_thousand_held_calls_cost_no_thread_each_and_all_resume_on_one_a
         await asyncio.sleep(0.5)
         assert not any(task.done() for task in held)
         assert threading.active_count() <= threads_before + 2  # the store's and the resolver's, at most
-        assert linked.gateway.decisions.waiting == 1  # one request (deduplicated), one future
+        assert linked.gateway.permissions.decisions.waiting == 1  # one request (deduplicated), one future
         await respond(linked, request["request_id"], True)
         async with asyncio.timeout(30):
             outcomes = await asyncio.gather(*held)
