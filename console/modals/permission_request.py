@@ -21,8 +21,8 @@ from console.formatting import describe_age
 from console.keymap import PERMISSION_REQUEST_KEYS, bindings
 from gateway_core.cli import UsageError, parse_duration
 from gateway_core.orchestrator.models import PermissionRequestEvent
+from gateway_core.store.records import Scope
 
-Scope = Literal["once", "service", "operation"]
 TIME_LIMITS = {"1": 3600.0, "8": 8 * 3600.0, "2": 24 * 3600.0}  # key → seconds; "c" asks for one
 
 
