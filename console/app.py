@@ -2,15 +2,22 @@
 cost, permission requests decided from the keyboard, Coolify by hand and the audit log.
 
 The app owns the data (the runtime, the pending queue, the recent calls); screens draw it. Network and
-disk work runs in workers or tasks; nothing here waits on them in a key handler."""
+disk work runs in workers or tasks; nothing here waits on them in a key handler.
+
+Every stop (q, SIGTERM, SIGHUP, the terminal lost) goes one way: the gateway and orchestrator stop (held
+calls answered), the ledger is written, the sandbox stops, and only then does Textual exit and touch the
+terminal; a watchdog ends the process if that does not finish in time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import getpass
+import logging
 import signal
 from collections import OrderedDict, deque
+from types import FrameType
 from typing import Any
 
 from textual import work
@@ -28,6 +35,7 @@ from console.screens.coolify import CoolifyScreen
 from console.screens.dashboard import CALLS_SHOWN, DashboardScreen
 from console.screens.help import HelpScreen
 from console.screens.permissions import PermissionsScreen
+from console.terminal import console_driver
 from gateway_core.clock import Clock, system_clock
 from gateway_core.config import ConfigError, Settings
 from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
@@ -42,9 +50,14 @@ from gateway_core.orchestrator.models import (
 )
 from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.store import CallRecord
+from gateway_core.watchdog import ExitWatchdog
 from sandbox import Sandbox
 
+log = logging.getLogger(__name__)
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+IN_FLIGHT_SECONDS = 2.0  # what agents have in flight when the console stops gets this long to be answered
+STOP_DEADLINE_SECONDS = 4.0  # from the start of a stop to the process gone, whatever hangs (the watchdog)
 
 
 class ConsoleApp(App[None]):
@@ -61,7 +74,7 @@ class ConsoleApp(App[None]):
                  login: str | None = None, gateway_address_shown: str | None = None,
                  **gateway_options: Any) -> None:
         """`gateway_address_shown` replaces the bound address in the header (snapshots bind any free port)."""
-        super().__init__()
+        super().__init__(driver_class=console_driver(on_terminal_lost=lambda: self.stop("terminal lost")))
         unknown = set(settings.console.keys) - KNOWN_IDS
         if unknown:
             raise ConfigError(f"console.keys: no key with the id {', '.join(sorted(unknown))} "
@@ -76,6 +89,12 @@ class ConsoleApp(App[None]):
         self.gateway_options = gateway_options
         self.operator = OperatorCaller(login or _login(), read_only)
         self.runtime: Runtime | None = None
+        self.watchdog = ExitWatchdog(STOP_DEADLINE_SECONDS)
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._serving: list[asyncio.Task[None]] = []
+        self._stopping: asyncio.Task[None] | None = None
+        self._services_closing: asyncio.Task[None] | None = None
         self.pending: OrderedDict[str, PermissionRequestEvent] = OrderedDict()
         self.modal: PermissionRequestModal | None = None
         self.calls: deque[CallRecord] = deque(maxlen=CALLS_SHOWN)
@@ -99,12 +118,13 @@ class ConsoleApp(App[None]):
         for name, screen in self.screens_by_name.items():
             self.install_screen(screen, name)
         await self.push_screen("dashboard")
-        self.run_worker(self._start(), exit_on_error=False, group="start")  # first paint need not wait for it
+        self._event_loop = asyncio.get_running_loop()
+        self._starting = asyncio.create_task(self._start())  # first paint need not wait for it
         if not self.is_headless:
-            # A closed SSH session (SIGHUP) or a kill (SIGTERM) quits like q: the ledger's last rows are written.
-            loop = asyncio.get_running_loop()
+            # A dropped SSH session (SIGHUP) or a kill (SIGTERM) stops like q. Python's handler, not the loop's:
+            # it runs even while the loop is blocked, so the watchdog is armed whatever hangs.
             for signal_number in STOP_SIGNALS:
-                loop.add_signal_handler(signal_number, self.exit)
+                signal.signal(signal_number, self._signalled)
 
     async def _start(self) -> None:
         try:
@@ -122,8 +142,8 @@ class ConsoleApp(App[None]):
             self.exit(return_code=1, message=f"mcp-console: cannot start: {exc}")
             return
         await self.runtime.start()
-        for server in self.runtime.servers:
-            self.run_worker(server.serve(), exit_on_error=False, group="servers")
+        # Tasks of ours, not workers: Textual cancels its workers when it exits, which would cut what they answer.
+        self._serving = [asyncio.create_task(server.serve()) for server in self.runtime.servers]
         self.run_worker(self._follow_events(), exit_on_error=False, group="events")
         if self.sandbox is not None and self.runtime.gateway_url is not None:
             gateway = self.runtime.gateway
@@ -136,16 +156,52 @@ class ConsoleApp(App[None]):
         self._refresh()
         gc.freeze()  # what start-up built lives as long as the app: keep it out of every collection's scan
 
-    async def on_unmount(self) -> None:
-        if not self.is_headless:
-            for signal_number in STOP_SIGNALS:
-                asyncio.get_running_loop().remove_signal_handler(signal_number)
+    # -- stopping -------------------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Stops the console: services first (the ledger written), then the app. Safe from any thread and from a
+        signal handler; later calls only add their reason to the log."""
+        if not self.is_headless:  # a headless app (the Pilot's) lives in a process it must not end
+            self.watchdog.arm(reason)
+        log.info("stopping (%s)", reason)
+        if self._event_loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the app has already returned
+                self._event_loop.call_soon_threadsafe(self._begin_stop, reason)
+
+    def _signalled(self, signal_number: int, frame: FrameType | None) -> None:
+        self.stop(signal.Signals(signal_number).name)
+
+    def _begin_stop(self, reason: str) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop_then_exit(reason))
+
+    async def _stop_then_exit(self, reason: str) -> None:
+        await self._close_services()
+        log.info("stopped (%s): ledger written, ports released", reason)
+        self.exit()
+
+    def _close_services(self) -> asyncio.Task[None]:
+        """The gateway, orchestrator and sandbox closing: started by the first call, awaited by every caller."""
+        if self._services_closing is None:
+            self._services_closing = asyncio.create_task(self._close_services_once())
+        return self._services_closing
+
+    async def _close_services_once(self) -> None:
+        if self._starting is not None:
+            await asyncio.wait([self._starting])  # a stop during start-up closes what the start opened
+        if self.runtime is not None:
+            self.runtime.stop()  # held calls answered at once; the servers answer what is in flight
+            with contextlib.suppress(TimeoutError):  # what is in flight after that is cut
+                await asyncio.wait_for(asyncio.gather(*self._serving, return_exceptions=True), IN_FLIGHT_SECONDS)
+            await self.runtime.aclose()  # the ledger's last rows written, the store closed
         if self.sandbox is not None:
             await self.sandbox.aclose()
-        if self.runtime is not None:  # Textual cancels the server workers; what matters after is the ledger
-            for server in self.runtime.servers:
-                server.stop()
-            await self.runtime.aclose()
+
+    async def action_quit(self) -> None:
+        self.stop("q")
+
+    async def on_unmount(self) -> None:
+        await self._close_services()  # for an exit that did not come through stop (the Pilot's, a failed start)
 
     # -- the gateway's events -------------------------------------------------------------------------
 
@@ -293,7 +349,7 @@ class ConsoleApp(App[None]):
         if self.runtime is None:
             return
         gateway = self.runtime.gateway
-        today = gateway.today.total
+        today = gateway.usage.today.total
         if gateway.link_state is None:
             link = "not linked"
         elif gateway.link_state.status == "connected":

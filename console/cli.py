@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sandbox-agents takes 0 or more")
     if args.sandbox and args.no_gateway:
         parser.error("--sandbox needs the gateway: its agents call it (leave out --no-gateway)")
+    if not all(stream is not None and stream.isatty() for stream in (sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        # Without one, Textual would spin on its input's end and draw into a pipe.
+        print("mcp-console: the console needs a terminal; to run the gateway without one: mcp-console serve",
+              file=sys.stderr)
+        return 1
     overrides: dict[str, Any] = {"server": {"port": args.gateway_port}}
     if args.db:
         overrides["store"] = {"path": Path(args.db)}
@@ -81,13 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sandbox and not args.db:
             settings = settings.model_copy(update={"store": settings.store.model_copy(
                 update={"path": settings.store_path.with_name("sandbox.db")})})
-        settings.store_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.store_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (ConfigError, OSError) as exc:
         print(f"mcp-console: {exc}", file=sys.stderr)
         return 1
-    # The screen is the console's: log to a file beside the store, never to the terminal.
-    logging.basicConfig(level=logging.WARNING, filename=settings.store_path.with_suffix(".log"),
+    # The screen is the console's: log to a file beside the store (its owner's only), never to the terminal.
+    log_file = settings.store_path.with_suffix(".log")
+    try:
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        print(f"mcp-console: cannot write the log {log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.WARNING, filename=log_file,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("console").setLevel(logging.INFO)  # the console's own lines: why and when it stopped
 
     from console.app import ConsoleApp  # Textual loads only when the console runs, not for a command
     from sandbox import Sandbox

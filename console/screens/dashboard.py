@@ -85,7 +85,9 @@ class DashboardScreen(ConsoleScreen):
     def refresh_tables(self) -> None:
         """Services and cost by agent, from the gateway's counters (once a second)."""
         runtime = self.console.runtime
-        if runtime is None or not self.is_mounted:
+        services_table = self.query_one_optional("#services", LinesTable)
+        agents_table = self.query_one_optional("#agents", LinesTable)
+        if runtime is None or services_table is None or agents_table is None:  # not composed, or torn down
             return
         gateway = runtime.gateway
         now = self.console.clock()
@@ -101,9 +103,9 @@ class DashboardScreen(ConsoleScreen):
                                        describe_age(now - report.checked_at) if report is not None else "-",
                                        str(used.calls if used else 0), str(used.errors if used else 0),
                                        money(used.cost_usd if used else 0.0)), SERVICE_TONE.get(status)))
-        self.query_one("#services", LinesTable).show(services)
+        services_table.show(services)
         usage = sorted(gateway.usage.today.by_caller.items(), key=lambda item: -item[1].cost_usd)
-        self.query_one("#agents", LinesTable).show([
+        agents_table.show([
             Row(caller, (self.console.agent_names.get(caller, caller), str(totals.calls), money(totals.cost_usd)))
             for caller, totals in usage])
 
@@ -111,11 +113,11 @@ class DashboardScreen(ConsoleScreen):
 
     def show_calls(self) -> None:
         """Redraws the calls from the app's recent ones (newest first), filtered."""
-        if not self.is_mounted:
+        calls = self.query_one_optional("#calls", LinesTable)
+        if calls is None:  # not composed yet, or torn down as the app exits
             return
         names = self.console.agent_names
-        self.query_one("#calls", LinesTable).show(
-            [call_row(record, names) for record in self.console.calls if call_matches(record, self.call_filter)])
+        calls.show([call_row(record, names) for record in self.console.calls if call_matches(record, self.call_filter)])
         title = "Calls, newest first" + (f"  (filter: {self.call_filter})" if self.call_filter else "")
         self.query_one("#calls-title", Static).update(title, layout=False)
 
