@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,9 +30,13 @@ from tests.test_wire_contract import execute
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await pilot.pause(0.02)
+    """Waits until `condition()` holds; fails quoting the condition it waited for."""
+    try:
+        async with asyncio.timeout(within):
+            while not condition():
+                await pilot.pause(0.02)
+    except TimeoutError:
+        raise AssertionError(f"waited {within:g} s for: {inspect.getsource(condition).strip()}") from None
 
 
 @contextlib.asynccontextmanager

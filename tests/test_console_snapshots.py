@@ -7,7 +7,6 @@ Update after a deliberate change with `pytest tests/test_console_snapshots.py --
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from gateway_core.events import CallFinished, PermissionEvent
 from gateway_core.orchestrator.models import PermissionRequestEvent
 from gateway_core.store import CallRecord
 from sandbox import Sandbox
+from tests.test_console import until
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
 SHOWN_GATEWAY_ADDRESS = "127.0.0.1:8100"  # what the header says, whatever port was bound
@@ -59,7 +59,7 @@ def prepared(app: ConsoleApp, *steps: Callable[[ConsoleApp, Pilot[None]], Awaita
              ) -> Callable[[Pilot[None]], Awaitable[None]]:
     async def run_before(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: app.runtime is not None and app.runtime.gateway.link_state is not None
-                    and app.runtime.gateway.link_state.status == "connected", "the orchestrator link")
+                    and app.runtime.gateway.link_state.status == "connected")
         assert app.runtime is not None
         await create_agent(app.runtime.gateway.store, app.runtime.gateway.hasher, "deployer", "test",
                            "agent-deployer")
@@ -74,30 +74,19 @@ def prepared(app: ConsoleApp, *steps: Callable[[ConsoleApp, Pilot[None]], Awaita
     return run_before
 
 
-async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Waits until `condition()` holds; fails naming `what` it waited for."""
-    try:
-        async with asyncio.timeout(within):
-            while not condition():
-                await pilot.pause(0.02)
-    except TimeoutError:
-        raise AssertionError(f"waited {within:g} s for {what}") from None
-
-
 async def calls_made(app: ConsoleApp, pilot: Pilot[None]) -> None:
     assert app.runtime is not None
     gateway = app.runtime.gateway
     for record in CALLS:
         gateway.usage.add(record)
         gateway.events.publish(CallFinished(record))
-    await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS),  # type: ignore[attr-defined]
-                f"{len(CALLS)} rows in the calls table")
+    await until(pilot, lambda: app.dashboard.query_one("#calls").row_count == len(CALLS))  # type: ignore[attr-defined]
 
 
 async def request_arrives(app: ConsoleApp, pilot: Pilot[None]) -> None:
     assert app.runtime is not None
     app.runtime.gateway.events.publish(PermissionEvent(REQUEST))
-    await until(pilot, lambda: app.modal is not None, "the permission modal")
+    await until(pilot, lambda: app.modal is not None)
 
 
 async def grants_given(app: ConsoleApp, pilot: Pilot[None]) -> None:
@@ -110,18 +99,16 @@ async def grants_given(app: ConsoleApp, pilot: Pilot[None]) -> None:
 async def on_permissions_screen(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("escape", "p")
     screen = app.permissions_screen
-    await until(pilot, lambda: app.screen is screen and screen.query_one("#grants").row_count == 2,  # type: ignore[attr-defined]
-                "the permissions screen with two grants")
+    await until(pilot, lambda: app.screen is screen and screen.query_one("#grants").row_count == 2)  # type: ignore[attr-defined]
 
 
 async def restart_form(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("c")
     coolify: Any = app.coolify_screen
-    await until(pilot, lambda: app.screen is coolify, "the Coolify screen")
+    await until(pilot, lambda: app.screen is coolify)
     await coolify.choose("restart-application")
     picker = coolify.query_one("#field-uuid", Select)
-    await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values(),
-                "the application picker filled")
+    await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values())
     picker.value = "app1"
     coolify.query_one("#operations").focus()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import re
 import socket
@@ -82,9 +83,13 @@ class Feed:
         return [event for event in self.events if event["type"] == kind]
 
     async def until(self, condition: Any, within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
-            while not condition():
-                await asyncio.sleep(0.02)
+        """Waits until `condition()` holds; fails quoting the condition it waited for."""
+        try:
+            async with asyncio.timeout(within):
+                while not condition():
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"waited {within:g} s for: {inspect.getsource(condition).strip()}") from None
 
 
 @contextlib.asynccontextmanager
