@@ -1,8 +1,11 @@
 """ConsoleApp: the gateway and its orchestrator inside the app's event loop, with live health, calls and
-cost, permission requests decided from the keyboard, Coolify by hand and the audit log.
+cost, permission requests decided from the keyboard, any service's operations by hand and the audit log.
 
-The app owns the data (the runtime, the pending queue, the recent calls); screens draw it. Network and
-disk work runs in workers or tasks; nothing here waits on them in a key handler.
+The app owns the console's state (the gateway view, the pending queue, the recent calls) and hands it to
+its screens; it tells the screen on top what changed, and screens ask for things, with messages
+(console/messages.py). Everything the console reads of the gateway or does to it goes through one narrow
+interface (gateway_core/operator_api.py). Network and disk work runs in workers or tasks; nothing here
+waits on them in a key handler.
 
 Every stop (q, SIGTERM, SIGHUP, the terminal lost) goes one way: the gateway and orchestrator stop (held
 calls answered), the ledger is written, the sandbox stops, and only then does Textual exit and touch the
@@ -16,7 +19,6 @@ import gc
 import getpass
 import logging
 import signal
-from collections import OrderedDict, deque
 from types import FrameType
 from typing import Any
 
@@ -29,18 +31,30 @@ from textual.widgets import Static
 from console.commands import ConsoleCommands
 from console.formatting import STATUS_LABEL
 from console.keymap import APP_KEYS, KNOWN_IDS, bindings
+from console.messages import (
+    CallsArrived,
+    OpenOperations,
+    PendingChanged,
+    PermissionsChanged,
+    QueueChanged,
+    ReviewRequest,
+    ShowCalls,
+    ShowScreen,
+    StatusChanged,
+)
 from console.modals.permission_request import Decision, PermissionRequestModal
 from console.screens.audit import AuditScreen
-from console.screens.coolify import CoolifyScreen
-from console.screens.dashboard import CALLS_SHOWN, DashboardScreen
+from console.screens.dashboard import DashboardScreen
 from console.screens.help import HelpScreen
+from console.screens.operations import OperationsScreen
 from console.screens.permissions import PermissionsScreen
+from console.state import ConsoleState
 from console.terminal import console_driver
 from gateway_core.clock import Clock, system_clock
 from gateway_core.config import ConfigError, Settings
 from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
-from gateway_core.gateway import ExecuteOutcome, OperatorCaller
-from gateway_core.models import ExecuteParams
+from gateway_core.gateway import OperatorCaller
+from gateway_core.operator_api import LocalGateway
 from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable
 from gateway_core.orchestrator.models import (
     PermissionRequestEvent,
@@ -49,7 +63,6 @@ from gateway_core.orchestrator.models import (
     PermissionRevokedEvent,
 )
 from gateway_core.runtime import Runtime, open_runtime
-from gateway_core.store import CallRecord
 from gateway_core.watchdog import ExitWatchdog
 from sandbox import Sandbox
 
@@ -84,10 +97,10 @@ class ConsoleApp(App[None]):
         self.read_only = read_only
         self.serve_gateway = serve_gateway
         self.sandbox = sandbox
-        self.clock = clock
         self.gateway_address_shown = gateway_address_shown
         self.gateway_options = gateway_options
         self.operator = OperatorCaller(login or _login(), read_only)
+        self.state = ConsoleState(clock, read_only)
         self.runtime: Runtime | None = None
         self.watchdog = ExitWatchdog(STOP_DEADLINE_SECONDS)
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -95,20 +108,17 @@ class ConsoleApp(App[None]):
         self._serving: list[asyncio.Task[None]] = []
         self._stopping: asyncio.Task[None] | None = None
         self._services_closing: asyncio.Task[None] | None = None
-        self.pending: OrderedDict[str, PermissionRequestEvent] = OrderedDict()
         self.modal: PermissionRequestModal | None = None
-        self.calls: deque[CallRecord] = deque(maxlen=CALLS_SHOWN)
         self.calls_seen = 0  # every call event received (the table keeps only the newest)
         self._calls_changed = False
-        self.agent_names: dict[str, str] = {}
         self._names_asked: set[str] = set()
-        self.dashboard = DashboardScreen()
-        self.permissions_screen = PermissionsScreen()
-        self.coolify_screen = CoolifyScreen()
-        self.audit_screen = AuditScreen()
+        self.dashboard = DashboardScreen(self.state)
+        self.permissions_screen = PermissionsScreen(self.state)
+        self.operations_screen = OperationsScreen(self.state)
+        self.audit_screen = AuditScreen(self.state)
         self.screens_by_name: dict[str, Screen[None]] = {
-            "dashboard": self.dashboard, "permissions": self.permissions_screen, "coolify": self.coolify_screen,
-            "audit": self.audit_screen}
+            "dashboard": self.dashboard, "permissions": self.permissions_screen,
+            "operations": self.operations_screen, "audit": self.audit_screen}
 
     def compose(self) -> ComposeResult:
         yield Static("")  # the default screen stays underneath the installed ones
@@ -132,7 +142,7 @@ class ConsoleApp(App[None]):
             if self.sandbox is not None:
                 self.sandbox.start()
                 settings = self.sandbox.configure(settings)
-            self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.clock,
+            self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.state.clock,
                                               **self.gateway_options)
         except OSError as exc:
             self.exit(return_code=1, message=f"mcp-console: cannot listen on {self.settings.server.host}: "
@@ -142,6 +152,7 @@ class ConsoleApp(App[None]):
             self.exit(return_code=1, message=f"mcp-console: cannot start: {exc}")
             return
         await self.runtime.start()
+        self.state.gateway = LocalGateway(self.runtime, self.operator)
         # Tasks of ours, not workers: Textual cancels its workers when it exits, which would cut what they answer.
         self._serving = [asyncio.create_task(server.serve()) for server in self.runtime.servers]
         self.run_worker(self._follow_events(), exit_on_error=False, group="events")
@@ -206,11 +217,11 @@ class ConsoleApp(App[None]):
     # -- the gateway's events -------------------------------------------------------------------------
 
     async def _follow_events(self) -> None:
-        assert self.runtime is not None
-        async for event in self.runtime.gateway.events.subscribe():
+        assert self.state.gateway is not None
+        async for event in self.state.gateway.subscribe():
             if isinstance(event, CallFinished):
                 self.calls_seen += 1
-                self.calls.appendleft(event.record)
+                self.state.calls.appendleft(event.record)
                 self._calls_changed = True
             elif isinstance(event, PermissionEvent):
                 self._permission_event(event.event)
@@ -218,37 +229,35 @@ class ConsoleApp(App[None]):
                 self._refresh()
 
     def _permission_event(self, event: Any) -> None:
+        pending = self.state.pending
         if isinstance(event, PermissionRequestEvent):
-            if event.request_id not in self.pending:
-                self.pending[event.request_id] = event
+            if event.request_id not in pending:
+                pending[event.request_id] = event
                 self.bell()
                 self._offer_next()
         elif isinstance(event, PermissionResponseEvent):
-            self.pending.pop(event.request_id, None)
+            pending.pop(event.request_id, None)
             if self.modal is not None and self.modal.request.request_id == event.request_id:
                 self.modal.dismiss(None)
-                self.notify(f"Request from {event.agent_id} for {event.service_name} was {event.final_status} "
-                            f"elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
-        if self.modal is not None and self.modal.request.request_id in self.pending:
-            self.modal.show_queue(list(self.pending).index(self.modal.request.request_id) + 1, len(self.pending))
-        permissions = self.permissions_screen
+                self.notify(f"Request from {self.state.agent_name(event.agent_id)} for {event.service_name} was "
+                            f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
+        if self.modal is not None and self.modal.request.request_id in pending:
+            self.modal.post_message(QueueChanged(list(pending).index(self.modal.request.request_id) + 1, len(pending)))
         if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
-            permissions.stale = True
-        if permissions.is_current:
-            permissions.show_pending()
-            if permissions.stale:
-                permissions.reload()
+            self.state.permission_changes += 1
+            self.screen.post_message(PermissionsChanged())
+        self.screen.post_message(PendingChanged())
         self._refresh()
 
     # -- deciding -------------------------------------------------------------------------------------
 
     def _offer_next(self) -> None:
-        if self.modal is None and self.pending and not self.read_only:
-            self._review(next(iter(self.pending.values())))
+        if self.modal is None and self.state.pending and not self.read_only:
+            self._review(next(iter(self.state.pending.values())))
 
-    def review(self, request_id: str) -> None:
+    def on_review_request(self, message: ReviewRequest) -> None:
         """Opens the modal for this pending request (from the permissions screen or the palette)."""
-        request = self.pending.get(request_id)
+        request = self.state.pending.get(message.request_id)
         if request is None:
             self.notify("That request is no longer pending", severity="warning")
         elif self.read_only:
@@ -258,12 +267,12 @@ class ConsoleApp(App[None]):
 
     @work(exit_on_error=False, group="modal")
     async def _review(self, request: PermissionRequestEvent) -> None:
-        assert self.runtime is not None
-        gateway = self.runtime.gateway
-        position = list(self.pending).index(request.request_id) + 1 if request.request_id in self.pending else 1
-        health = STATUS_LABEL[gateway.service_status(request.service_name) if request.service_name in gateway.services
+        pending = self.state.pending
+        position = list(pending).index(request.request_id) + 1 if request.request_id in pending else 1
+        services = {service.name: service for service in self.state.gateway.services()} if self.state.gateway else {}
+        health = STATUS_LABEL[services[request.service_name].status if request.service_name in services
                               else "unknown"]
-        self.modal = PermissionRequestModal(request, position, len(self.pending), health, self.clock)
+        self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock)
         decision = await self.push_screen_wait(self.modal)
         self.modal = None
         if decision is not None:  # "later" leaves it queued until the operator asks again (r)
@@ -271,22 +280,21 @@ class ConsoleApp(App[None]):
             self._offer_next()
 
     async def _send(self, request: PermissionRequestEvent, decision: Decision) -> None:
-        assert self.runtime is not None and self.runtime.gateway.orchestrator is not None
+        assert self.state.gateway is not None
         body = PermissionRespondBody(request_id=decision.request_id, approved=decision.approved,
                                      reason=decision.reason, scope=decision.scope,
-                                     expires_in_seconds=decision.expires_in_seconds,
-                                     decided_by=self.operator.caller_id)
-        self.pending.pop(decision.request_id, None)  # off the queue at once: the keypress is the decision
+                                     expires_in_seconds=decision.expires_in_seconds)
+        self.state.pending.pop(decision.request_id, None)  # off the queue at once: the keypress is the decision
         self._refresh()
         try:
-            await self.runtime.gateway.orchestrator.respond(body)
+            await self.state.gateway.decide(body)
         except DecisionConflict as conflict:
             self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}")
         except OrchestratorUnavailable as exc:
             self.notify(f"The decision did not reach the orchestrator: {exc}. The request is back in the queue.",
                         severity="error", timeout=10)
-            self.pending[request.request_id] = request
-            self.pending.move_to_end(request.request_id, last=False)
+            self.state.pending[request.request_id] = request
+            self.state.pending.move_to_end(request.request_id, last=False)
             self._refresh()
 
     # -- actions --------------------------------------------------------------------------------------
@@ -300,10 +308,24 @@ class ConsoleApp(App[None]):
         if screen is not None and screen is not self.screen and not isinstance(self.screen, ModalScreen):
             self.switch_screen(screen)
 
+    def on_show_screen(self, message: ShowScreen) -> None:
+        self.action_show_screen(message.name)
+
+    def action_open_operations(self) -> None:
+        self.post_message(OpenOperations())
+
+    def on_open_operations(self, message: OpenOperations) -> None:
+        self.action_show_screen("operations")
+        self.operations_screen.post_message(OpenOperations(message.service, message.operation))
+
+    def on_show_calls(self, message: ShowCalls) -> None:
+        self.action_show_screen("dashboard")
+        self.dashboard.post_message(ShowCalls(message.text))
+
     def action_review_requests(self) -> None:
-        if self.read_only and self.pending:
+        if self.read_only and self.state.pending:
             self.notify("Read-only console: requests are decided elsewhere", severity="warning")
-        elif not self.pending:
+        elif not self.state.pending:
             self.notify("No requests are waiting")
         self._offer_next()
 
@@ -311,60 +333,43 @@ class ConsoleApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.settings.console.keys))
 
-    def show_service(self, name: str) -> None:
-        self.action_show_screen("dashboard")
-        self.dashboard.set_filter(name)
-
-    @work(exit_on_error=False, group="palette")
-    async def show_coolify_operation(self, name: str) -> None:
-        self.action_show_screen("coolify")
-        await self.coolify_screen.choose(name)
-
-    async def operator_call(self, operation: str, args: dict[str, Any]) -> ExecuteOutcome:
-        """The operator's own Coolify call, through the gateway (read-only consoles may only read)."""
-        assert self.runtime is not None
-        params = ExecuteParams(service="coolify", operation=operation, args=args)
-        return await self.runtime.gateway.execute_as_operator(self.operator, params)
-
     # -- drawing --------------------------------------------------------------------------------------
 
     def _show_new_calls(self) -> None:
         if not self._calls_changed:
             return
         self._calls_changed = False
-        unnamed = {r.agent_id for r in self.calls if r.agent_id and r.agent_id not in self.agent_names}
+        names = self.state.agent_names
+        unnamed = {r.agent_id for r in self.state.calls if r.agent_id and r.agent_id not in names}
         if unnamed - self._names_asked:  # a new agent: its name, soon (asked once per id)
             self._names_asked |= unnamed
             self._load_agent_names()
-        if self.dashboard.is_current:
-            self.dashboard.show_calls()
+        self.screen.post_message(CallsArrived())
 
     @work(exit_on_error=False, group="agent-names", exclusive=True)
     async def _load_agent_names(self) -> None:
-        if self.runtime is not None:
-            agents = await self.runtime.gateway.store.list_agents()
-            self.agent_names = {agent.id: agent.name for agent in agents}
+        if self.state.gateway is not None:
+            self.state.agent_names = await self.state.gateway.agent_names()
 
     def _refresh(self) -> None:
-        if self.runtime is None:
+        gateway = self.state.gateway
+        if gateway is None:
             return
-        gateway = self.runtime.gateway
-        today = gateway.usage.today.total
-        if gateway.link_state is None:
+        today = gateway.today().total
+        link_state = gateway.link
+        if link_state is None:
             link = "not linked"
-        elif gateway.link_state.status == "connected":
+        elif link_state.status == "connected":
             link = "linked"
         else:
-            link = f"{gateway.link_state.describe()}: requests cannot be decided"
-        where = (self.gateway_address_shown or self.runtime.gateway_url.removeprefix("http://")
-                 if self.runtime.gateway_url else "off")
-        parts = [f"gw {where}", f"orch {link}", f"{len(self.pending)} pending",  # fits 80 columns
+            link = f"{link_state.describe()}: requests cannot be decided"
+        where = (self.gateway_address_shown or gateway.address) if gateway.address else "off"
+        parts = [f"gw {where}", f"orch {link}", f"{len(self.state.pending)} pending",  # fits 80 columns
                  f"today {today.calls} calls {today.tokens} tok ${today.cost_usd:.4f}"]
         if self.read_only:
             parts.append("READ-ONLY")
         self.status_line = " │ ".join(parts)
-        if self.dashboard.is_current:
-            self.dashboard.refresh_tables()
+        self.screen.post_message(StatusChanged())
 
 
 def _login() -> str:

@@ -30,7 +30,7 @@ APP_KEYS = (  # in the footer after the screen's own keys, in this order
     Key("help", "question_mark", "help", "help"),
     Key("dashboard", "h", "show_screen('dashboard')", "dashboard"),
     Key("permissions", "p", "show_screen('permissions')", "permissions"),
-    Key("coolify", "c", "show_screen('coolify')", "coolify"),
+    Key("operations", "c", "open_operations", "operations"),
     Key("audit", "u", "show_screen('audit')", "audit"),
     Key("review", "r", "review_requests", "review pending"),
     Key("quit", "q", "quit", "quit"),
@@ -43,9 +43,11 @@ PERMISSIONS_KEYS = (
     Key("revoke", "r", "revoke", "revoke grant"),
     Key("reload", "f5", "reload", "reload"),
 )
-COOLIFY_KEYS = (
+OPERATIONS_KEYS = (
     Key("run", "ctrl+r", "run", "run operation"),
-    Key("operations", "ctrl+o", "focus_operations", "operations"),
+    Key("operation-list", "ctrl+o", "focus_operations", "operation list"),
+    Key("previous-service", "left_square_bracket", "other_service(-1)", "previous service"),
+    Key("next-service", "right_square_bracket", "other_service(1)", "next service"),
 )
 AUDIT_KEYS = (
     Key("audit-filter", "slash", "filter", "filter"),
@@ -64,7 +66,7 @@ SECTIONS: tuple[tuple[str, tuple[Key, ...]], ...] = (
     ("Everywhere", APP_KEYS),
     ("Dashboard", DASHBOARD_KEYS),
     ("Permissions screen", PERMISSIONS_KEYS),
-    ("Coolify screen", COOLIFY_KEYS),
+    ("Operations screen", OPERATIONS_KEYS),
     ("Audit screen", AUDIT_KEYS),
     ("A permission request", PERMISSION_REQUEST_KEYS),
 )

@@ -95,7 +95,7 @@ async def test_a_request_pops_up_and_a_approves_it_so_the_held_call_goes_through
         assert app.screen.request.service_name == "echo" and app.screen.request.operation == "echo"
         await pilot.press("a")
         response = await asyncio.wait_for(held, 10)
-        await until(pilot, lambda: not app.pending)
+        await until(pilot, lambda: not app.state.pending)
     assert response.status_code == 200
 
 
@@ -135,7 +135,7 @@ async def test_escape_leaves_the_request_queued_and_r_brings_it_back(tmp_path: P
         await until(pilot, lambda: modal_open(app))
         await pilot.press("escape")
         await until(pilot, lambda: not modal_open(app))
-        assert len(app.pending) == 1
+        assert len(app.state.pending) == 1
         assert "1 pending" in app.status_line
         await pilot.press("r")
         await until(pilot, lambda: modal_open(app))
@@ -152,17 +152,17 @@ async def test_a_request_decided_elsewhere_closes_its_modal(tmp_path: Path) -> N
         await app.runtime.gateway.orchestrator.respond(
             PermissionRespondBody(request_id=request_id, approved=True, decided_by="operator:bob"))
         await until(pilot, lambda: not modal_open(app))
-    assert not app.pending
+    assert not app.state.pending
 
 
 async def test_read_only_mode_shows_requests_but_never_offers_to_decide(tmp_path: Path) -> None:
     async with console(tmp_path, read_only=True) as (app, pilot):
         token = await agent_token(app)
         await agent_call(app, token)
-        await until(pilot, lambda: len(app.pending) == 1)
+        await until(pilot, lambda: len(app.state.pending) == 1)
         await pilot.press("r", "a")
         await pilot.pause(0.3)
-        assert not modal_open(app) and len(app.pending) == 1
+        assert not modal_open(app) and len(app.state.pending) == 1
 
 
 async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
         await agent_call(app, token, "nope")
         calls = app.dashboard.query_one("#calls", LinesTable)
         await until(pilot, lambda: calls.row_count >= 1)
-        assert app.calls[0].error_code == -32002
+        assert app.state.calls[0].error_code == -32002
         services = app.dashboard.query_one("#services", LinesTable)
         await until(pilot, lambda: (services.row("echo") or ())[4:6] == ("1", "1"))  # calls, errors
         assert services.row_count == 11
@@ -344,10 +344,11 @@ async def test_an_agent_added_with_the_cli_is_let_in_within_two_seconds(tmp_path
 
 async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> Any:
     await pilot.press("c")
-    coolify = app.coolify_screen
-    await until(pilot, lambda: app.screen is coolify)
-    await coolify.choose(name)  # what enter on the operation list does
-    return coolify
+    operations = app.operations_screen
+    await until(pilot, lambda: app.screen is operations and operations.service is not None)
+    assert operations.service is not None and operations.service.name == "coolify"  # the configured one
+    await operations.choose(name)  # what enter on the operation list does
+    return operations
 
 
 async def pick(pilot: Pilot[None], screen: Any, field: str, value: str) -> None:
@@ -375,8 +376,8 @@ async def test_restart_from_the_coolify_screen_goes_through_the_gateway_as_the_o
         status = screen.query_one("#operation-status")
         await until(pilot, lambda: "success" in str(status.render()))
         assert sandbox.coolify.requests_to("POST", "/applications/app1/restart")
-        await until(pilot, lambda: any(c.operation == "restart-application" for c in app.calls))
-        call = next(c for c in app.calls if c.operation == "restart-application")
+        await until(pilot, lambda: any(c.operation == "restart-application" for c in app.state.calls))
+        call = next(c for c in app.state.calls if c.operation == "restart-application")
         assert call.agent_id == "operator:alice" and call.status == "success" and call.cost_usd > 0
         assert app.runtime is not None
         await app.runtime.gateway.recorder.flush()
@@ -427,18 +428,18 @@ async def test_the_command_palette_finds_a_coolify_operation(tmp_path: Path) -> 
     async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
         await pilot.press("ctrl+p")
         await pilot.pause(0.3)
-        await pilot.press(*"restart-app")
+        await pilot.press(*"coolify restart-app")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        coolify = app.coolify_screen
-        await until(pilot, lambda: app.screen is coolify and coolify.selected is not None)
-        assert coolify.selected.name == "restart-application"
+        operations = app.operations_screen
+        await until(pilot, lambda: app.screen is operations and operations.selected is not None)
+        assert operations.selected.name == "restart-application"
 
 
 async def test_the_sandbox_agents_call_and_one_asks_permission(tmp_path: Path) -> None:
     sandbox = Sandbox(agents=3, calls_per_second=30)
     async with console(tmp_path, sandbox=sandbox) as (app, pilot):
-        await until(pilot, lambda: any(c.status == "success" and c.service == "coolify" for c in app.calls))
+        await until(pilot, lambda: any(c.status == "success" and c.service == "coolify" for c in app.state.calls))
         await until(pilot, lambda: modal_open(app))
         assert app.screen.request.agent_name.startswith("sandbox-")  # type: ignore[attr-defined]
         assert app.runtime is not None
@@ -504,7 +505,7 @@ async def test_the_modal_counts_requests_that_arrive_while_it_is_open(tmp_path: 
         await agent_call(app, first)
         await until(pilot, lambda: modal_open(app))
         await agent_call(app, second)
-        await until(pilot, lambda: len(app.pending) == 2)
+        await until(pilot, lambda: len(app.state.pending) == 2)
         title = app.screen.query_one("#permission-title")
         await until(pilot, lambda: "1 of 2" in str(title.render()))
         await pilot.press("d", "enter")  # the second comes up next, alone now

@@ -104,8 +104,8 @@ async def on_permissions_screen(app: ConsoleApp, pilot: Pilot[None]) -> None:
 
 async def restart_form(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("c")
-    coolify: Any = app.coolify_screen
-    await until(pilot, lambda: app.screen is coolify)
+    coolify: Any = app.operations_screen
+    await until(pilot, lambda: app.screen is coolify and coolify.service is not None)
     await coolify.choose("restart-application")
     picker = coolify.query_one("#field-uuid", Select)
     await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values())

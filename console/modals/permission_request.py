@@ -19,6 +19,7 @@ from textual.widgets import Input, Static
 
 from console.formatting import describe_age
 from console.keymap import PERMISSION_REQUEST_KEYS, bindings
+from console.messages import QueueChanged
 from gateway_core.cli import UsageError, parse_duration
 from gateway_core.orchestrator.models import PermissionRequestEvent
 from gateway_core.store.records import Scope
@@ -75,10 +76,10 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
     def on_mount(self) -> None:
         self.query_one("#permission-input", Input).display = False
 
-    def show_queue(self, position: int, waiting: int) -> None:
+    def on_queue_changed(self, message: QueueChanged) -> None:
         """Another request arrived (or left) while this one is open."""
-        self.position, self.waiting = position, waiting
-        self.query_one("#permission-title", Static).update(f"Permission request  {position} of {waiting}")
+        self.position, self.waiting = message.position, message.waiting
+        self.query_one("#permission-title", Static).update(f"Permission request  {self.position} of {self.waiting}")
 
     def _timing(self) -> str:
         now = self.clock()

@@ -12,6 +12,7 @@ from textual.widgets import Input, Static
 from console.formatting import day_time
 from console.keymap import AUDIT_KEYS, bindings
 from console.screens.base import ConsoleScreen
+from console.state import ConsoleState
 from console.widgets.filter_field import FilterField
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.lines_table import Column, LinesTable, Row
@@ -31,8 +32,8 @@ class AuditScreen(ConsoleScreen):
     BINDINGS = bindings(AUDIT_KEYS)
     AUTO_FOCUS = "#audit"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
         self.events: list[AuditEvent] = []
         self.needle = ""
 
@@ -51,11 +52,10 @@ class AuditScreen(ConsoleScreen):
 
     @work(exit_on_error=False, group="audit-load", exclusive=True)
     async def reload(self) -> None:
-        runtime = self.console.runtime
-        if runtime is None:
+        gateway = self.state.gateway
+        if gateway is None:
             return
-        await runtime.gateway.recorder.flush()  # what just happened belongs on screen too
-        self.events = await runtime.gateway.store.list_audit(AUDIT_SHOWN)
+        self.events = await gateway.audit(AUDIT_SHOWN)
         self._show()
 
     def _show(self) -> None:

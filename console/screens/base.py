@@ -1,17 +1,13 @@
-"""What every screen of the console shares."""
+"""What every screen of the console shares: the console's state, handed over at construction."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from console.app import ConsoleApp
+from console.state import ConsoleState
 
 
 class ConsoleScreen(Screen[None]):
-    @property
-    def console(self) -> ConsoleApp:
-        """The app, typed: the data (runtime, pending queue, recent calls) the screen draws."""
-        return self.app  # type: ignore[return-value]
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__()
+        self.state = state

@@ -10,14 +10,15 @@ from textual.widgets import Input, Static
 
 from console.formatting import STATUS_LABEL, clock_time, describe_age, money, sparkline
 from console.keymap import DASHBOARD_KEYS, bindings
+from console.messages import CallsArrived, ShowCalls, StatusChanged
 from console.screens.base import ConsoleScreen
+from console.state import ConsoleState
 from console.widgets.filter_field import FilterField
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.lines_table import Column, LinesTable, Row
 from console.widgets.status_header import StatusHeader
 from gateway_core.store import CallRecord
 
-CALLS_SHOWN = 200
 # Widths that fit 80 columns (wider content is cut with an ellipsis; the ledger keeps it whole).
 SERVICE_COLUMNS = (Column("service", 10), Column("status", 16), Column("latency", 14), Column("checked", 7),
                    Column("calls", 6, True), Column("errors", 6, True), Column("cost", 8, True))
@@ -34,9 +35,9 @@ def call_status(record: CallRecord) -> str:
     return "denied" if record.status == "denied" else str(record.error_code or record.status)
 
 
-def call_row(record: CallRecord, agent_names: dict[str, str]) -> Row:
-    agent = agent_names.get(record.agent_id, record.agent_id) if record.agent_id else "-"
-    agent = agent.replace("operator:", "op:", 1)  # narrow columns: the ledger keeps the full name
+def call_row(record: CallRecord, state: ConsoleState) -> Row:
+    # Narrow columns: an operator reads "op:"; the ledger keeps the full name.
+    agent = state.agent_name(record.agent_id).replace("operator:", "op:", 1)
     cells = (clock_time(record.ts), agent, record.service or "-", record.operation or record.method or "-",
              call_status(record), f"{record.duration_ms:.0f}", str(record.tokens), f"{record.cost_usd:.4f}")
     tone = {"denied": "warning", "error": "error"}.get(record.status)
@@ -55,8 +56,8 @@ class DashboardScreen(ConsoleScreen):
     BINDINGS = bindings(DASHBOARD_KEYS)
     AUTO_FOCUS = "#calls"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
         self.call_filter = ""
 
     def compose(self) -> ComposeResult:
@@ -82,32 +83,33 @@ class DashboardScreen(ConsoleScreen):
         self.refresh_tables()
         self.show_calls()
 
+    def on_status_changed(self, message: StatusChanged) -> None:
+        self.refresh_tables()
+
+    def on_calls_arrived(self, message: CallsArrived) -> None:
+        self.show_calls()
+
     def refresh_tables(self) -> None:
         """Services and cost by agent, from the gateway's counters (once a second)."""
-        runtime = self.console.runtime
+        gateway = self.state.gateway
         services_table = self.query_one_optional("#services", LinesTable)
         agents_table = self.query_one_optional("#agents", LinesTable)
-        if runtime is None or services_table is None or agents_table is None:  # not composed, or torn down
+        if gateway is None or services_table is None or agents_table is None:  # not started, composed, or torn down
             return
-        gateway = runtime.gateway
-        now = self.console.clock()
+        now = self.state.clock()
         services = []
-        for name in gateway.catalog.names():
-            report = gateway.health.reports.get(name)
-            used = gateway.usage.by_service.get(name)
-            history = gateway.health.latency_history.get(name, ())
-            latency = (f"{report.latency_ms:>4.0f} ms {sparkline(history, 6)}"
+        for service in gateway.services():
+            report = service.health
+            latency = (f"{report.latency_ms:>4.0f} ms {sparkline(service.latency_history, 6)}"
                        if report is not None and report.latency_ms is not None else "-")
-            status = gateway.service_status(name)
-            services.append(Row(name, (name, STATUS_LABEL.get(status, "?"), latency,
-                                       describe_age(now - report.checked_at) if report is not None else "-",
-                                       str(used.calls if used else 0), str(used.errors if used else 0),
-                                       money(used.cost_usd if used else 0.0)), SERVICE_TONE.get(status)))
+            services.append(Row(service.name, (service.name, STATUS_LABEL.get(service.status, "?"), latency,
+                                               describe_age(now - report.checked_at) if report is not None else "-",
+                                               str(service.used.calls), str(service.used.errors),
+                                               money(service.used.cost_usd)), SERVICE_TONE.get(service.status)))
         services_table.show(services)
-        usage = sorted(gateway.usage.today.by_caller.items(), key=lambda item: -item[1].cost_usd)
-        agents_table.show([
-            Row(caller, (self.console.agent_names.get(caller, caller), str(totals.calls), money(totals.cost_usd)))
-            for caller, totals in usage])
+        usage = sorted(gateway.today().by_caller.items(), key=lambda item: -item[1].cost_usd)
+        agents_table.show([Row(caller, (self.state.agent_name(caller), str(totals.calls), money(totals.cost_usd)))
+                           for caller, totals in usage])
 
     # -- calls ------------------------------------------------------------------------------------------
 
@@ -116,8 +118,8 @@ class DashboardScreen(ConsoleScreen):
         calls = self.query_one_optional("#calls", LinesTable)
         if calls is None:  # not composed yet, or torn down as the app exits
             return
-        names = self.console.agent_names
-        calls.show([call_row(record, names) for record in self.console.calls if call_matches(record, self.call_filter)])
+        calls.show([call_row(record, self.state) for record in self.state.calls
+                    if call_matches(record, self.call_filter)])
         title = "Calls, newest first" + (f"  (filter: {self.call_filter})" if self.call_filter else "")
         self.query_one("#calls-title", Static).update(title, layout=False)
 
@@ -128,10 +130,10 @@ class DashboardScreen(ConsoleScreen):
         self.call_filter = event.value.strip()
         self.show_calls()
 
-    def set_filter(self, text: str) -> None:
+    def on_show_calls(self, message: ShowCalls) -> None:
         field = self.query_one(FilterField)
-        field.display = bool(text)
-        field.value = text  # Input.Changed redraws the calls
+        field.display = bool(message.text)
+        field.value = message.text  # Input.Changed redraws the calls
 
     def action_toggle_agent_costs(self) -> None:
         pane = self.query_one("#agents-pane")

@@ -30,6 +30,7 @@ class HelpScreen(ModalScreen[None]):
             for key in keys:
                 shown = ", ".join(self.app.get_key_display(Binding(k, "")) for k in
                                   keymap.get(key.id, key.keys).split(","))
+                shown = shown.replace("[", "\\[")  # a key like [ is text, not the start of markup
                 lines.append(f"  {shown:<12} {key.description:<24} [dim]{key.id}[/dim]")
             lines.append("")
         lines.append("[b]Also[/b]")

@@ -12,11 +12,14 @@ from textual.widgets import Static
 
 from console.formatting import day_time, describe_age
 from console.keymap import PERMISSIONS_KEYS, bindings
+from console.messages import PendingChanged, PermissionsChanged, ReviewRequest
 from console.modals.confirm import ConfirmModal
 from console.screens.base import ConsoleScreen
+from console.state import ConsoleState
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.lines_table import Column, LinesTable, Row
 from console.widgets.status_header import StatusHeader
+from gateway_core.errors import GatewayError
 from gateway_core.orchestrator.client import OrchestratorUnavailable, RouteMissing
 from gateway_core.orchestrator.models import DecidedRequest, GrantView
 
@@ -33,11 +36,11 @@ class PermissionsScreen(ConsoleScreen):
     BINDINGS = bindings(PERMISSIONS_KEYS)
     AUTO_FOCUS = "#pending"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
         self.grants: list[GrantView] = []
         self.history: list[DecidedRequest] = []
-        self.stale = True  # a decision or revocation since the last load (the app sets it)
+        self.loaded_with: int | None = None  # the state's permission_changes when grants and history were loaded
         self.loaded_at = 0.0
 
     def compose(self) -> ComposeResult:
@@ -53,36 +56,44 @@ class PermissionsScreen(ConsoleScreen):
 
     def on_screen_resume(self) -> None:
         self.show_pending()
-        if self.stale or time.monotonic() - self.loaded_at > RELOAD_AFTER_SECONDS:
+        if (self.loaded_with != self.state.permission_changes
+                or time.monotonic() - self.loaded_at > RELOAD_AFTER_SECONDS):
             self.reload()
 
+    def on_pending_changed(self, message: PendingChanged) -> None:
+        self.show_pending()
+
+    def on_permissions_changed(self, message: PermissionsChanged) -> None:
+        self.reload()
+
     def show_pending(self) -> None:
-        if not self.is_mounted:
+        pending = self.query_one_optional("#pending", LinesTable)
+        if pending is None:
             return
-        now = self.console.clock()
+        now = self.state.clock()
         rows = []
-        for request in self.console.pending.values():
+        for request in self.state.pending.values():
             asked = describe_age(now - request.timestamp.timestamp()) + " ago" if request.timestamp else "-"
             expires = describe_age(request.expires_at.timestamp() - now) if request.expires_at else "-"
-            rows.append(Row(request.request_id, (request.agent_name or request.agent_id, request.service_name,
+            rows.append(Row(request.request_id, (request.agent_name or self.state.agent_name(request.agent_id),
+                                                 request.service_name,
                                                  request.operation or "*", request.risk or "-", asked, expires),
                             "error" if request.risk == "destructive" else None))
-        self.query_one("#pending", LinesTable).show(rows)
+        pending.show(rows)
 
     def action_reload(self) -> None:
         self.reload()
 
     @work(exit_on_error=False, group="permissions-load", exclusive=True)
     async def reload(self) -> None:
-        runtime = self.console.runtime
-        if runtime is None or runtime.gateway.orchestrator is None:
+        gateway = self.state.gateway
+        if gateway is None:
             return
-        client = runtime.gateway.orchestrator
-        self.stale, self.loaded_at = False, time.monotonic()
+        self.loaded_with, self.loaded_at = self.state.permission_changes, time.monotonic()
         note = ""
         try:
-            self.grants = await client.list_grants()
-            self.history = await client.permission_history(200)
+            self.grants = await gateway.grants()
+            self.history = await gateway.history(200)
         except RouteMissing:
             note = ("This orchestrator lists neither grants nor decisions, nor requests made before the console "
                     "linked to it (only ours does): what is shown here is what the console saw.")
@@ -93,48 +104,47 @@ class PermissionsScreen(ConsoleScreen):
         self._show_history()
 
     def _show_grants(self) -> None:
-        now = self.console.clock()
-        names = self.console.agent_names
+        now = self.state.clock()
         self.query_one("#grants", LinesTable).show([
-            Row(grant.id or "", (names.get(grant.agent_id or "", grant.agent_id or "-"), grant.service,
+            Row(grant.id or "", (self.state.agent_name(grant.agent_id), grant.service,
                                  ", ".join(grant.operations),
                                  f"in {describe_age(grant.expires_at.timestamp() - now)}" if grant.expires_at
                                  else "never", grant.granted_by or "-"))
             for grant in self.grants if not grant.args_hash])  # one-time approvals are spent by their call
 
     def _show_history(self) -> None:
-        names = self.console.agent_names
         self.query_one("#history", LinesTable).show([
             Row(entry.request_id, (day_time(entry.timestamp.timestamp()) if entry.timestamp else "-",
-                                   names.get(entry.agent_id, entry.agent_id), entry.service_name,
+                                   self.state.agent_name(entry.agent_id), entry.service_name,
                                    entry.operation or "*", entry.status, entry.decided_by or "-", entry.reason or ""),
                 None if entry.status == "approved" else "warning")
             for entry in self.history])
 
     def on_lines_table_row_chosen(self, event: LinesTable.RowChosen) -> None:
         if event.table.id == "pending":
-            self.console.review(event.row.key)
+            self.post_message(ReviewRequest(event.row.key))
 
     @work(exit_on_error=False, group="permissions-revoke")
     async def action_revoke(self) -> None:
         chosen = self.query_one("#grants", LinesTable).chosen
-        runtime = self.console.runtime
-        if chosen is None or runtime is None or runtime.gateway.orchestrator is None:
+        gateway = self.state.gateway
+        if chosen is None or gateway is None:
             self.notify("No grant to revoke", severity="warning")
             return
         grant = next((g for g in self.grants if g.id == chosen.key), None)
         if grant is None or grant.id is None:
             return
-        if self.console.read_only:
+        if self.state.read_only:
             self.notify("Read-only console: grants cannot be revoked here", severity="warning")
             return
-        question = (f"Revoke {grant.agent_id}'s grant on {grant.service} ({', '.join(grant.operations)})? "
+        question = (f"Revoke {self.state.agent_name(grant.agent_id)}'s grant on {grant.service} "
+                    f"({', '.join(grant.operations)})? "
                     "Its calls needing it are refused from now on.")
         if not await self.app.push_screen_wait(ConfirmModal(question)):
             return
         try:
-            await runtime.gateway.orchestrator.revoke_grant(grant.id, self.console.operator.caller_id)
-        except (OrchestratorUnavailable, RouteMissing) as exc:
+            await gateway.revoke(grant.id)
+        except (OrchestratorUnavailable, RouteMissing, GatewayError) as exc:
             self.notify(f"The grant was not revoked: {exc}", severity="error")
             return
         self.notify(f"Grant on {grant.service} revoked")

@@ -1,6 +1,7 @@
-"""`c`: Coolify by hand. The operations grouped by resource, a form generated from the chosen one's
-argument model, pickers filled from the list operations, a confirmation before a write and a typed name
-before anything destructive. Every call goes through the gateway as `operator:<login>`: costed,
+"""`c`: any service's operations by hand, built from their declarations alone: grouped as declared, a form
+generated from the chosen one's argument model, pickers filled by the operations the declaration names, a
+confirmation before a write and a typed name before anything destructive. `[` and `]` go to the other
+services that declare operations. Every call goes through the gateway as `operator:<login>`: costed,
 recorded, audited and shown in the calls table like an agent's."""
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.keymap import COOLIFY_KEYS, bindings
+from console.keymap import OPERATIONS_KEYS, bindings
+from console.messages import OpenOperations
 from console.modals.confirm import ConfirmModal
 from console.screens.base import ConsoleScreen
+from console.state import ConsoleState
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.operation_form import OperationForm, form_fields
 from console.widgets.status_header import StatusHeader
-from gateway_core.handlers.coolify import CoolifyHandler
-from gateway_core.operations import Operation, OperationTable, Picker
+from gateway_core.operations import Operation, Picker
+from gateway_core.operator_api import ServiceView
 from gateway_core.redaction import redacted
-
-OPERATIONS: OperationTable = CoolifyHandler.operations
 
 
 def picker_choices(data: dict[str, Any], picker: Picker) -> list[tuple[str, str]]:
@@ -35,24 +36,22 @@ def picker_choices(data: dict[str, Any], picker: Picker) -> list[tuple[str, str]
             for item in items if isinstance(item, dict) and item.get(picker.value)]
 
 
-class CoolifyScreen(ConsoleScreen):
-    BINDINGS = bindings(COOLIFY_KEYS)
+class OperationsScreen(ConsoleScreen):
+    BINDINGS = bindings(OPERATIONS_KEYS)
     AUTO_FOCUS = "#operations"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
+        self.service: ServiceView | None = None
         self.selected: Operation | None = None
         self.result_text = ""  # the JSON on screen
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
-        with Horizontal(id="coolify-body"):
-            options: list[Option | None] = []
-            for group, operations in OPERATIONS.grouped().items():
-                options.append(Option(f"[b]{group}[/b]", id=f"group-{group}", disabled=True))
-                options += [Option(f"  {operation.name}" + ("  !" if operation.risk == "destructive" else ""),
-                                   id=operation.name) for operation in operations]
-            yield OptionList(*options, id="operations")
+        with Horizontal(id="operations-body"):
+            with Vertical(id="operations-pane"):
+                yield Static("", id="service-title")
+                yield OptionList(id="operations")
             with Vertical(id="operation-pane"):
                 yield Static("Choose an operation on the left (enter).", id="operation-title")
                 yield VerticalScroll(id="form-area")
@@ -65,6 +64,48 @@ class CoolifyScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#operations", OptionList).focus()
 
+    def on_screen_resume(self) -> None:
+        if self.service is None:
+            self.show_service(None)
+
+    def _services(self) -> list[ServiceView]:
+        """The services that declare operations, configured ones first."""
+        services = [service for service in self.state.gateway.services() if service.operations] \
+            if self.state.gateway is not None else []
+        return sorted(services, key=lambda service: not service.configured)
+
+    def show_service(self, name: str | None) -> None:
+        """Lists `name`'s operations (None: the one shown, else the first configured service)."""
+        services = self._services()
+        wanted = name or (self.service.name if self.service else None)
+        service = next((s for s in services if s.name == wanted), services[0] if services else None)
+        self.service = service
+        title = self.query_one("#service-title", Static)
+        options = self.query_one("#operations", OptionList)
+        options.clear_options()
+        if service is None:
+            title.update("starting…" if self.state.gateway is None else "no service declares operations")
+            return
+        others = "   [ ] other services" if len(services) > 1 else ""
+        title.update(f"[b]{service.name}[/b]" + ("" if service.configured else " (not configured)") + others)
+        for group, operations in service.operations.grouped().items():
+            options.add_option(Option(f"[b]{group}[/b]", id=f"group-{group}", disabled=True))
+            options.add_options([Option(f"  {operation.name}" + ("  !" if operation.risk == "destructive" else ""),
+                                        id=operation.name) for operation in operations])
+
+    def action_other_service(self, step: int) -> None:
+        services = self._services()
+        if self.service is None or len(services) < 2:
+            return
+        names = [service.name for service in services]
+        self.show_service(names[(names.index(self.service.name) + step) % len(names)])
+
+    async def on_open_operations(self, message: OpenOperations) -> None:
+        message.stop()  # the app sent it here: it must not bubble back
+        self.show_service(message.service)
+        if message.operation is not None:
+            await self.choose(message.operation)
+
     def action_focus_operations(self) -> None:
         self.query_one("#operations", OptionList).focus()
 
@@ -73,8 +114,10 @@ class CoolifyScreen(ConsoleScreen):
             await self.choose(event.option.id)
 
     async def choose(self, operation_name: str) -> None:
-        """Shows the form of this operation (also what the command palette calls)."""
-        operation = OPERATIONS[operation_name]
+        """Shows the form of this operation of the service shown."""
+        operation = self.service.operations.get(operation_name) if self.service is not None else None
+        if operation is None:
+            return
         self.selected = operation
         self.query_one("#operation-title", Static).update(
             f"[b]{operation.name}[/b]  ({operation.risk})  {operation.description}")
@@ -94,7 +137,9 @@ class CoolifyScreen(ConsoleScreen):
 
     @work(exit_on_error=False, group="pickers")
     async def _fill_picker(self, form: OperationForm, field_name: str, picker: Picker) -> None:
-        outcome = await self.console.operator_call(picker.operation, {})
+        if self.state.gateway is None or self.service is None:
+            return
+        outcome = await self.state.gateway.run(self.service.name, picker.operation, {})
         if not form.is_attached:
             return
         if outcome.error is not None:
@@ -107,10 +152,10 @@ class CoolifyScreen(ConsoleScreen):
         if event.button.id == "run":
             self.action_run()
 
-    @work(exit_on_error=False, group="coolify-run", exclusive=True)
+    @work(exit_on_error=False, group="operation-run", exclusive=True)
     async def action_run(self) -> None:
-        operation = self.selected
-        if operation is None:
+        operation, service, gateway = self.selected, self.service, self.state.gateway
+        if operation is None or service is None or gateway is None:
             return
         form = self.query_one("#form", OperationForm)
         status = self.query_one("#operation-status", Static)
@@ -131,7 +176,7 @@ class CoolifyScreen(ConsoleScreen):
             status.update("cancelled")
             return
         status.update(f"running {operation.name}…")
-        outcome = await self.console.operator_call(operation.name, args)
+        outcome = await gateway.run(service.name, operation.name, args)
         if outcome.error is not None:
             error = outcome.error
             status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")

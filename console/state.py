@@ -1,0 +1,31 @@
+"""What the console knows, owned by the app and read by its screens: the gateway (once it has started),
+the requests waiting for a decision, the latest calls, agents' names, and the one clock. Screens are
+handed this at construction; they never reach for the app."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from gateway_core.clock import Clock
+from gateway_core.operator_api import GatewayView
+from gateway_core.orchestrator.models import PermissionRequestEvent
+from gateway_core.store import CallRecord
+
+CALLS_SHOWN = 200  # the latest calls kept for the live table (the ledger keeps them all)
+
+
+@dataclass
+class ConsoleState:
+    clock: Clock
+    read_only: bool
+    gateway: GatewayView | None = None
+    pending: OrderedDict[str, PermissionRequestEvent] = field(default_factory=OrderedDict)
+    calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=CALLS_SHOWN))
+    agent_names: dict[str, str] = field(default_factory=dict)
+    permission_changes: int = 0  # decisions and revocations seen: what was loaded before one is out of date
+
+    def agent_name(self, agent_id: str | None) -> str:
+        if agent_id is None:
+            return "-"
+        return self.agent_names.get(agent_id, agent_id)

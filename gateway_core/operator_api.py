@@ -1,0 +1,156 @@
+"""What an operator's console sees of a gateway and does to it, as one narrow interface.
+
+`GatewayView` is all a console may use: what it reads (services with health and usage, today's usage, the
+orchestrator link, the event stream, agent names, the audit log, grants and decisions) and what it does
+(run an operation as its operator, decide a permission request, revoke a grant). `LocalGateway` implements
+it over the runtime in the console's own process; a console attached to a gateway elsewhere implements
+the same over the network, so every screen works the same either way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway_core.errors import PermissionDenied
+from gateway_core.events import Subscription
+from gateway_core.gateway import ExecuteOutcome, OperatorCaller
+from gateway_core.health import HealthReport, HealthStatus
+from gateway_core.models import ExecuteParams
+from gateway_core.operations import OperationTable
+from gateway_core.orchestrator.client import LinkState, OrchestratorClient, RouteMissing
+from gateway_core.orchestrator.models import Decided, DecidedRequest, GrantView, PermissionRespondBody
+from gateway_core.runtime import Runtime
+from gateway_core.store import AuditEvent, UsageTotals
+from gateway_core.usage import DailyUsage
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """One service as an operator sees it."""
+
+    name: str
+    description: str
+    location: str
+    status: HealthStatus
+    health: HealthReport | None  # the last check; None before the first
+    latency_history: tuple[float | None, ...]  # the recent checks' latencies, oldest first (None: failed)
+    used: UsageTotals  # since the gateway started
+    operations: OperationTable
+    missing_settings: tuple[str, ...]
+
+    @property
+    def configured(self) -> bool:
+        return self.status != "not_configured"
+
+
+class GatewayView(Protocol):
+    """The console's one way to a gateway. Reads are current state (cheap, no I/O); queries and actions are
+    awaited. Actions run as `operator`, and a read-only operator's are refused by the gateway."""
+
+    @property
+    def operator(self) -> OperatorCaller: ...
+
+    @property
+    def address(self) -> str | None:
+        """Where agents reach the gateway (host:port), or None when it serves none."""
+
+    @property
+    def link(self) -> LinkState | None:
+        """The orchestrator feed's state; None when no orchestrator is linked."""
+
+    def services(self) -> Sequence[ServiceView]: ...
+
+    def today(self) -> DailyUsage: ...
+
+    def subscribe(self) -> Subscription:
+        """Every finished call, health change, permission event and link change from now on."""
+
+    async def agent_names(self) -> dict[str, str]: ...
+
+    async def audit(self, limit: int) -> list[AuditEvent]:
+        """The newest audit events, newest first, including what was recorded a moment ago."""
+
+    async def grants(self) -> list[GrantView]:
+        """Grants in force; RouteMissing where the orchestrator cannot list them."""
+
+    async def history(self, limit: int) -> list[DecidedRequest]:
+        """Decided requests, newest first; RouteMissing where the orchestrator keeps none."""
+
+    async def run(self, service: str, operation: str, arguments: dict[str, Any]) -> ExecuteOutcome:
+        """The operator's own call, through the gateway's pipeline (costed, recorded, audited)."""
+
+    async def decide(self, body: PermissionRespondBody) -> Decided: ...
+
+    async def revoke(self, grant_id: str) -> None: ...
+
+
+class LocalGateway:
+    """GatewayView over a runtime in this process."""
+
+    def __init__(self, runtime: Runtime, operator: OperatorCaller) -> None:
+        self._runtime = runtime
+        self._gateway = runtime.gateway
+        self._operator = operator
+
+    @property
+    def operator(self) -> OperatorCaller:
+        return self._operator
+
+    @property
+    def address(self) -> str | None:
+        url = self._runtime.gateway_url
+        return url.removeprefix("http://") if url else None
+
+    @property
+    def link(self) -> LinkState | None:
+        return self._gateway.link_state
+
+    def services(self) -> list[ServiceView]:
+        gateway = self._gateway
+        return [ServiceView(name, state.spec.description, state.spec.location, gateway.service_status(name),
+                            gateway.health.reports.get(name), tuple(gateway.health.latency_history.get(name, ())),
+                            gateway.usage.by_service.get(name) or UsageTotals(), state.operations,
+                            tuple(state.missing_settings))
+                for name, state in gateway.services.items()]
+
+    def today(self) -> DailyUsage:
+        return self._gateway.usage.today
+
+    def subscribe(self) -> Subscription:
+        return self._gateway.events.subscribe()
+
+    async def agent_names(self) -> dict[str, str]:
+        return {agent.id: agent.name for agent in await self._gateway.store.list_agents()}
+
+    async def audit(self, limit: int) -> list[AuditEvent]:
+        await self._gateway.recorder.flush()  # what just happened belongs in the answer too
+        return await self._gateway.store.list_audit(limit)
+
+    async def grants(self) -> list[GrantView]:
+        return await self._orchestrator().list_grants()
+
+    async def history(self, limit: int) -> list[DecidedRequest]:
+        return await self._orchestrator().permission_history(limit)
+
+    async def run(self, service: str, operation: str, arguments: dict[str, Any]) -> ExecuteOutcome:
+        params = ExecuteParams(service=service, operation=operation, args=arguments)
+        return await self._gateway.execute_as_operator(self._operator, params)
+
+    async def decide(self, body: PermissionRespondBody) -> Decided:
+        self._refuse_if_read_only("decide permission requests")
+        return await self._orchestrator().respond(body.model_copy(update={"decided_by": self._operator.caller_id}))
+
+    async def revoke(self, grant_id: str) -> None:
+        self._refuse_if_read_only("revoke grants")
+        await self._orchestrator().revoke_grant(grant_id, self._operator.caller_id)
+
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self._operator.read_only:
+            raise PermissionDenied(f"This console is read-only: it cannot {what}", {"status": "read_only"})
+
+    def _orchestrator(self) -> OrchestratorClient:
+        orchestrator = self._gateway.orchestrator
+        if orchestrator is None:
+            raise RouteMissing("no orchestrator is linked")
+        return orchestrator
