@@ -38,10 +38,14 @@ from gateway_core.models import (
     RECORDED_METHODS,
     CallMetadata,
     Capability,
+    CatalogListing,
     ExecuteParams,
     ExecuteResult,
+    HealthView,
     Pricing,
+    RateLimitView,
     ServiceCount,
+    ServiceDescription,
     ServiceSummary,
     Statistics,
     UsageSummary,
@@ -409,32 +413,26 @@ class Gateway:
         report = self.health.reports.get(name)
         return report.status if report else "unknown"
 
-    def describe_service(self, name: str, with_schemas: bool = True) -> dict[str, Any]:
+    def describe_service(self, name: str) -> ServiceDescription:
+        """GET /mcp/service/{name}: everything about one service, its operations' schemas included."""
         state = self._resolve_service(name)
         spec = state.spec
         report = self.health.reports.get(spec.name)
-        operations: list[Any] = (
-            [op.describe() for op in state.operations.values()] if with_schemas
-            else [{"name": op.name, "risk": op.risk} for op in state.operations.values()]
-        )
-        return {
-            "name": spec.name,
-            "description": spec.description,
-            "location": spec.location,
-            "alwaysActive": spec.always_active,
-            "aliases": list(spec.aliases),
-            "status": self.service_status(spec.name),
-            "missingSettings": state.missing_settings,
-            "health": self.scrubber.value(report.as_dict()) if report else None,
-            "pricing": {"avgTokensPerCall": spec.avg_tokens_per_call, "costPerCall": spec.cost_per_call},
-            "rateLimit": {"maxRequests": self._service_limits[spec.name].limit.max_requests,
-                          "windowMs": self._service_limits[spec.name].limit.window_ms},
-            "operations": operations,
-        }
+        limit = self._service_limits[spec.name].limit
+        return ServiceDescription(
+            name=spec.name, description=spec.description, location=spec.location, alwaysActive=spec.always_active,
+            aliases=list(spec.aliases), status=self.service_status(spec.name),
+            missingSettings=state.missing_settings,
+            health=HealthView(status=report.status, checkedAt=report.checked_at, latencyMs=report.latency_ms,
+                              message=self.scrubber.text(report.message)) if report else None,
+            pricing=Pricing(avgTokensPerCall=spec.avg_tokens_per_call, costPerCall=spec.cost_per_call),
+            rateLimit=RateLimitView(maxRequests=limit.max_requests, windowMs=limit.window_ms),
+            operations=self.capabilities(spec.name))
 
-    def list_services(self, with_schemas: bool = False) -> dict[str, Any]:
-        services = [self.describe_service(name, with_schemas) for name in self.catalog.names()]
-        return {"services": services, "count": len(services)}
+    def catalog_listing(self) -> CatalogListing:
+        """GET /mcp/catalog: every service described."""
+        services = [self.describe_service(name) for name in self.catalog.names()]
+        return CatalogListing(services=services, count=len(services))
 
     def service_summaries(self) -> list[ServiceSummary]:
         """mcp.listServices: every service of the catalog, with its state and operation names."""

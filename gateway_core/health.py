@@ -29,10 +29,6 @@ class HealthReport:
     message: str = ""
     checked_at: float = 0.0
 
-    def as_dict(self) -> dict[str, object]:
-        return {"status": self.status, "checkedAt": self.checked_at, "latencyMs": self.latency_ms,
-                "message": self.message}
-
 
 class HealthMonitor:
     """Checks every handler at start and then every `interval` seconds; calls `on_change` when a

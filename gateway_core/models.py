@@ -165,6 +165,39 @@ class Capability(BaseModel):
     cost: Pricing
 
 
+class HealthView(BaseModel):
+    status: str
+    checkedAt: float
+    latencyMs: float | None
+    message: str  # scrubbed: what an agent may read
+
+
+class RateLimitView(BaseModel):
+    maxRequests: int
+    windowMs: int
+
+
+class ServiceDescription(BaseModel):
+    """GET /mcp/service/{name}, and each service of GET /mcp/catalog."""
+
+    name: str
+    description: str
+    location: str
+    alwaysActive: bool
+    aliases: list[str]
+    status: str
+    missingSettings: list[str]
+    health: HealthView | None
+    pricing: Pricing
+    rateLimit: RateLimitView
+    operations: list[Capability]
+
+
+class CatalogListing(BaseModel):
+    services: list[ServiceDescription]
+    count: int
+
+
 class ServiceCount(BaseModel):
     name: str
     status: str

@@ -117,15 +117,6 @@ class Operation:
             )
         return dict(zip(fields, args, strict=False))
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "risk": self.risk,
-            "arguments": self.positional_fields,
-            "inputSchema": self.args_model.model_json_schema(),
-        }
-
 
 def _takes_object(model: type[BaseModel], fields: list[str]) -> bool:
     """True when the first positional field itself is an object (so `[{...}]` is that object)."""

@@ -184,10 +184,10 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/mcp/catalog", authenticated(lambda request: gateway.list_services(with_schemas=True)),
+        Route("/mcp/catalog", authenticated(lambda request: gateway.catalog_listing().model_dump()),
               methods=["GET"]),
         Route("/mcp/service/{name}",
-              authenticated(lambda request: gateway.describe_service(request.path_params["name"])),
+              authenticated(lambda request: gateway.describe_service(request.path_params["name"]).model_dump()),
               methods=["GET"]),
     ]
     # A known path with another method is still "no such route" to a client (gateway-protocol.md).
