@@ -76,8 +76,9 @@ def new_token() -> str:
 async def create_agent(
     store: SQLiteStore, hasher: TokenHasher, name: str, actor: str, agent_id: str | None = None
 ) -> tuple[Agent, str]:
-    """Creates an agent and returns it with its token: the only time the plain token exists."""
-    agent_id = agent_id or f"agent_{uuid.uuid4().hex[:12]}"
+    """Creates an agent and returns it with its token: the only time the plain token exists. Its id is a UUID
+    unless one is given (the external orchestrator accepts UUIDs only)."""
+    agent_id = agent_id or str(uuid.uuid4())
     if not AGENT_ID_PATTERN.match(agent_id):
         raise ValueError("an agent id is 1-128 characters: letters, digits and _ . : @ -, starting alphanumeric")
     if not name.strip():

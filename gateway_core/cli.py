@@ -199,7 +199,8 @@ async def cmd_agents_revoke(args: argparse.Namespace) -> int:
     if not revoked:
         print(f"no active agent {args.agent_id!r}", file=sys.stderr)
         return 1
-    print(f"agent {args.agent_id} revoked: its token stops working within 2 seconds")
+    print(f"agent {args.agent_id} revoked: its grants ended and its pending requests cancelled; its token stops "
+          "working within 2 seconds")
     return 0
 
 
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", metavar="ACTION", required=True)
     add = agents.add_parser("add", parents=[common], help="add an agent and print its token once")
     add.add_argument("name")
-    add.add_argument("--id", help="the agent id (default: generated)")
+    add.add_argument("--id", help="the agent id (default: a new UUID, as the external orchestrator requires)")
     add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
     add.set_defaults(run=cmd_agents_add)
     listing = agents.add_parser("list", parents=[common], help="list agents")

@@ -88,6 +88,7 @@ class PolicySettings(_Section):
 class PermissionSettings(_Section):
     max_wait: float = Field(120.0, ge=0)  # the cap on options.waitForApproval
     request_ttl_seconds: float = Field(3600.0, gt=0)
+    refile_seconds: float = Field(60.0, gt=0)  # an undecided request is filed again after this (new consoles see it)
     orchestrator_timeout_seconds: float = Field(3.0, gt=0)
 
 
@@ -103,6 +104,7 @@ class HealthSettings(_Section):
 class ConsoleSettings(_Section):
     # Binding id → keys, e.g. {"quit" = "ctrl+q"}: remaps the console's keys (ids in `?` help).
     keys: dict[str, str] = Field(default_factory=dict)
+    snooze_seconds: float = Field(60.0, ge=0)  # after esc on a request, new ones wait this long for r
 
 
 class Settings(BaseSettings):

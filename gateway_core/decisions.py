@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from typing import TypeVar
 
 from gateway_core.orchestrator.models import PermissionResponseEvent
 
 RECENT = 10_000
+Remembered = TypeVar("Remembered")
+
+
+def remember(memory: OrderedDict[str, Remembered], key: str, value: Remembered) -> None:
+    """Keeps `value` under `key`, forgetting the oldest entry past RECENT."""
+    memory[key] = value
+    if len(memory) > RECENT:
+        memory.popitem(last=False)
 
 
 class Recheck:
@@ -32,7 +41,9 @@ class DecisionBoard:
         # Request ids waited on per agent and service: a decision on another request for the same subject
         # wakes them too (the external orchestrator may file two ids for one need; one approval covers both).
         self._by_subject: dict[tuple[str, str], set[str]] = {}
-        self._recent: OrderedDict[str, PermissionResponseEvent] = OrderedDict()  # decided before anyone waited
+        # Decided before anyone waited, each with its number in the order decisions were heard.
+        self._recent: OrderedDict[str, tuple[int, PermissionResponseEvent]] = OrderedDict()
+        self.heard = 0  # decisions heard so far
         self.stopping = False
 
     @property
@@ -40,9 +51,8 @@ class DecisionBoard:
         return len(self._waiting)
 
     def publish(self, decision: PermissionResponseEvent) -> None:
-        self._recent[decision.request_id] = decision
-        if len(self._recent) > RECENT:
-            self._recent.popitem(last=False)
+        self.heard += 1
+        remember(self._recent, decision.request_id, (self.heard, decision))
         woken = {decision.request_id}
         if decision.agent_id and decision.service_name:
             woken |= self._by_subject.pop((decision.agent_id, decision.service_name), set())
@@ -68,14 +78,17 @@ class DecisionBoard:
             if not future.done():
                 future.set_result(STOPPING)
 
-    async def wait(self, request_id: str, subject: tuple[str, str], seconds: float) -> Outcome | None:
+    async def wait(self, request_id: str, subject: tuple[str, str], seconds: float,
+                   heard_before: int = 0) -> Outcome | None:
         """The decision on `request_id` (or on another request for the same agent and service), RECHECK,
-        STOPPING, or None if nothing came within `seconds`."""
+        STOPPING, or None if nothing came within `seconds`. `heard_before`: the decisions heard when the request
+        was filed; one of those was on an earlier request under the same id (the external orchestrator names
+        requests by the second), not on this one."""
         if self.stopping:
             return STOPPING
         decided = self._recent.get(request_id)
-        if decided is not None:
-            return decided
+        if decided is not None and decided[0] > heard_before:
+            return decided[1]
         future = self._waiting.get(request_id)
         if future is None:
             future = self._waiting[request_id] = asyncio.get_running_loop().create_future()

@@ -58,7 +58,7 @@ from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
 from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
-from gateway_core.store.records import CallStatus, ledger_text
+from gateway_core.store.records import CallStatus, ledger_text, refusal_status
 from gateway_core.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ class Gateway:
             policy or (OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds,
                                           settings.policy.always_ask, self.clock)
                        if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds)),
-            orchestrator, settings.permission.max_wait, self.recorder, self.metrics, self.events, self.clock)
+            orchestrator, settings.permission.max_wait, self.recorder, self.metrics, self.events, self.clock,
+            always_ask=settings.policy.always_ask, refile_seconds=settings.permission.refile_seconds)
         self.health = HealthMonitor(
             {name: state.handler for name, state in self.services.items() if state.handler is not None},
             settings.health.interval_seconds,
@@ -251,9 +252,10 @@ class Gateway:
             tokens, cost = self._cost(state.spec, operation, args, data)
         except GatewayError as error:
             self._scrub(error)
-            status: CallStatus = "denied" if isinstance(error, PermissionDenied) else "error"
-            if isinstance(error, PermissionDenied) and error.data:
-                request_id = error.data.get("requestId")
+            status: CallStatus = "error"
+            if isinstance(error, PermissionDenied):  # recorded as what the agent was told: pending, timed_out, ...
+                status = refusal_status((error.data or {}).get("status"))
+                request_id = (error.data or {}).get("requestId")
             record = self.record(agent_id=agent_id, method=method, service=service, operation=operation_name,
                                  status=status, error_code=error.code, started=started, rpc_id=rpc_id,
                                  permission_request_id=request_id)

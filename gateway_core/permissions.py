@@ -10,7 +10,7 @@ from typing import Protocol
 
 from gateway_core.clock import Clock, system_clock
 from gateway_core.operations import Operation
-from gateway_core.orchestrator.client import OrchestratorClient, OrchestratorUnavailable, UnknownAgent
+from gateway_core.orchestrator.client import OrchestratorClient, OrchestratorUnavailable
 from gateway_core.orchestrator.models import AgentPermissions, GrantView
 from gateway_core.periodic import Periodic
 from gateway_core.store import Grant, SQLiteStore
@@ -67,7 +67,8 @@ class StoreGrantPolicy:
 class OrchestratorPolicy:
     """Grants as the orchestrator reports them: `allowed_mcps` (whole services), and, from ours, per-operation
     and one-time grants with their expiry. Cached per agent for `cache_seconds`; a decision or revoke on
-    the feed invalidates at once. An orchestrator that cannot be asked raises OrchestratorUnavailable."""
+    the feed invalidates at once. An orchestrator that cannot be asked raises OrchestratorUnavailable, one that
+    does not know the agent UnknownAgent."""
 
     def __init__(self, client: OrchestratorClient, cache_seconds: float = 5.0,
                  always_ask: Collection[str] = (), clock: Clock = system_clock) -> None:
@@ -107,10 +108,7 @@ class OrchestratorPolicy:
 
     async def _load(self, agent_id: str) -> AgentPermissions:
         asked, generation = time.monotonic(), self._generation
-        try:
-            view = await self._client.get_permissions(agent_id)
-        except UnknownAgent:
-            view = AgentPermissions(agent_id=agent_id)
+        view = await self._client.get_permissions(agent_id)
         if generation == self._generation:
             self._views[agent_id] = (asked, view)
         return view

@@ -3,18 +3,22 @@ embedded beside the gateway on the same store, unless an external one is named."
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_core.auth import open_token_hasher
 from gateway_core.clock import Clock, system_clock
-from gateway_core.config import Settings
+from gateway_core.config import ConfigError, Settings
 from gateway_core.gateway import Gateway
-from gateway_core.orchestrator.client import OrchestratorClient
+from gateway_core.orchestrator.client import OrchestratorClient, OrchestratorUnavailable
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.server import GatewayServer, HttpServer
 from gateway_core.store import SQLiteStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,9 +68,12 @@ async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_
 
     Without `serve_gateway` no agent can reach this gateway: it only follows the orchestrator (ours on
     `orchestrator_port` unless ORCHESTRATOR_URL names another) and runs operators' own calls. `clock` is
-    the one clock of everything assembled here (the store hands it on to the gateway and orchestrator)."""
+    the one clock of everything assembled here (the store hands it on to the gateway and orchestrator).
+
+    ConfigError when `[policy] always_ask` needs one-time approvals that the named orchestrator cannot grant;
+    one that cannot be asked at start is warned about, and the calls that need them are refused until it is."""
     store = await SQLiteStore.open(settings.store_path, clock)
-    embedded = orchestrator_server = gateway_server = None
+    embedded = orchestrator_server = gateway_server = gateway = None
     try:
         hasher = await open_token_hasher(store)
         external = settings.setting("ORCHESTRATOR_URL") or (
@@ -84,11 +91,31 @@ async def open_runtime(settings: Settings, orchestrator_port: int = 9403, serve_
             url = orchestrator_server.url
             client = OrchestratorClient(url, internal_token, settings.permission.orchestrator_timeout_seconds)
         gateway = Gateway(settings, store, hasher, orchestrator=client, **gateway_options)
+        if external and serve_gateway and settings.policy.always_ask:
+            await _check_once_can_be_granted(gateway, settings.policy.always_ask)
         if serve_gateway:
             gateway_server = GatewayServer(gateway, settings.server.host, settings.server.port)
     except BaseException:
         if orchestrator_server is not None:
             orchestrator_server.stop()
-        await store.close()
+        if gateway is not None:
+            await gateway.aclose()  # closes the client and the store
+        else:
+            await store.close()
         raise
     return Runtime(gateway, gateway_server, embedded, orchestrator_server, url)
+
+
+async def _check_once_can_be_granted(gateway: Gateway, always_ask: Sequence[str]) -> None:
+    """`always_ask` needs one-time approvals: refuses to start with an orchestrator that cannot grant them."""
+    assert gateway.orchestrator is not None
+    try:
+        capabilities = await gateway.permissions.learn_capabilities()
+    except OrchestratorUnavailable as exc:
+        log.warning("[policy] always_ask = %s needs one-time approvals, and the orchestrator could not be asked "
+                    "whether it grants them (%s): those calls are refused until it answers", always_ask, exc)
+        return
+    if "once" not in capabilities.scopes:
+        raise ConfigError(f"[policy] always_ask = {always_ask} needs one-time approvals, which the orchestrator at "
+                          f"{gateway.orchestrator.display_url} cannot grant (it grants whole services only, "
+                          "forever): remove always_ask, or link to an orchestrator that grants once (ours)")

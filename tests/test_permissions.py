@@ -157,8 +157,10 @@ async def test_a_wait_is_capped_and_a_timeout_leaves_the_request_pending(tmp_pat
         _, token = await linked.add_agent()
         started = time.monotonic()
         error = (await call(linked, token, waitForApproval=60)).json()["error"]
+        pending = await linked.gateway.store.list_permission_requests("pending")
     assert time.monotonic() - started < 3
-    assert error["data"]["status"] == "pending" and error["data"]["requestId"]
+    assert error["data"]["status"] == "timed_out" and "still pending" in error["message"]
+    assert [request.id for request in pending] == [error["data"]["requestId"]]
 
 
 async def test_requests_are_deduplicated_while_pending(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ async def test_sigterm_answers_a_held_call_at_once_and_the_process_exits(tmp_pat
     assert exit_code == 0 and stopped_after < 8, f"exit {exit_code} after {stopped_after:.1f} s"
     with sqlite3.connect(db) as ledger:
         [status] = ledger.execute("SELECT status FROM calls WHERE operation = 'restart-application'").fetchone()
-    assert status == "denied"
+    assert status == "gateway_stopping"
 
 
 async def test_a_store_that_cannot_be_used_is_one_line_and_an_exit(tmp_path: Path) -> None:

@@ -20,16 +20,19 @@ from websockets.asyncio.client import connect
 from gateway_core import __version__
 from gateway_core.orchestrator.models import (
     ACTING_OPERATOR_HEADER,
+    WHOLE_SERVICE_ONLY,
     AgentPermissions,
     Decided,
     DecidedRequest,
     GrantList,
     GrantView,
+    OrchestratorCapabilities,
     PendingPage,
     PermissionHistory,
     PermissionRequestBody,
     PermissionRequestEvent,
     PermissionRespondBody,
+    PermissionResponseEvent,
     RequestFiled,
     parse_event,
 )
@@ -48,7 +51,20 @@ class OrchestratorUnavailable(Exception):
 
 
 class UnknownAgent(Exception):
-    pass
+    """The orchestrator does not know this agent, or does not accept its id (the external one takes UUIDs)."""
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        super().__init__(f"the orchestrator does not know agent {agent_id} ({reason})")
+        self.agent_id = agent_id
+        self.reason = reason
+
+
+class UnknownRequest(Exception):
+    """The orchestrator does not know this permission request (any more: the external one forgets on restart)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"the orchestrator does not know permission request {request_id}")
+        self.request_id = request_id
 
 
 class DecisionConflict(Exception):
@@ -91,7 +107,8 @@ class OrchestratorClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_seconds)
         self._max_backoff = max_backoff_seconds
         self.has_pending_list: bool | None = None  # learnt on first use: the external orchestrator has none
-        self._seen_requests: OrderedDict[str, None] = OrderedDict()
+        # Requests yielded, by id, service and operation (one id may name two requests: see _first_sight).
+        self._seen_requests: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -121,6 +138,23 @@ class OrchestratorClient:
             return None
         return str(payload.get("detail")) if isinstance(payload, dict) and "detail" in payload else None
 
+    def _not_found(self, response: httpx.Response) -> str | None:
+        """The detail of a "not found" answer: a 404 naming what is missing, or the external orchestrator's way of
+        saying it, a 500 whose detail is its 404 wrapped ("404: Agent ... not found")."""
+        detail = self._detail(response) or ""
+        if response.status_code == 404 and detail not in ("", "Not Found"):
+            return detail
+        if response.status_code == 500 and detail.startswith("404:"):
+            return detail.removeprefix("404:").strip()
+        return None
+
+    def _refuse_unknown_agent(self, response: httpx.Response, agent_id: str) -> None:
+        missing = self._not_found(response)
+        if missing is not None and missing.startswith("Agent "):
+            raise UnknownAgent(agent_id, "it has no such agent")
+        if response.status_code == 400 and self._detail(response) == "Invalid agent ID format":
+            raise UnknownAgent(agent_id, "it takes UUID agent ids only")
+
     def _check(self, response: httpx.Response) -> Any:
         if response.status_code in (404, 405) and self._detail(response) in (None, "Not Found",
                                                                              "Method Not Allowed"):
@@ -136,14 +170,13 @@ class OrchestratorClient:
 
     async def get_permissions(self, agent_id: str) -> AgentPermissions:
         response = await self._call("GET", f"/api/agent/{agent_id}/mcp-permissions")
-        if response.status_code == 404 and (self._detail(response) or "").startswith("Agent "):
-            raise UnknownAgent(agent_id)
+        self._refuse_unknown_agent(response, agent_id)
         return self._validated(AgentPermissions, self._check(response))
 
     async def request_permission(self, body: PermissionRequestBody) -> str:
-        payload = self._check(await self._call("POST", "/api/mcp/permission-request",
-                                               body.model_dump(exclude_none=True)))
-        return self._validated(RequestFiled, payload).request_id
+        response = await self._call("POST", "/api/mcp/permission-request", body.model_dump(exclude_none=True))
+        self._refuse_unknown_agent(response, body.agent_id)
+        return self._validated(RequestFiled, self._check(response)).request_id
 
     async def respond(self, body: PermissionRespondBody) -> Decided:
         """Decides a request. Ours records who decided from the token, so with the gateway's internal token a
@@ -153,7 +186,20 @@ class OrchestratorClient:
                                     headers={ACTING_OPERATOR_HEADER: acting} if acting else None)
         if response.status_code == 409:
             raise DecisionConflict(self._json(response))
+        if self._not_found(response) is not None:
+            raise UnknownRequest(body.request_id)
         return self._validated(Decided, self._check(response))
+
+    async def capabilities(self) -> OrchestratorCapabilities:
+        """What this orchestrator can grant and list; one without the route (the external one) grants whole
+        services only, forever, and lists nothing."""
+        try:
+            capabilities = self._validated(OrchestratorCapabilities,
+                                           await self.ours_only("GET", "/api/mcp/capabilities"))
+        except RouteMissing:
+            capabilities = WHOLE_SERVICE_ONLY
+        self.has_pending_list = capabilities.pending_list
+        return capabilities
 
     async def list_pending(self) -> list[PermissionRequestEvent] | None:
         """Every pending request, oldest first (page after page), or None when this orchestrator cannot list
@@ -205,10 +251,13 @@ class OrchestratorClient:
 
     # -- the feed -------------------------------------------------------------------------------------
 
-    def _first_sight(self, request_id: str) -> bool:
-        if request_id in self._seen_requests:
+    def _first_sight(self, request: PermissionRequestEvent) -> bool:
+        """True the first time a request is seen. The external orchestrator names requests by the second and
+        agent, so the same id may name requests for two operations: those are two requests."""
+        key = (request.request_id, request.service_name, request.operation or "")
+        if key in self._seen_requests:
             return False
-        self._seen_requests[request_id] = None
+        self._seen_requests[key] = None
         if len(self._seen_requests) > 10_000:
             self._seen_requests.popitem(last=False)
         return True
@@ -227,7 +276,7 @@ class OrchestratorClient:
                     yield LinkState("connected")
                     try:
                         for missed in await self.list_pending() or []:
-                            if self._first_sight(missed.request_id):
+                            if self._first_sight(missed):
                                 yield missed
                     except OrchestratorUnavailable as exc:
                         log.warning("could not list pending requests after connecting: %s", exc)
@@ -235,8 +284,12 @@ class OrchestratorClient:
                         event = parse_event(frame)
                         if event is None:
                             continue
-                        if isinstance(event, PermissionRequestEvent) and not self._first_sight(event.request_id):
+                        if isinstance(event, PermissionRequestEvent) and not self._first_sight(event):
                             continue
+                        if isinstance(event, PermissionResponseEvent):
+                            # Settled: the external orchestrator may give its id to the next request in that second.
+                            for key in [key for key in self._seen_requests if key[0] == event.request_id]:
+                                del self._seen_requests[key]
                         yield event
                 reason = "the orchestrator closed the connection"
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:

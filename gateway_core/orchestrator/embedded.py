@@ -1,5 +1,7 @@
 """Our orchestrator: every route and event of orchestrator-protocol.md on the store, with the fixes it
-marks (unique ids, dedupe, expiry, first decision wins, atomic grants, operator auth on every route)."""
+marks (unique ids, dedupe, expiry, first decision wins, atomic grants, operator auth on every route). Requests
+and grants that end outside a route (expiry, an agent revoked, a grant revoked by the CLI in another process)
+are announced on the feed from the store's audit log, which every process on the store writes to."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from gateway_core.orchestrator.models import (
     Heartbeat,
     NewAgent,
     NewAgentBody,
+    OrchestratorCapabilities,
     OrchestratorHealth,
     PendingPage,
     PermissionHistory,
@@ -85,6 +88,10 @@ def grant_view(grant: Grant) -> GrantView:
                      revoked_at=grant.revoked_at)
 
 
+CAPABILITIES = OrchestratorCapabilities(scopes=["once", "operation", "service"], expiry=True, pending_list=True,
+                                        history=True, grants=True, audit=True)
+
+
 def _answer(model: BaseModel, status: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status)
 
@@ -123,8 +130,11 @@ class EmbeddedOrchestrator:
         self._client_ids = 0
         self._expiry = Periodic(expiry_check_seconds, self.expire_now, "permission-expiry")
         self._heartbeat = Periodic(heartbeat_seconds, self._send_heartbeat, "orchestrator-heartbeat")
+        self._announced_seq = 0  # the last audit row whose ending was announced
+        self._announcing = asyncio.Lock()
 
     async def start(self) -> None:
+        self._announced_seq = await self.store.audit_seq()
         self._expiry.start()
         self._heartbeat.start()
 
@@ -152,8 +162,20 @@ class EmbeddedOrchestrator:
                 feed.stop(1013, "too slow to keep up with the feed")
 
     async def expire_now(self) -> None:
-        for request in await self.store.expire_permission_requests(self.clock()):
-            self.broadcast(response_event(request))
+        """Expires what is due, and announces everything that ended since the last look."""
+        await self.store.expire_permission_requests(self.clock())
+        await self.announce_ended()
+
+    async def announce_ended(self) -> None:
+        """Tells the feed of requests ended (expired, cancelled) and grants ended (revoked, used) since the last
+        look, whichever process ended them: a response event each, and a revoked event each."""
+        async with self._announcing:  # two looks at once would announce the same rows twice
+            self._announced_seq, ended = await self.store.ended_since(self._announced_seq)
+            for record in ended:
+                self.broadcast(response_event(record) if isinstance(record, PermissionRequest) else
+                               PermissionRevokedEvent(grant_id=record.id, agent_id=record.agent_id,
+                                                      service_name=record.service, operation=record.operation,
+                                                      revoked_by=record.revoked_by, timestamp=record.revoked_at))
 
     async def _send_heartbeat(self) -> None:
         self.broadcast(Heartbeat(timestamp=self.clock(), active_connections=len(self._clients)))
@@ -192,6 +214,9 @@ class EmbeddedOrchestrator:
         async def health(request: Request) -> Response:
             return _answer(OrchestratorHealth(timestamp=self.clock()))
 
+        async def capabilities(request: Request, operator: str) -> Response:
+            return _answer(CAPABILITIES)
+
         async def not_found(request: Request, exc: Exception) -> Response:
             # JSON like every other answer, in FastAPI's words (what the client takes for "no such route").
             return _detail(405 if getattr(exc, "status_code", 404) == 405 else 404,
@@ -206,6 +231,7 @@ class EmbeddedOrchestrator:
             Route("/api/mcp/grants", self._route(self._grants), methods=["GET"]),
             Route("/api/mcp/grants/{grant_id}", self._route(self._revoke), methods=["DELETE"]),
             Route("/api/mcp/permission-history", self._route(self._history), methods=["GET"]),
+            Route("/api/mcp/capabilities", self._route(capabilities), methods=["GET"]),
             Route("/api/agents", self._route(self._agents), methods=["GET", "POST"]),
             WebSocketRoute("/ws", self._websocket),
         ])
@@ -317,9 +343,7 @@ class EmbeddedOrchestrator:
                                               "grant.used" if spent else "grant.revoked")
         if grant is None:
             return _detail(404, f"Grant {request.path_params['grant_id']} not found or already revoked")
-        self.broadcast(PermissionRevokedEvent(grant_id=grant.id, agent_id=grant.agent_id, service_name=grant.service,
-                                              operation=grant.operation, revoked_by=operator,
-                                              timestamp=grant.revoked_at))
+        await self.announce_ended()
         return _answer(GrantRevoked(grant_id=grant.id))
 
     async def _history(self, request: Request, operator: str) -> Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,6 +20,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from gateway_core.clock import iso_utc
@@ -56,6 +58,10 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# How the gateway words a request's reason: the operation is read back from it where an event lacks one.
+_REASON_OPERATION = re.compile(r"attempted to use \S+ for operation: (\S{1,128})\s*$")
+
+
 class PermissionRequestEvent(_Event):
     type: Literal["mcp_permission_request"] = "mcp_permission_request"
     request_id: str
@@ -68,6 +74,18 @@ class PermissionRequestEvent(_Event):
     params_preview: Any = None
     risk: Risk | None = None
     expires_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _operation_from_reason(self) -> PermissionRequestEvent:
+        # The external orchestrator drops `operation` (and names requests by the second): without it, two
+        # requests of one agent for one service could not be told apart.
+        if self.operation is None and self.reason:
+            found = _REASON_OPERATION.search(self.reason)
+            self.operation = found.group(1) if found else None
+        return self
+
+
+Decision = Literal["approved", "denied", "expired", "cancelled"]
 
 
 class PermissionResponseEvent(_Event):
@@ -82,10 +100,10 @@ class PermissionResponseEvent(_Event):
     scope: Scope | None = None
     expires_at: Timestamp | None = None
     decided_by: str | None = None
-    status: Literal["approved", "denied", "expired"] | None = None
+    status: Decision | None = None  # ours; "cancelled": the agent was revoked
 
     @property
-    def final_status(self) -> str:
+    def final_status(self) -> Decision:
         return self.status or ("approved" if self.approved else "denied")
 
 
@@ -213,6 +231,25 @@ class GrantRevoked(BaseModel):
     status: Literal["success"] = "success"
     grant_id: str
     message: str = "Grant revoked"
+
+
+class OrchestratorCapabilities(BaseModel):
+    """What an orchestrator can grant and list (ours: GET /api/mcp/capabilities)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["success"] = "success"
+    scopes: list[Scope]  # what a respond's `scope` can grant
+    expiry: bool  # a respond's `expires_in_seconds` is honoured
+    pending_list: bool  # GET /api/mcp/permission-requests
+    history: bool  # GET /api/mcp/permission-history
+    grants: bool  # GET /api/mcp/grants and DELETE /api/mcp/grants/{id}
+    audit: bool  # it audits decisions and revocations itself, under the operator who made them
+
+
+# An orchestrator without the capabilities route, such as the external one: it grants whole services, forever.
+WHOLE_SERVICE_ONLY = OrchestratorCapabilities(scopes=["service"], expiry=False, pending_list=False, history=False,
+                                              grants=False, audit=False)
 
 
 class OrchestratorHealth(BaseModel):

@@ -1,4 +1,5 @@
-"""Schema migrations, numbered; each applied once, in order, in its own transaction."""
+"""Schema migrations, numbered; each applied once, in order, in its own transaction. A migration that stamps
+rows reads the store's clock from the temporary table `_now` (column `ts`)."""
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -88,6 +89,29 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE UNIQUE INDEX one_pending_request ON permission_requests(agent_id, service, COALESCE(operation, ''))
             WHERE status = 'pending';
         CREATE INDEX requests_by_status ON permission_requests(status, expires_at);
+        """,
+    ),
+    (
+        3,
+        # Revoking an agent now ends its grants and pending requests: end those left by agents revoked before.
+        """
+        INSERT INTO audit (ts, actor, action, subject, detail)
+            SELECT (SELECT ts FROM _now), 'migration', 'grant.revoked', grants.id,
+                   json_object('agent_id', grants.agent_id, 'reason', 'the agent was revoked',
+                               'service', grants.service)
+            FROM grants JOIN agents ON agents.id = grants.agent_id
+            WHERE agents.revoked_at IS NOT NULL AND grants.revoked_at IS NULL;
+        UPDATE grants SET revoked_at = (SELECT ts FROM _now), revoked_by = 'migration'
+            WHERE revoked_at IS NULL AND agent_id IN (SELECT id FROM agents WHERE revoked_at IS NOT NULL);
+        INSERT INTO audit (ts, actor, action, subject, detail)
+            SELECT (SELECT ts FROM _now), 'migration', 'permission.cancelled', requests.id,
+                   json_object('agent_id', requests.agent_id, 'operation', requests.operation,
+                               'reason', 'the agent was revoked', 'service', requests.service)
+            FROM permission_requests AS requests JOIN agents ON agents.id = requests.agent_id
+            WHERE agents.revoked_at IS NOT NULL AND requests.status = 'pending';
+        UPDATE permission_requests SET status = 'cancelled', decided_at = (SELECT ts FROM _now),
+                                       decided_by = 'migration', decision_reason = 'the agent was revoked'
+            WHERE status = 'pending' AND agent_id IN (SELECT id FROM agents WHERE revoked_at IS NOT NULL);
         """,
     ),
 )

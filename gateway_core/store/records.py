@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
-CallStatus = Literal["success", "error", "denied"]
+# Why a call was refused at the permission step (-32004 data.status); the ledger records it as the call's status.
+RefusalStatus = Literal[
+    "pending",  # a request was filed (or one already was); the call was not held
+    "timed_out",  # held, and no decision came within the wait
+    "denied",  # an operator denied it, or there is no grant and nobody to ask
+    "expired",  # the request expired undecided
+    "cancelled",  # the request ended because its agent was revoked
+    "unknown_agent",  # the orchestrator does not know (or accept) this agent id
+    "cannot_grant_once",  # [policy] always_ask needs one-time approvals, which the orchestrator cannot grant
+    "orchestrator_unavailable",  # the orchestrator could not be asked; nothing was filed
+    "gateway_stopping",  # held when the gateway stopped; the request stays pending
+    "read_only",  # an operator's write call from a read-only console
+]
+REFUSAL_STATUSES: frozenset[str] = frozenset(get_args(RefusalStatus))
+CallStatus = Literal["success", "error"] | RefusalStatus
 TEXT_LIMIT = 200  # characters of a caller's value (method, service, id...) the ledger and audit log keep
 
 
@@ -21,6 +35,11 @@ def ledger_text(value: object, limit: int = TEXT_LIMIT) -> str | None:
         return value
     cut = value[:limit] + ("…" if len(value) > limit else "")
     return "".join(char if char.isprintable() else "\ufffd" for char in cut)  # a lone surrogate is not
+
+
+def refusal_status(status: object) -> RefusalStatus:
+    """A permission refusal's status as the ledger keeps it; anything unexpected counts as denied."""
+    return cast(RefusalStatus, status) if status in REFUSAL_STATUSES else "denied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +67,7 @@ class Grant:
     granted_at: float
     revoked_at: float | None = None
     args_hash: str | None = None  # set for a one-time approval bound to one call's arguments
+    revoked_by: str | None = None
 
     def active_at(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -89,7 +109,8 @@ class AuditEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-PermissionStatus = Literal["pending", "approved", "denied", "expired"]
+# "cancelled": ended undecided because its agent was revoked.
+PermissionStatus = Literal["pending", "approved", "denied", "expired", "cancelled"]
 Scope = Literal["once", "service", "operation"]
 
 

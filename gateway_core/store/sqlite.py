@@ -31,7 +31,8 @@ _CALL_COLUMNS = (
     "id, ts, agent_id, method, service, operation, status, error_code, "
     "duration_ms, tokens, cost_usd, rpc_id, permission_request_id"
 )
-_GRANT_COLUMNS = "id, agent_id, service, operation, expires_at, granted_by, granted_at, revoked_at, args_hash"
+_GRANT_COLUMNS = ("id, agent_id, service, operation, expires_at, granted_by, granted_at, revoked_at, args_hash, "
+                  "revoked_by")
 _REQUEST_COLUMNS = (
     "id, agent_id, service, operation, args_hash, risk, reason, params_preview, status, created_at, "
     "expires_at, decided_at, decided_by, decision_reason, scope, grant_id"
@@ -80,6 +81,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
         return f"{text} (check the file, its directory and their permissions)"
     return text or type(exc).__name__
+
+
+AGENT_REVOKED = "the agent was revoked"
+# Audit actions that end a request or a grant: what our orchestrator tells its feed about, whoever wrote them.
+_ENDING_ACTIONS = ("permission.expired", "permission.cancelled", "grant.revoked", "grant.used")
 
 
 def new_grant_id() -> str:
@@ -162,9 +168,10 @@ class SQLiteStore:
             if version <= current:
                 continue
             # executescript commits first, so the migration and its version row form one script.
+            now = self.clock()
             await self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\n"
-                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {self.clock()});\nCOMMIT;"
+                f"BEGIN IMMEDIATE;\nCREATE TEMP TABLE _now AS SELECT {now!r} AS ts;\n{script}\nDROP TABLE _now;\n"
+                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {now!r});\nCOMMIT;"
             )
 
     async def check_writable(self) -> None:
@@ -214,6 +221,7 @@ class SQLiteStore:
             return {row[0]: Agent(*row[1:]) for row in await cursor.fetchall()}
 
     async def revoke_agent(self, agent_id: str, actor: str) -> bool:
+        """Revokes the agent, ends its grants and cancels its pending requests, all audited, in one transaction."""
         now = self.clock()
         async with self._transaction() as db:
             cursor = await db.execute(
@@ -221,7 +229,32 @@ class SQLiteStore:
             )
             if cursor.rowcount == 0:
                 return False
-            await self._insert_audit(db, [AuditEvent(now, actor, "agent.revoked", agent_id)])
+            async with db.execute(
+                f"SELECT {_GRANT_COLUMNS} FROM grants WHERE agent_id = ? AND revoked_at IS NULL "
+                "AND (expires_at IS NULL OR expires_at > ?)", (agent_id, now),
+            ) as rows:
+                grants = [Grant(*row) for row in await rows.fetchall()]
+            async with db.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM permission_requests WHERE agent_id = ? AND status = 'pending'",
+                (agent_id,),
+            ) as rows:
+                requests = [_request(row) for row in await rows.fetchall()]
+            await db.executemany("UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+                                 [(now, actor, grant.id) for grant in grants])
+            await db.executemany(
+                "UPDATE permission_requests SET status = 'cancelled', decided_at = ?, decided_by = ?, "
+                "decision_reason = ? WHERE id = ?",
+                [(now, actor, AGENT_REVOKED, request.id) for request in requests])
+            await self._insert_audit(db, [
+                AuditEvent(now, actor, "agent.revoked", agent_id),
+                *(AuditEvent(now, actor, "grant.revoked", grant.id,
+                             {"agent_id": agent_id, "service": grant.service, "reason": AGENT_REVOKED})
+                  for grant in grants),
+                *(AuditEvent(now, actor, "permission.cancelled", request.id,
+                             {"agent_id": agent_id, "service": request.service, "operation": request.operation,
+                              "reason": AGENT_REVOKED})
+                  for request in requests),
+            ])
         return True
 
     # -- grants -----------------------------------------------------------------------------------
@@ -254,9 +287,9 @@ class SQLiteStore:
 
     async def _insert_grant(self, db: aiosqlite.Connection, grant: Grant) -> None:
         await db.execute(
-            f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (grant.id, grant.agent_id, grant.service, grant.operation, grant.expires_at,
-             grant.granted_by, grant.granted_at, None, grant.args_hash),
+             grant.granted_by, grant.granted_at, None, grant.args_hash, None),
         )
         detail: dict[str, Any] = {"service": grant.service, "operation": grant.operation or "*",
                                   "expires_at": grant.expires_at, "agent_id": grant.agent_id,
@@ -292,6 +325,11 @@ class SQLiteStore:
             await self._insert_audit(db, [AuditEvent(now, actor, action, grant_id)])
             async with db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as rows:
                 row = await rows.fetchone()
+        return Grant(*row) if row else None
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        async with self._db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as cursor:
+            row = await cursor.fetchone()
         return Grant(*row) if row else None
 
     # -- operators ----------------------------------------------------------------------------------
@@ -419,6 +457,29 @@ class SQLiteStore:
                                                      {"agent_id": request.agent_id, "service": request.service})
                                           for request in expired])
         return [await self.get_permission_request(request.id) or request for request in expired]
+
+    async def audit_seq(self) -> int:
+        """The last audit row's sequence number (0 for none): where `ended_since` starts from."""
+        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def ended_since(self, seq: int) -> tuple[int, list[PermissionRequest | Grant]]:
+        """Requests ended (expired, cancelled) and grants ended (revoked, used) after audit row `seq`, by
+        any process on this store, in the order they ended; and the last audit row looked at."""
+        placeholders = ", ".join("?" for _ in _ENDING_ACTIONS)
+        async with self._db.execute(
+            f"SELECT seq, action, subject FROM audit WHERE seq > ? AND action IN ({placeholders}) ORDER BY seq",
+            (seq, *_ENDING_ACTIONS),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        ended: list[PermissionRequest | Grant] = []
+        for _, action, subject in rows:
+            found = (await self.get_permission_request(subject) if action.startswith("permission.")
+                     else await self.get_grant(subject))
+            if found is not None:
+                ended.append(found)
+        return (rows[-1][0] if rows else seq), ended
 
     # -- the calls ledger and the audit log -------------------------------------------------------
 
