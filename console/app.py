@@ -19,6 +19,7 @@ import gc
 import getpass
 import logging
 import signal
+import time
 from types import FrameType
 from typing import Any
 
@@ -26,7 +27,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from console.commands import ConsoleCommands
 from console.formatting import STATUS_LABEL
@@ -42,26 +43,29 @@ from console.messages import (
     ShowScreen,
     StatusChanged,
 )
-from console.modals.permission_request import Decision, PermissionRequestModal
+from console.modals.confirm import ConfirmModal
+from console.modals.permission_request import ALL_SCOPES, Decision, PermissionRequestModal
 from console.screens.audit import AuditScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.help import HelpScreen
 from console.screens.operations import OperationsScreen
 from console.screens.permissions import PermissionsScreen
-from console.state import ConsoleState
+from console.state import ConsoleState, request_key
 from console.terminal import console_driver
+from console.widgets.status_header import HeaderPart
 from gateway_core.clock import Clock, system_clock
 from gateway_core.config import ConfigError, Settings
 from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
 from gateway_core.gateway import OperatorCaller
 from gateway_core.operator_api import LocalGateway
-from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable
+from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable, UnknownRequest
 from gateway_core.orchestrator.models import (
     PermissionRequestEvent,
     PermissionRespondBody,
     PermissionResponseEvent,
     PermissionRevokedEvent,
 )
+from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.watchdog import ExitWatchdog
 from sandbox import Sandbox
@@ -80,7 +84,7 @@ class ConsoleApp(App[None]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     ENABLE_COMMAND_PALETTE = True
 
-    status_line: reactive[str] = reactive("starting…")
+    status: reactive[tuple[HeaderPart, ...]] = reactive((("starting…", 0),))
 
     def __init__(self, settings: Settings, orchestrator_port: int = 9403, *, read_only: bool = False,
                  serve_gateway: bool = True, sandbox: Sandbox | None = None, clock: Clock = system_clock,
@@ -109,6 +113,7 @@ class ConsoleApp(App[None]):
         self._stopping: asyncio.Task[None] | None = None
         self._services_closing: asyncio.Task[None] | None = None
         self.modal: PermissionRequestModal | None = None
+        self._snoozed_until = 0.0  # monotonic: until then a new request does not open the modal by itself
         self.calls_seen = 0  # every call event received (the table keeps only the newest)
         self._calls_changed = False
         self._names_asked: set[str] = set()
@@ -209,6 +214,18 @@ class ConsoleApp(App[None]):
             await self.sandbox.aclose()
 
     async def action_quit(self) -> None:
+        self._confirm_quit()
+
+    @work(exit_on_error=False, group="quit", exclusive=True)
+    async def _confirm_quit(self) -> None:
+        """A stray q over SSH must not stop the gateway for every agent: a console that serves them asks."""
+        gateway = self.state.gateway
+        if gateway is not None and gateway.address is not None:
+            agents = gateway.agents_served()
+            question = (f"Stop the gateway for {agents} agent{'s' if agents != 1 else ''}? Until it is back they "
+                        "get no answers, and held calls are answered 'gateway stopping'.")
+            if not await self.push_screen_wait(ConfirmModal(question)):
+                return
         self.stop("q")
 
     async def on_unmount(self) -> None:
@@ -231,18 +248,18 @@ class ConsoleApp(App[None]):
     def _permission_event(self, event: Any) -> None:
         pending = self.state.pending
         if isinstance(event, PermissionRequestEvent):
-            if event.request_id not in pending:
-                pending[event.request_id] = event
+            if self.state.add_request(event):
                 self.bell()
-                self._offer_next()
+                self._offer_next(automatic=True)
         elif isinstance(event, PermissionResponseEvent):
-            pending.pop(event.request_id, None)
-            if self.modal is not None and self.modal.request.request_id == event.request_id:
+            settled = self.state.settle(event)
+            if self.modal is not None and request_key(self.modal.request) in settled:
                 self.modal.dismiss(None)
                 self.notify(f"Request from {self.state.agent_name(event.agent_id)} for {event.service_name} was "
                             f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
-        if self.modal is not None and self.modal.request.request_id in pending:
-            self.modal.post_message(QueueChanged(list(pending).index(self.modal.request.request_id) + 1, len(pending)))
+        if self.modal is not None and request_key(self.modal.request) in pending:
+            self.modal.post_message(QueueChanged(list(pending).index(request_key(self.modal.request)) + 1,
+                                                 len(pending)))
         if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
             self.state.permission_changes += 1
             self.screen.post_message(PermissionsChanged())
@@ -251,13 +268,22 @@ class ConsoleApp(App[None]):
 
     # -- deciding -------------------------------------------------------------------------------------
 
-    def _offer_next(self) -> None:
-        if self.modal is None and self.state.pending and not self.read_only:
-            self._review(next(iter(self.state.pending.values())))
+    def _offer_next(self, automatic: bool = False) -> None:
+        """Opens the modal on the oldest request. Opened by itself (`automatic`) it never takes the keyboard
+        from an operator who is typing or has just deferred one (`esc` snoozes it): then a notification
+        says what arrived, beside the bell and the header's count, and `r` opens it."""
+        if self.modal is not None or not self.state.pending or self.read_only:
+            return
+        request = next(iter(self.state.pending.values()))
+        if automatic and (time.monotonic() < self._snoozed_until or isinstance(self.focused, Input)):
+            self.notify(f"{self.state.agent_name(request.agent_id)} asks for {request.service_name}."
+                        f"{request.operation or '*'}: r reviews", title="Permission request")
+            return
+        self._review(request)
 
     def on_review_request(self, message: ReviewRequest) -> None:
         """Opens the modal for this pending request (from the permissions screen or the palette)."""
-        request = self.state.pending.get(message.request_id)
+        request = self.state.pending.get(message.key)
         if request is None:
             self.notify("That request is no longer pending", severity="warning")
         elif self.read_only:
@@ -267,35 +293,51 @@ class ConsoleApp(App[None]):
 
     @work(exit_on_error=False, group="modal")
     async def _review(self, request: PermissionRequestEvent) -> None:
-        pending = self.state.pending
-        position = list(pending).index(request.request_id) + 1 if request.request_id in pending else 1
-        services = {service.name: service for service in self.state.gateway.services()} if self.state.gateway else {}
+        pending, key = self.state.pending, request_key(request)
+        position = list(pending).index(key) + 1 if key in pending else 1
+        gateway = self.state.gateway
+        services = {service.name: service for service in gateway.services()} if gateway is not None else {}
         health = STATUS_LABEL[services[request.service_name].status if request.service_name in services
                               else "unknown"]
-        self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock)
+        capabilities = gateway.capabilities if gateway is not None else None
+        scopes, expiry, note = ALL_SCOPES, True, ""
+        if capabilities is not None and (set(capabilities.scopes) != set(ALL_SCOPES) or not capabilities.expiry):
+            scopes, expiry = tuple(capabilities.scopes), capabilities.expiry
+            note = (f"This orchestrator grants only {' or '.join(capabilities.scopes)}"
+                    f"{'' if expiry else ', for ever (no time limit)'}: nothing more is offered.")
+        self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
+                                            agent_name=request.agent_name or self.state.agent_names.get(
+                                                request.agent_id), keymap=self.settings.console.keys,
+                                            scopes=scopes, expiry=expiry, limits_note=note)
         decision = await self.push_screen_wait(self.modal)
         self.modal = None
-        if decision is not None:  # "later" leaves it queued until the operator asks again (r)
+        if decision is not None:
             await self._send(request, decision)
             self._offer_next()
+        elif key in pending:  # "later": it stays queued, and new ones wait a while for r
+            self._snoozed_until = time.monotonic() + self.settings.console.snooze_seconds
 
     async def _send(self, request: PermissionRequestEvent, decision: Decision) -> None:
         assert self.state.gateway is not None
         body = PermissionRespondBody(request_id=decision.request_id, approved=decision.approved,
                                      reason=decision.reason, scope=decision.scope,
                                      expires_in_seconds=decision.expires_in_seconds)
-        self.state.pending.pop(decision.request_id, None)  # off the queue at once: the keypress is the decision
+        key = request_key(request)
+        self.state.pending.pop(key, None)  # off the queue at once: the keypress is the decision
         self._refresh()
         try:
             await self.state.gateway.decide(body)
         except DecisionConflict as conflict:
             self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}")
-        except OrchestratorUnavailable as exc:
-            self.notify(f"The decision did not reach the orchestrator: {exc}. The request is back in the queue.",
+        except UnknownRequest:
+            self.notify(f"The orchestrator no longer knows the request of {self.state.agent_name(request.agent_id)} "
+                        f"for {request.service_name}: it has left the queue", severity="warning", timeout=10)
+        except (OrchestratorUnavailable, DecisionNotSupported) as exc:
+            self.notify(f"The decision was not made: {exc}. The request is back in the queue.",
                         severity="error", timeout=10)
-            self.state.pending[request.request_id] = request
-            self.state.pending.move_to_end(request.request_id, last=False)
-            self._refresh()
+            self.state.pending[key] = request
+            self.state.pending.move_to_end(key, last=False)
+        self._refresh()
 
     # -- actions --------------------------------------------------------------------------------------
 
@@ -327,6 +369,7 @@ class ConsoleApp(App[None]):
             self.notify("Read-only console: requests are decided elsewhere", severity="warning")
         elif not self.state.pending:
             self.notify("No requests are waiting")
+        self._snoozed_until = 0.0
         self._offer_next()
 
     def action_help(self) -> None:
@@ -360,15 +403,16 @@ class ConsoleApp(App[None]):
         if link_state is None:
             link = "not linked"
         elif link_state.status == "connected":
-            link = "linked"
+            lists = gateway.capabilities is None or gateway.capabilities.pending_list
+            link = "linked" if lists else "linked, lists nothing: requests filed while no console watched are unseen"
         else:
             link = f"{link_state.describe()}: requests cannot be decided"
         where = (self.gateway_address_shown or gateway.address) if gateway.address else "off"
-        parts = [f"gw {where}", f"orch {link}", f"{len(self.state.pending)} pending",  # fits 80 columns
-                 f"today {today.calls} calls {today.tokens} tok ${today.cost_usd:.4f}"]
+        parts: list[HeaderPart] = [(f"gw {where}", 3), (f"orch {link}", 1), (f"{len(self.state.pending)} pending", 0),
+                                   (f"today ${today.cost_usd:.4f}", 0), (f"{today.calls} calls {today.tokens} tok", 2)]
         if self.read_only:
-            parts.append("READ-ONLY")
-        self.status_line = " │ ".join(parts)
+            parts.append(("READ-ONLY", 0))
+        self.status = tuple(parts)
         self.screen.post_message(StatusChanged())
 
 

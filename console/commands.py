@@ -1,11 +1,12 @@
 """The command palette (ctrl+p): screens, services, every service's operations (from their declarations)
-and pending requests, by name. A chosen command is a message to the app, like any screen's request."""
+and pending requests (found by "pending", "review", "approve" or "deny", and by agent and service), by name.
+A chosen command is a message to the app, like any screen's request."""
 
 from __future__ import annotations
 
 from typing import Protocol, cast
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import Hit, Hits, Provider
 from textual.message import Message
 
 from console.messages import OpenOperations, ReviewRequest, ShowCalls, ShowScreen
@@ -31,20 +32,22 @@ class ConsoleCommands(Provider):
         commands += [(f"Operation: {service.name} {operation.name}", OpenOperations(service.name, operation.name),
                       f"{operation.risk}: {operation.description}")
                      for service in services for operation in service.operations.values()]
-        commands += [(f"Decide: {request.agent_name or state.agent_name(request.agent_id)} → "
-                      f"{request.service_name}.{request.operation or '*'}", ReviewRequest(request_id),
+        commands += [(f"Review the pending request: approve or deny "
+                      f"{request.agent_name or state.agent_name(request.agent_id)} → "
+                      f"{request.service_name}.{request.operation or '*'}", ReviewRequest(key),
                       request.risk or "")
-                     for request_id, request in state.pending.items()]
+                     for key, request in state.pending.items()]
         return commands
 
+    # Ours come before Textual's own commands: the palette sorts by score, so ours score above theirs.
     async def discover(self) -> Hits:
         for text, message, help_text in self._commands():
-            yield DiscoveryHit(text, lambda message=message: self.app.post_message(message), help=help_text)
+            yield Hit(1.0, text, lambda message=message: self.app.post_message(message), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, message, help_text in self._commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), lambda message=message: self.app.post_message(message),
-                          help=help_text)
+                yield Hit(0.5 + score / 2, matcher.highlight(text),
+                          lambda message=message: self.app.post_message(message), help=help_text)

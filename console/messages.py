@@ -39,11 +39,11 @@ class QueueChanged(Message):
 
 
 class ReviewRequest(Message):
-    """Open the permission modal for this pending request."""
+    """Open the permission modal for this pending request (`key`: its key in the pending queue)."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, key: str) -> None:
         super().__init__()
-        self.request_id = request_id
+        self.key = key
 
 
 class OpenOperations(Message):

@@ -19,7 +19,13 @@ from gateway_core.health import HealthReport, HealthStatus
 from gateway_core.models import ExecuteParams
 from gateway_core.operations import OperationTable
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient, RouteMissing
-from gateway_core.orchestrator.models import Decided, DecidedRequest, GrantView, PermissionRespondBody
+from gateway_core.orchestrator.models import (
+    Decided,
+    DecidedRequest,
+    GrantView,
+    OrchestratorCapabilities,
+    PermissionRespondBody,
+)
 from gateway_core.runtime import Runtime
 from gateway_core.store import AuditEvent, UsageTotals
 from gateway_core.usage import DailyUsage
@@ -59,9 +65,16 @@ class GatewayView(Protocol):
     def link(self) -> LinkState | None:
         """The orchestrator feed's state; None when no orchestrator is linked."""
 
+    @property
+    def capabilities(self) -> OrchestratorCapabilities | None:
+        """What the linked orchestrator can grant and list; None before it was asked (or with none linked)."""
+
     def services(self) -> Sequence[ServiceView]: ...
 
     def today(self) -> DailyUsage: ...
+
+    def agents_served(self) -> int:
+        """How many agents hold a token that works now."""
 
     def subscribe(self) -> Subscription:
         """Every finished call, health change, permission event and link change from now on."""
@@ -80,7 +93,9 @@ class GatewayView(Protocol):
     async def run(self, service: str, operation: str, arguments: dict[str, Any]) -> ExecuteOutcome:
         """The operator's own call, through the gateway's pipeline (costed, recorded, audited)."""
 
-    async def decide(self, body: PermissionRespondBody) -> Decided: ...
+    async def decide(self, body: PermissionRespondBody) -> Decided:
+        """Decides as the operator. DecisionNotSupported for what the orchestrator cannot grant (nothing sent);
+        DecisionConflict, UnknownRequest, OrchestratorUnavailable as the orchestrator answers."""
 
     async def revoke(self, grant_id: str) -> None: ...
 
@@ -106,6 +121,10 @@ class LocalGateway:
     def link(self) -> LinkState | None:
         return self._gateway.link_state
 
+    @property
+    def capabilities(self) -> OrchestratorCapabilities | None:
+        return self._gateway.permissions.capabilities
+
     def services(self) -> list[ServiceView]:
         gateway = self._gateway
         return [ServiceView(name, state.spec.description, state.spec.location, gateway.service_status(name),
@@ -116,6 +135,9 @@ class LocalGateway:
 
     def today(self) -> DailyUsage:
         return self._gateway.usage.today
+
+    def agents_served(self) -> int:
+        return self._gateway.authenticator.active_agent_count
 
     def subscribe(self) -> Subscription:
         return self._gateway.events.subscribe()
@@ -139,11 +161,13 @@ class LocalGateway:
 
     async def decide(self, body: PermissionRespondBody) -> Decided:
         self._refuse_if_read_only("decide permission requests")
-        return await self._orchestrator().respond(body.model_copy(update={"decided_by": self._operator.caller_id}))
+        return await self._gateway.permissions.decide(
+            body.request_id, body.approved, operator_id=self._operator.caller_id, reason=body.reason,
+            scope=body.scope, expires_in_seconds=body.expires_in_seconds)
 
     async def revoke(self, grant_id: str) -> None:
         self._refuse_if_read_only("revoke grants")
-        await self._orchestrator().revoke_grant(grant_id, self._operator.caller_id)
+        await self._gateway.permissions.revoke(grant_id, operator_id=self._operator.caller_id)
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self._operator.read_only:

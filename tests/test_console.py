@@ -136,7 +136,7 @@ async def test_escape_leaves_the_request_queued_and_r_brings_it_back(tmp_path: P
         await pilot.press("escape")
         await until(pilot, lambda: not modal_open(app))
         assert len(app.state.pending) == 1
-        assert "1 pending" in app.status_line
+        assert ("1 pending", 0) in app.status
         await pilot.press("r")
         await until(pilot, lambda: modal_open(app))
 
@@ -174,7 +174,10 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
         assert app.state.calls[0].error_code == -32002
         services = app.dashboard.query_one("#services", LinesTable)
         await until(pilot, lambda: (services.row("echo") or ())[4:6] == ("1", "1"))  # calls, errors
-        assert services.row_count == 11
+        # The configured service a row of its own; the ten not configured one line, so the calls get the rows.
+        assert services.row_count == 2
+        folded = services.row("not-configured")
+        assert folded is not None and "postgres" in folded[0] and "magicui" in folded[0] and "echo" not in folded[0]
 
 
 async def test_t_then_8_then_s_approves_the_service_for_eight_hours(tmp_path: Path) -> None:
@@ -221,6 +224,15 @@ async def test_slash_filters_the_calls_table(tmp_path: Path) -> None:
         assert calls.rows[0].cells[3] == "nope"
         await pilot.press("escape")
         await until(pilot, lambda: calls.row_count == 2)
+        # What is on screen matches: the status as shown (ok), and the agent by the name shown.
+        await pilot.press("slash", *" ok")
+        await until(pilot, lambda: calls.row_count == 1 and calls.rows[0].cells[4] == "ok")
+        await pilot.press("escape")
+        app._load_agent_names()
+        await until(pilot, lambda: bool(app.state.agent_names))
+        await pilot.press("slash", *"deployer")
+        await until(pilot, lambda: calls.row_count == 2)
+        assert all(row.cells[1] == "deployer" for row in calls.rows)
 
 
 async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmation(tmp_path: Path) -> None:
@@ -238,6 +250,13 @@ async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmatio
         await until(pilot, lambda: app.screen is screen)
         grants, pending = screen.query_one("#grants", LinesTable), screen.query_one("#pending", LinesTable)
         await until(pilot, lambda: grants.row_count == 1 and pending.row_count == 1)
+        # On the pending requests r reviews them, whatever grant the other table's cursor is on.
+        assert screen.focused is pending
+        await pilot.press("r")
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        assert [g.id for g in await store.list_grants()] == [grant.id]
         grants.focus()
         await pilot.press("r")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
@@ -278,7 +297,7 @@ async def test_history_shows_who_decided_and_why(tmp_path: Path) -> None:
         history = app.permissions_screen.query_one("#history", LinesTable)
         await until(pilot, lambda: history.row_count == 1)
         row = history.rows[0].cells
-    assert row[4:] == ("denied", "operator:alice", "too risky")
+    assert row[4:] == ("denied", "-", "-", "operator:alice", "too risky")  # no scope, nothing granted
 
 
 async def test_help_lists_every_key_by_its_id(tmp_path: Path) -> None:
@@ -389,6 +408,8 @@ async def test_a_destructive_operation_needs_the_target_name_typed(tmp_path: Pat
     sandbox = Sandbox(agents=0)
     async with console(tmp_path, sandbox=sandbox) as (app, pilot):
         screen = await run_until_confirmation(app, pilot, "stop-application", "app1")
+        # Two applications may share a name: the question names it and gives its uuid.
+        assert "web (app1)" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("y", "enter")  # y is not the name: nothing happens
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "ConfirmModal"
@@ -399,15 +420,34 @@ async def test_a_destructive_operation_needs_the_target_name_typed(tmp_path: Pat
     assert sandbox.coolify.applications["app1"]["status"].startswith("exited")
 
 
+async def test_the_form_is_checked_against_the_operation_before_anything_is_sent(tmp_path: Path) -> None:
+    sandbox = Sandbox(agents=0)
+    async with console(tmp_path, sandbox=sandbox) as (app, pilot):
+        screen = await choose_operation(app, pilot, "create-project")
+        await pilot.press("ctrl+r")  # the name, required, is empty
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "name: Field required" in str(status.render()))
+        assert screen.query_one("#field-name").has_class("-invalid")
+        assert type(app.screen).__name__ != "ConfirmModal"
+        assert not any(call.operation == "create-project" for call in app.state.calls)
+        assert not sandbox.coolify.requests_to("POST", "/projects")
+
+
 async def test_errors_show_as_the_gateway_gives_them(tmp_path: Path) -> None:
     async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        screen = await choose_operation(app, pilot, "get-deployment")
+        screen.query_one("#field-uuid").value = "no-such-deployment"
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "RESOURCE_NOT_FOUND" in str(status.render()))
+        assert "-32007" in str(status.render())
+        # A value the operation's own model refuses never leaves the console: the field says why.
         screen = await choose_operation(app, pilot, "get-application-logs")
         screen.query_one("#field-lines").value = "0"
         await pick(pilot, screen, "uuid", "app2")
         await pilot.press("ctrl+r")
-        status = screen.query_one("#operation-status")
-        await until(pilot, lambda: "INVALID_PARAMS" in str(status.render()))
-        assert "-32602" in str(status.render())
+        await until(pilot, lambda: "lines: Input should be greater than or equal to 1" in str(status.render()))
+        assert screen.query_one("#field-lines").has_class("-invalid")
 
 
 async def test_read_only_refuses_writes_in_the_gateway_but_allows_reads(tmp_path: Path) -> None:
@@ -436,6 +476,24 @@ async def test_the_command_palette_finds_a_coolify_operation(tmp_path: Path) -> 
         assert operations.selected.name == "restart-application"
 
 
+async def test_the_palette_finds_a_pending_request_by_review_and_lists_ours_first(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape")
+        await until(pilot, lambda: not modal_open(app))
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        palette = app.screen
+        await pilot.press(*"approve deployer")
+        await pilot.pause(0.5)
+        shown = [str(option.prompt) for option in palette.query_one("CommandList").options]  # type: ignore[attr-defined]
+        assert shown and shown[0].startswith("Review the pending request: approve or deny deployer → echo.echo")
+        await pilot.press("enter")
+        await until(pilot, lambda: modal_open(app))
+
+
 async def test_the_sandbox_agents_call_and_one_asks_permission(tmp_path: Path) -> None:
     sandbox = Sandbox(agents=3, calls_per_second=30)
     async with console(tmp_path, sandbox=sandbox) as (app, pilot):
@@ -461,7 +519,7 @@ async def test_no_gateway_attaches_to_an_orchestrator_and_decides_its_requests(t
                 "params": {"service": "echo", "operation": "echo", "args": ["hi"],
                            "options": {"waitForApproval": 20}}}))
             await until(pilot, lambda: modal_open(app))
-            assert "gw off" in app.status_line
+            assert ("gw off", 3) in app.status
             await pilot.press("a")
             assert (await asyncio.wait_for(held, 10)).status_code == 200
 
@@ -534,19 +592,71 @@ def test_redaction_masks_secret_keys_and_url_credentials_but_keeps_names() -> No
 
 async def test_with_the_external_orchestrator_requests_are_decided_and_the_screen_says_what_it_lacks(
         tmp_path: Path) -> None:
+    from gateway_core.clock import FrozenClock
     from tests.external_orchestrator import ExternalOrchestrator
 
-    external = ExternalOrchestrator()
+    external = ExternalOrchestrator(clock=FrozenClock(1_800_000_000.0))  # every request filed in the same second
     async with serve_asgi(external.app()) as external_url, \
             console(tmp_path, settings={"orchestrator_url": external_url}) as (app, pilot):
         token = await agent_token(app)
         assert app.runtime is not None
         agent_id = (await app.runtime.gateway.store.list_agents())[0].id
         external.add_agent(agent_id, "deployer")
+        await until(pilot, lambda: any("lists nothing" in text for text, _ in app.status))  # it says so up top
         held = await held_call(app, pilot, token)
+        other = asyncio.create_task(agent_call(app, token, "wipe", ["x"]))  # the same id: both must show
+        await until(pilot, lambda: len(app.state.pending) == 2)
+        assert len(set(external.filed)) == 1
+        modal = app.screen
+        assert isinstance(modal, PermissionRequestModal)
+        # It grants only the whole service, for ever: nothing else is offered, and the modal says why.
+        assert "grants only service" in str(modal.query_one("#permission-limits").render())
+        await pilot.press("a", "o", "t")
+        await pilot.pause(0.2)
+        assert modal_open(app) and app.screen is modal and modal.stage == "keys"
         await pilot.press("s")
         assert (await asyncio.wait_for(held, 10)).status_code == 200
+        await other
+        await until(pilot, lambda: not app.state.pending)  # its decision names no operation: it settles both
         await pilot.press("p")
         note = app.permissions_screen.query_one("#permissions-note")
         await until(pilot, lambda: "lists neither grants" in str(note.render()))
+        await app.runtime.gateway.recorder.flush()
+        audit = await app.runtime.gateway.store.list_audit()
     assert external.agents[agent_id]["metadata"]["allowed_mcps"] == ["echo"]
+    approved = [event for event in audit if event.action == "permission.approved"]
+    assert approved and approved[0].actor == "operator:alice"  # the gateway audits what the orchestrator does not
+
+
+async def test_every_argument_can_be_read_before_deciding_and_the_times_count_live(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from gateway_core.clock import FrozenClock
+    from gateway_core.events import PermissionEvent
+    from gateway_core.orchestrator.models import PermissionRequestEvent
+
+    now = 1_800_000_000.0
+    clock = FrozenClock(now)
+    async with console(tmp_path, clock=clock) as (app, pilot):
+        assert app.runtime is not None
+        preview = {f"field_{number:02}": f"value {number}" for number in range(14)}  # more than the modal shows
+        app.runtime.gateway.events.publish(PermissionEvent(PermissionRequestEvent(
+            request_id="perm_req_many", agent_id="agent-7", agent_name="builder", service_name="echo",
+            operation="echo", risk="write", reason="Agent agent-7 attempted to use echo for operation: echo",
+            params_preview=preview, timestamp=datetime.fromtimestamp(now - 5, UTC),
+            expires_at=datetime.fromtimestamp(now + 600, UTC))))
+        await until(pilot, lambda: modal_open(app))
+        modal = app.screen
+        assert isinstance(modal, PermissionRequestModal)
+        more, timing = modal.query_one("#permission-more"), modal.query_one("#permission-timing")
+        await until(pilot, lambda: "more lines below" in str(more.render()))
+        assert "asked 5 s ago, expires in 10 min" in str(timing.render())
+        assert "builder attempted to use echo" in str(modal.query_one("#permission-facts").render())
+        clock.advance(30)  # the modal stays open: its times move on
+        await until(pilot, lambda: "asked 35 s ago" in str(timing.render()))
+        await pilot.press("f")
+        await until(pilot, lambda: type(app.screen).__name__ == "TextView")
+        whole = app.screen.text  # type: ignore[attr-defined]
+        assert all(f'"field_{number:02}": "value {number}"' in whole for number in range(14))
+        await pilot.press("escape")
+        await until(pilot, lambda: modal_open(app))

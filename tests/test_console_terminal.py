@@ -60,6 +60,15 @@ async def screen_shows(session: str, *texts: str, within: float = 15.0, one_line
         await asyncio.sleep(0.1)
 
 
+async def screen_lacks(session: str, text: str, within: float = 15.0) -> None:
+    """Waits until the pane no longer shows `text`."""
+    deadline = time.monotonic() + within
+    while text in (screen := tmux("capture-pane", "-p", "-t", session)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the screen still showed {text!r}:\n{screen}")
+        await asyncio.sleep(0.1)
+
+
 async def session_ends(session: str, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
@@ -118,20 +127,43 @@ async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_p
     await screen_shows(terminal_session, "orch linked", "0 pending")
 
     agent = json.loads((await mcp_console("agents", "add", "e2e-deployer", "--json", "--db", db)).stdout)
-    body = {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
-            "params": {"service": "coolify", "operation": "restart-application", "args": ["web"],
-                       "options": {"waitForApproval": 30}}}
+
+    def held(operation: str) -> dict[str, object]:
+        return {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
+                "params": {"service": "coolify", "operation": operation, "args": ["web"],
+                           "options": {"waitForApproval": 30}}}
+
     async with httpx.AsyncClient(timeout=40, headers={"authorization": f"Bearer {agent['token']}"}) as client:
         await asyncio.sleep(1.5)  # the gateway learns of a new agent within its one-second refresh
-        held = asyncio.create_task(client.post(f"http://127.0.0.1:{port}/mcp/rpc", json=body))
+        restart = asyncio.create_task(client.post(f"http://127.0.0.1:{port}/mcp/rpc", json=held("restart-application")))
         screen = await screen_shows(terminal_session, "Permission request", "restart-application")
-        assert "e2e-deployer" in screen and "a approve this call" in screen
+        assert "e2e-deployer" in screen and "a this call" in screen
+        # esc defers it, and a request arriving now does not take the keyboard: it is announced, r opens it.
+        tmux("send-keys", "-t", terminal_session, "Escape")
+        await screen_shows(terminal_session, "1 pending")
+        await screen_lacks(terminal_session, "Permission request")
+        logs = asyncio.create_task(client.post(f"http://127.0.0.1:{port}/mcp/rpc",
+                                               json=held("get-application-logs")))
+        await screen_shows(terminal_session, "2 pending", "asks for")
+        assert "Permission request  " not in tmux("capture-pane", "-p", "-t", terminal_session)
+        tmux("send-keys", "-t", terminal_session, "r")
+        await screen_shows(terminal_session, "Permission request  1 of 2", "restart-application")
         tmux("send-keys", "-t", terminal_session, "a")
-        response = await asyncio.wait_for(held, 15)
-    assert response.json()["result"]["status"] == "success"
+        await screen_shows(terminal_session, "Permission request  1 of 1", "get-application-logs")
+        tmux("send-keys", "-t", terminal_session, "a")
+        responses = await asyncio.wait_for(asyncio.gather(restart, logs), 15)
+    assert [response.json()["result"]["status"] for response in responses] == ["success", "success"]
     # And the call is in the live table: operation and status on one row.
     await screen_shows(terminal_session, "restart-application", " ok ", one_line=True)
+    # q asks first: the gateway serves agents. n keeps it; y stops it.
     tmux("send-keys", "-t", terminal_session, "q")
+    await screen_shows(terminal_session, "Stop the gateway for 1 agent?")
+    tmux("send-keys", "-t", terminal_session, "n")
+    await asyncio.sleep(0.5)
+    assert "Stop the gateway" not in tmux("capture-pane", "-p", "-t", terminal_session)
+    tmux("send-keys", "-t", terminal_session, "q")
+    await screen_shows(terminal_session, "Stop the gateway for 1 agent?")
+    tmux("send-keys", "-t", terminal_session, "y")
     await session_ends(terminal_session)
     assert ledger(db)[("mcp.execute", "restart-application", "success")] == 1  # quitting wrote what the slow flush held
 
@@ -181,7 +213,7 @@ async def test_a_console_stops_cleanly_however_its_terminal_goes(ending: str, tm
         await stop_a_busy_console(ending, db, config, agent["token"], terminal_session)
         assert ledger(db) == {("mcp.listServices", None, "success"): CALLS_PER_RUN,
                               ("mcp.execute", "restart-application", "success"): 1,
-                              ("mcp.execute", "restart-application", "denied"): 1}  # the held call, answered
+                              ("mcp.execute", "restart-application", "gateway_stopping"): 1}  # the held call, answered
         log = db.with_suffix(".log").read_text()
         stops = [line.partition("stopped (")[2].partition(")")[0] for line in log.splitlines() if "stopped (" in line]
         assert len(stops) == 1 and stops[0] in ENDINGS[ending], log

@@ -1,30 +1,62 @@
 """The permission modal: one pending request, decided from the keyboard.
 
-Keys live only here (never on the dashboard), so a stray keypress elsewhere approves nothing. A
-destructive request needs a second, distinct key (`y`) to approve. `t` sets a time limit first
-(1 h, 8 h, 24 h or typed), then `s` or `o` approves for that long."""
+Keys live only here (never on the dashboard), so a stray keypress elsewhere approves nothing. Every key
+is declared in console/keymap.py and the hints are read from there, so a remapped key shows as remapped.
+A destructive request needs a second, distinct key (`y`) to approve. `t` sets a time limit first (1 h,
+8 h, a day or typed), then `s` or `o` approves for that long. Only what the linked orchestrator can grant
+is offered. Every argument can be read before deciding: the list scrolls, says how much is below, and
+`f` shows the whole request. The header, the age and the time to expiry stay live while it is open."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from textual import events
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from console.formatting import describe_age
-from console.keymap import PERMISSION_REQUEST_KEYS, bindings
+from console.keymap import (
+    APPROVE_ONCE,
+    APPROVE_OPERATION,
+    APPROVE_SERVICE,
+    CONFIRM_DESTRUCTIVE,
+    DENY,
+    FULL_REQUEST,
+    LATER,
+    LIMIT_DAY,
+    LIMIT_EIGHT_HOURS,
+    LIMIT_HOUR,
+    LIMIT_TYPED,
+    PERMISSION_REQUEST_KEYS,
+    TIME_LIMIT,
+    Key,
+    bindings,
+    shown_keys,
+)
 from console.messages import QueueChanged
+from console.modals.text_view import TextView
+from console.widgets.keys_footer import KeysFooter
+from console.widgets.status_header import StatusHeader
 from gateway_core.cli import UsageError, parse_duration
 from gateway_core.orchestrator.models import PermissionRequestEvent
 from gateway_core.store.records import Scope
 
-TIME_LIMITS = {"1": 3600.0, "8": 8 * 3600.0, "2": 24 * 3600.0}  # key → seconds; "c" asks for one
+Stage = Literal["keys", "choose-limit", "custom-limit", "deny-reason"]
+ALL_SCOPES: tuple[Scope, ...] = ("once", "operation", "service")
+SCOPE_KEYS: dict[Scope, Key] = {"once": APPROVE_ONCE, "operation": APPROVE_OPERATION, "service": APPROVE_SERVICE}
+# Which actions each stage takes (esc, `later`, steps back from every one).
+STAGE_ACTIONS: dict[Stage, frozenset[str]] = {
+    "keys": frozenset({"approve", "time_limit", "deny", "later", "full_request", "confirm"}),
+    "choose-limit": frozenset({"limit", "typed_limit", "later"}),
+    "custom-limit": frozenset({"later"}),
+    "deny-reason": frozenset({"later"}),
+}
 
 
 @dataclass(frozen=True)
@@ -36,21 +68,33 @@ class Decision:
     reason: str | None = None
 
 
+def request_text(request: PermissionRequestEvent) -> str:
+    """The whole request as the orchestrator sent it (its preview already redacted by the gateway)."""
+    return json.dumps(request.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True)
+
+
 class PermissionRequestModal(ModalScreen[Decision | None]):
     BINDINGS = bindings(PERMISSION_REQUEST_KEYS)
-    AUTO_FOCUS = None  # keys go to the modal; the text field takes focus only when it opens
+    AUTO_FOCUS = "#permission-arguments"  # up and down scroll the arguments; every other key is the modal's
 
     def __init__(self, request: PermissionRequestEvent, position: int, waiting: int, service_health: str,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], *, agent_name: str | None = None, keymap: Mapping[str, str] | None = None,
+                 scopes: Collection[Scope] = ALL_SCOPES, expiry: bool = True, limits_note: str = "") -> None:
+        """`scopes` and `expiry`: what the linked orchestrator can grant (`limits_note` says why not more)."""
         super().__init__()
         self.request = request
         self.position = position
         self.waiting = waiting
         self.service_health = service_health
         self.clock = clock
+        self.agent_name = agent_name or request.agent_name
+        self.keymap = keymap or {}
+        self.scopes = tuple(scope for scope in ALL_SCOPES if scope in scopes)
+        self.expiry = expiry
+        self.limits_note = limits_note
         self.armed: Scope | None = None  # a destructive approval waiting for `y`
         self.time_limit: float | None = None
-        self.stage: Literal["keys", "choose-limit", "custom-limit", "deny-reason"] = "keys"
+        self.stage: Stage = "keys"
 
     @property
     def destructive(self) -> bool:
@@ -58,28 +102,63 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
 
     def compose(self) -> ComposeResult:
         request = self.request
-        agent = f"{request.agent_name} ({request.agent_id})" if request.agent_name else request.agent_id
-        preview = json.dumps(request.params_preview, indent=1, sort_keys=True) if request.params_preview else "-"
+        agent = f"{self.agent_name} ({request.agent_id})" if self.agent_name else request.agent_id
+        reason = request.reason or "-"
+        if self.agent_name:  # the reason names the agent by id: the operator reads names
+            reason = reason.replace(request.agent_id, self.agent_name)
         risk = request.risk or "unknown"
+        yield StatusHeader(id="header")  # live over the modal, as on every screen
         with Vertical(id="permission-dialog", classes=f"risk-{risk}"):
-            yield Static(f"Permission request  {self.position} of {self.waiting}", id="permission-title")
+            yield Static(self._title(), id="permission-title")
             yield Static(f"agent      {agent}\n"
                          f"service    {request.service_name}   health: {self.service_health}\n"
                          f"operation  {request.operation or '(whole service)'}\n"
                          f"risk       {risk.upper() if risk == 'destructive' else risk}\n"
-                         f"reason     {request.reason or '-'}", id="permission-facts")
-            yield Static(f"arguments  {preview}", id="permission-arguments")
+                         f"reason     {reason}", id="permission-facts")
+            with VerticalScroll(id="permission-arguments"):
+                yield Static(self._arguments(), id="permission-arguments-text")
+            yield Static("", id="permission-more")
             yield Static(self._timing(), id="permission-timing")
+            if self.limits_note:
+                yield Static(self.limits_note, id="permission-limits")
             yield Input(id="permission-input", disabled=True)  # enabled only while it is open
             yield Static(self._hint(), id="permission-hint")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#permission-input", Input).display = False
+        self.set_interval(1.0, self._tick)
+        self.watch(self.query_one("#permission-arguments", VerticalScroll), "scroll_y",
+                   lambda _: self._show_what_is_below(), init=False)
+        self.call_after_refresh(self._show_what_is_below)
+
+    def _tick(self) -> None:
+        self.query_one("#permission-timing", Static).update(self._timing())
+
+    def _arguments(self) -> str:
+        preview = self.request.params_preview
+        if not preview:
+            return "arguments  -"
+        if not isinstance(preview, dict):
+            return f"arguments  {json.dumps(preview)}"
+        lines = json.dumps(preview, indent=2, sort_keys=True).splitlines()[1:-1]  # the fields, without the braces
+        return "arguments\n" + "\n".join(lines)
+
+    def _show_what_is_below(self) -> None:
+        scroll = self.query_one("#permission-arguments", VerticalScroll)
+        hidden = max(0, scroll.virtual_size.height - scroll.scroll_offset.y - scroll.size.height)
+        full = shown_keys(self.app, self.keymap, FULL_REQUEST)
+        self.query_one("#permission-more", Static).update(
+            f"… {hidden} more line{'s' if hidden != 1 else ''} below (↓ scrolls, {full} shows the whole request)"
+            if hidden else "")
 
     def on_queue_changed(self, message: QueueChanged) -> None:
         """Another request arrived (or left) while this one is open."""
         self.position, self.waiting = message.position, message.waiting
-        self.query_one("#permission-title", Static).update(f"Permission request  {self.position} of {self.waiting}")
+        self.query_one("#permission-title", Static).update(self._title())
+
+    def _title(self) -> str:
+        return f"Permission request  {self.position} of {self.waiting}"
 
     def _timing(self) -> str:
         now = self.clock()
@@ -88,23 +167,31 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
                   if self.request.expires_at else "")
         return f"asked {describe_age(age)} ago{expiry}"
 
+    def _key(self, key: Key) -> str:
+        return shown_keys(self.app, self.keymap, key)
+
     def _hint(self) -> str:
         if self.stage == "choose-limit":
-            return "time limit:  1 one hour   8 eight hours   2 a day   c custom   esc back"
+            limits = (LIMIT_HOUR, LIMIT_EIGHT_HOURS, LIMIT_DAY, LIMIT_TYPED)
+            return "time limit:  " + "   ".join(f"{self._key(k)} {k.description}" for k in limits) + \
+                f"   {self._key(LATER)} back"
         if self.stage == "custom-limit":
-            return "type a duration (90m, 2h, 3d) and press enter; esc back"
+            return f"type a duration (90m, 2h, 3d) and press enter; {self._key(LATER)} back"
         if self.stage == "deny-reason":
-            return "DENY: a reason for the agent (optional), enter to deny, esc back"
+            return f"DENY: a reason for the agent (optional), enter to deny, {self._key(LATER)} back"
         if self.armed is not None:
-            return f"DESTRUCTIVE: press y to approve ({self._scope_text(self.armed)}), any other key cancels"
-        if self.time_limit is not None:
-            return (f"for {describe_age(self.time_limit)}:  s approve the service   o the operation   "
-                    "d deny   esc back")
-        return "a approve this call   s the service   o the operation   t time limit   d deny   esc later"
+            return (f"DESTRUCTIVE: press {self._key(CONFIRM_DESTRUCTIVE)} to approve "
+                    f"({self._scope_text(self.armed)}), any other key cancels")
+        scopes = [scope for scope in self.scopes if not (scope == "once" and self.time_limit is not None)]
+        approve = "   ".join(f"{self._key(SCOPE_KEYS[scope])} {SCOPE_KEYS[scope].description}" for scope in scopes)
+        limit = f"   {self._key(TIME_LIMIT)} time limit" if self.expiry and self.time_limit is None else ""
+        prefix = f"for {describe_age(self.time_limit)}:  " if self.time_limit is not None else "approve:  "
+        later = "back" if self.time_limit is not None else "later"
+        return f"{prefix}{approve}{limit}   {self._key(DENY)} deny   {self._key(LATER)} {later}"
 
     def _scope_text(self, scope: Scope) -> str:
         limit = f" for {describe_age(self.time_limit)}" if self.time_limit else ""
-        return f"{scope}{limit}"
+        return f"{SCOPE_KEYS[scope].description}{limit}"
 
     def _show(self) -> None:
         self.query_one("#permission-hint", Static).update(self._hint())
@@ -115,35 +202,58 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
             field.value = ""
             field.placeholder = "e.g. 2h" if self.stage == "custom-limit" else "reason (optional)"
             field.focus()
+        self.refresh_bindings()
 
     # -- keys ---------------------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # While a sub-choice or a text field is open, only its own keys count.
-        return self.stage == "keys" or action == "later"
+        if action not in STAGE_ACTIONS["keys"] | STAGE_ACTIONS["choose-limit"]:
+            return True  # not the modal's own (the app's quit and help)
+        if action not in STAGE_ACTIONS[self.stage]:
+            return False
+        if action == "confirm":
+            return self.armed is not None
+        if self.armed is not None:
+            return action == "later"
+        if action == "approve":
+            scope = parameters[0] if parameters else None
+            return scope in self.scopes and not (scope == "once" and self.time_limit is not None)
+        if action == "time_limit":
+            return self.expiry and self.time_limit is None
+        return True
 
     def action_approve(self, scope: Scope) -> None:
-        if scope == "once" and self.time_limit is not None:
-            return  # a one-time approval has no time limit to give
         if self.destructive:
             self.armed = scope
             self._show()
             return
         self._approve(scope)
 
+    def action_confirm(self) -> None:
+        if self.armed is not None:
+            self._approve(self.armed)
+
     def _approve(self, scope: Scope) -> None:
-        self.dismiss(Decision(self.request.request_id, True, scope,
-                              None if scope == "once" else self.time_limit))
+        self.dismiss(Decision(self.request.request_id, True, scope, None if scope == "once" else self.time_limit))
 
     def action_time_limit(self) -> None:
-        self.armed = None
         self.stage = "choose-limit"
         self._show()
 
+    def action_limit(self, seconds: float) -> None:
+        self.time_limit, self.stage = seconds, "keys"
+        self._show()
+
+    def action_typed_limit(self) -> None:
+        self.stage = "custom-limit"
+        self._show()
+
     def action_deny(self) -> None:
-        self.armed = None
         self.stage = "deny-reason"
         self._show()
+
+    def action_full_request(self) -> None:
+        self.app.push_screen(TextView(f"Permission request {self.request.request_id}", request_text(self.request)))
 
     def action_later(self) -> None:
         if self.stage != "keys" or self.armed is not None or self.time_limit is not None:
@@ -153,20 +263,12 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         self.dismiss(None)
 
     def on_key(self, event: events.Key) -> None:
-        if self.stage == "choose-limit" and event.key != "escape":
+        # An armed destructive approval: any key but the confirming one cancels it.
+        if self.armed is not None and event.key not in ("escape", *self.keymap.get(CONFIRM_DESTRUCTIVE.id,
+                                                                                   CONFIRM_DESTRUCTIVE.keys).split(",")):
             event.stop()
-            if event.key in TIME_LIMITS:
-                self.time_limit, self.stage = TIME_LIMITS[event.key], "keys"
-            elif event.key == "c":
-                self.stage = "custom-limit"
+            self.armed = None
             self._show()
-        elif self.stage == "keys" and self.armed is not None and event.key != "escape":
-            event.stop()
-            if event.key == "y":
-                self._approve(self.armed)
-            else:
-                self.armed = None
-                self._show()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -177,8 +279,8 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         try:
             self.time_limit = parse_duration(text)
         except UsageError as exc:
-            self.query_one("#permission-hint", Static).update(f"{exc}; esc back")
+            self.query_one("#permission-hint", Static).update(f"{exc}; {self._key(LATER)} back")
             return
         self.stage = "keys"
         self._show()
-        self.set_focus(None)
+        self.query_one("#permission-arguments", VerticalScroll).focus()

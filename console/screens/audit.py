@@ -11,6 +11,7 @@ from textual.widgets import Input, Static
 
 from console.formatting import day_time
 from console.keymap import AUDIT_KEYS, bindings
+from console.modals.text_view import TextView
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
 from console.widgets.filter_field import FilterField
@@ -24,8 +25,17 @@ AUDIT_COLUMNS = (Column("time (UTC)", 19), Column("actor", 24), Column("action",
                  Column("detail", 80))
 
 
-def audit_text(event: AuditEvent) -> str:
-    return " ".join((event.actor, event.action, event.subject or "", json.dumps(event.detail, sort_keys=True)))
+DECISIONS = ("permission.approved", "permission.denied")
+
+
+def one_entry_per_decision(events: list[AuditEvent]) -> list[AuditEvent]:
+    """A decision is one entry: the grant it added (same time, same actor) and the gateway's note that it saw
+    the decision fold into it."""
+    decisions = {(event.ts, event.actor) for event in events if event.action == "permission.approved"}
+    decided = {event.subject for event in events if event.action in DECISIONS}
+    return [event for event in events
+            if not (event.action == "grant.added" and (event.ts, event.actor) in decisions)
+            and not (event.action == "permission.decision_seen" and event.subject in decided)]
 
 
 class AuditScreen(ConsoleScreen):
@@ -55,15 +65,35 @@ class AuditScreen(ConsoleScreen):
         gateway = self.state.gateway
         if gateway is None:
             return
-        self.events = await gateway.audit(AUDIT_SHOWN)
+        self.events = one_entry_per_decision(await gateway.audit(AUDIT_SHOWN))
         self._show()
+
+    def _named(self, text: str | None) -> str:
+        """An actor or subject as the operator reads it: agents by name (`agent:deployer`)."""
+        if not text:
+            return ""
+        kind, _, agent_id = text.partition(":")
+        if kind == "agent" and agent_id in self.state.agent_names:
+            return f"agent:{self.state.agent_names[agent_id]}"
+        return self.state.agent_names.get(text, text)
+
+    def _row(self, number: int, event: AuditEvent) -> Row:
+        detail = {key: self.state.agent_name(value) if key == "agent_id" and isinstance(value, str) else value
+                  for key, value in event.detail.items()}
+        return Row(str(number), (day_time(event.ts), self._named(event.actor), event.action,
+                                 self._named(event.subject), json.dumps(detail, sort_keys=True)))
 
     def _show(self) -> None:
         needle = self.needle.lower()
-        self.query_one("#audit", LinesTable).show([
-            Row(str(number), (day_time(event.ts), event.actor, event.action, event.subject or "",
-                              json.dumps(event.detail, sort_keys=True)))
-            for number, event in enumerate(self.events) if not needle or needle in audit_text(event).lower()])
+        rows = (self._row(number, event) for number, event in enumerate(self.events))
+        self.query_one("#audit", LinesTable).show([row for row in rows
+                                                   if not needle or needle in " ".join(row.cells).lower()])
+
+    def on_lines_table_row_chosen(self, event: LinesTable.RowChosen) -> None:
+        chosen = self.events[int(event.row.key)]
+        entry = {"time (UTC)": day_time(chosen.ts), "actor": chosen.actor, "action": chosen.action,
+                 "subject": chosen.subject, "detail": chosen.detail}
+        self.app.push_screen(TextView(f"Audit entry: {chosen.action}", json.dumps(entry, indent=2, sort_keys=True)))
 
     def action_filter(self) -> None:
         self.query_one(FilterField).open()

@@ -22,34 +22,41 @@ from gateway_core.store import CallRecord
 # Widths that fit 80 columns (wider content is cut with an ellipsis; the ledger keeps it whole).
 SERVICE_COLUMNS = (Column("service", 10), Column("status", 16), Column("latency", 14), Column("checked", 7),
                    Column("calls", 6, True), Column("errors", 6, True), Column("cost", 8, True))
-CALL_COLUMNS = (Column("time", 8), Column("agent", 12), Column("service", 10), Column("operation", 19),
-                Column("status", 6), Column("ms", 4, True), Column("tok", 5, True), Column("cost", 6, True))
-AGENT_COLUMNS = (Column("agent", 16), Column("calls", 6, True), Column("cost", 8, True))
+CALL_COLUMNS = (Column("time", 8), Column("agent", 12, grows=True), Column("service", 10),
+                Column("operation", 17, grows=True), Column("status", 7), Column("took", 5, True),
+                Column("tok", 4, True), Column("cost", 6, True))
+AGENT_COLUMNS = (Column("agent", 16, grows=True), Column("calls", 6, True), Column("cost", 8, True))
 WIDE_COLUMNS = 110
 SERVICE_TONE = {"down": "error", "degraded": "warning"}
 
 
+SHOWN_STATUS = {"success": "ok", "timed_out": "timeout"}  # seven characters at most
+
+
 def call_status(record: CallRecord) -> str:
-    if record.status == "success":
-        return "ok"
-    return "denied" if record.status == "denied" else str(record.error_code or record.status)
+    """`ok`; what became of a call that needed permission (denied, pending, ...); else the error code."""
+    if record.status == "error":
+        return str(record.error_code or "error")
+    return SHOWN_STATUS.get(record.status, record.status)
+
+
+def took(duration_ms: float) -> str:
+    """Milliseconds up to 10 s (`842`), seconds from there (`10.2s`): five characters either way."""
+    return f"{duration_ms:.0f}" if duration_ms < 10_000 else f"{duration_ms / 1000:.1f}s"
 
 
 def call_row(record: CallRecord, state: ConsoleState) -> Row:
     # Narrow columns: an operator reads "op:"; the ledger keeps the full name.
     agent = state.agent_name(record.agent_id).replace("operator:", "op:", 1)
     cells = (clock_time(record.ts), agent, record.service or "-", record.operation or record.method or "-",
-             call_status(record), f"{record.duration_ms:.0f}", str(record.tokens), f"{record.cost_usd:.4f}")
-    tone = {"denied": "warning", "error": "error"}.get(record.status)
+             call_status(record), took(record.duration_ms), str(record.tokens), f"{record.cost_usd:.4f}")
+    tone = "error" if record.status == "error" else None if record.status == "success" else "warning"
     return Row(record.id, cells, tone)
 
 
-def call_matches(record: CallRecord, needle: str) -> bool:
-    if not needle:
-        return True
-    haystack = " ".join(str(part) for part in (record.agent_id, record.service, record.operation, record.method,
-                                                record.status, record.error_code) if part is not None)
-    return needle.lower() in haystack.lower()
+def row_matches(row: Row, needle: str) -> bool:
+    """The filter matches what the row shows (agent names, `ok`), not values kept out of sight."""
+    return not needle or needle.lower() in " ".join(row.cells).lower()
 
 
 class DashboardScreen(ConsoleScreen):
@@ -98,7 +105,8 @@ class DashboardScreen(ConsoleScreen):
             return
         now = self.state.clock()
         services = []
-        for service in gateway.services():
+        listed = gateway.services()
+        for service in (service for service in listed if service.configured):
             report = service.health
             latency = (f"{report.latency_ms:>4.0f} ms {sparkline(service.latency_history, 6)}"
                        if report is not None and report.latency_ms is not None else "-")
@@ -106,6 +114,10 @@ class DashboardScreen(ConsoleScreen):
                                                describe_age(now - report.checked_at) if report is not None else "-",
                                                str(service.used.calls), str(service.used.errors),
                                                money(service.used.cost_usd)), SERVICE_TONE.get(service.status)))
+        unconfigured = [service.name for service in listed if not service.configured]
+        if unconfigured:  # one line for them all: the calls table below gets the rows
+            services.append(Row("not-configured", (f" ○ not configured: {', '.join(unconfigured)}",), spans=True))
+        services_table.styles.height = len(services) + 1
         services_table.show(services)
         usage = sorted(gateway.today().by_caller.items(), key=lambda item: -item[1].cost_usd)
         agents_table.show([Row(caller, (self.state.agent_name(caller), str(totals.calls), money(totals.cost_usd)))
@@ -118,8 +130,8 @@ class DashboardScreen(ConsoleScreen):
         calls = self.query_one_optional("#calls", LinesTable)
         if calls is None:  # not composed yet, or torn down as the app exits
             return
-        calls.show([call_row(record, self.state) for record in self.state.calls
-                    if call_matches(record, self.call_filter)])
+        rows = (call_row(record, self.state) for record in self.state.calls)
+        calls.show([row for row in rows if row_matches(row, self.call_filter)])
         title = "Calls, newest first" + (f"  (filter: {self.call_filter})" if self.call_filter else "")
         self.query_one("#calls-title", Static).update(title, layout=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.syntax import Syntax
 from textual import work
 from textual.app import ComposeResult
@@ -24,6 +25,7 @@ from console.state import ConsoleState
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.operation_form import OperationForm, form_fields
 from console.widgets.status_header import StatusHeader
+from gateway_core.errors import InvalidParams
 from gateway_core.operations import Operation, Picker
 from gateway_core.operator_api import ServiceView
 from gateway_core.redaction import redacted
@@ -161,18 +163,28 @@ class OperationsScreen(ConsoleScreen):
         status = self.query_one("#operation-status", Static)
         try:
             args = form.values()
+            operation.parse_args(args)  # what the gateway will check, checked before anything is sent
         except ValueError as exc:
             status.update(f"[red]{exc}[/red]")
             return
-        target = (form.label_of(operation.target.argument) if operation.target else None) or args.get("name") \
-            or operation.name
+        except InvalidParams as exc:
+            problems = {str(error["field"]).split(".")[0]: str(error["message"])
+                        for error in (exc.data or {}).get("errors", [])}
+            form.mark(problems)
+            status.update("[red]" + "; ".join(f"{field}: {message}" for field, message in problems.items()) + "[/red]")
+            return
+        form.mark({})
+        target_value = str(args.get(operation.target.argument, "")) if operation.target else ""
+        name = (form.label_of(operation.target.argument) if operation.target else None) or args.get("name")
+        target = f"{name} ({target_value})" if name and target_value and name != target_value else \
+            str(name or target_value or operation.name)
         if operation.risk == "destructive":
-            question = f"[b]{operation.name}[/b] on [b]{target}[/b] is destructive."
-            if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(target))):
+            question = f"[b]{operation.name}[/b] on [b]{escape(target)}[/b] is destructive."
+            if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(name or target))):
                 status.update("cancelled")
                 return
         elif operation.risk == "write" and not await self.app.push_screen_wait(
-                ConfirmModal(f"Run [b]{operation.name}[/b] on [b]{target}[/b]?")):
+                ConfirmModal(f"Run [b]{operation.name}[/b] on [b]{escape(target)}[/b]?")):
             status.update("cancelled")
             return
         status.update(f"running {operation.name}…")

@@ -24,12 +24,25 @@ from gateway_core.orchestrator.client import OrchestratorUnavailable, RouteMissi
 from gateway_core.orchestrator.models import DecidedRequest, GrantView
 
 RELOAD_AFTER_SECONDS = 10.0  # grants also expire by themselves: reload now and then even with no event
-PENDING_COLUMNS = (Column("agent", 16), Column("service", 10), Column("operation", 22), Column("risk", 11),
-                   Column("asked", 10), Column("expires in", 10))
-GRANT_COLUMNS = (Column("agent", 16), Column("service", 10), Column("operation", 22), Column("expires", 14),
-                 Column("granted by", 20))
-HISTORY_COLUMNS = (Column("decided (UTC)", 19), Column("agent", 16), Column("service", 10), Column("operation", 22),
-                   Column("status", 8), Column("by", 18), Column("reason", 30))
+# Pending and grants fit 80 columns, and give names the room a wider terminal has.
+PENDING_COLUMNS = (Column("agent", 14, grows=True), Column("service", 10), Column("operation", 18, grows=True),
+                   Column("risk", 11), Column("asked", 9), Column("expires", 9))
+GRANT_COLUMNS = (Column("agent", 14, grows=True), Column("service", 10), Column("operation", 18, grows=True),
+                 Column("expires", 13), Column("granted by", 16, grows=True))
+HISTORY_COLUMNS = (Column("decided (UTC)", 19), Column("agent", 16, grows=True), Column("service", 10),
+                   Column("operation", 22), Column("status", 8), Column("scope", 9), Column("for", 10),
+                   Column("by", 18), Column("reason", 30))
+
+
+def granted_for(entry: DecidedRequest) -> str:
+    """How long an approval grants: one call, a while, or until revoked."""
+    if entry.status != "approved":
+        return "-"
+    if entry.scope == "once":
+        return "one call"
+    if entry.expires_at is not None and entry.timestamp is not None:
+        return describe_age(entry.expires_at.timestamp() - entry.timestamp.timestamp())
+    return "no limit"
 
 
 class PermissionsScreen(ConsoleScreen):
@@ -72,10 +85,10 @@ class PermissionsScreen(ConsoleScreen):
             return
         now = self.state.clock()
         rows = []
-        for request in self.state.pending.values():
-            asked = describe_age(now - request.timestamp.timestamp()) + " ago" if request.timestamp else "-"
+        for key, request in self.state.pending.items():
+            asked = describe_age(now - request.timestamp.timestamp()) if request.timestamp else "-"
             expires = describe_age(request.expires_at.timestamp() - now) if request.expires_at else "-"
-            rows.append(Row(request.request_id, (request.agent_name or self.state.agent_name(request.agent_id),
+            rows.append(Row(key, (request.agent_name or self.state.agent_name(request.agent_id),
                                                  request.service_name,
                                                  request.operation or "*", request.risk or "-", asked, expires),
                             "error" if request.risk == "destructive" else None))
@@ -116,9 +129,17 @@ class PermissionsScreen(ConsoleScreen):
         self.query_one("#history", LinesTable).show([
             Row(entry.request_id, (day_time(entry.timestamp.timestamp()) if entry.timestamp else "-",
                                    self.state.agent_name(entry.agent_id), entry.service_name,
-                                   entry.operation or "*", entry.status, entry.decided_by or "-", entry.reason or ""),
+                                   entry.operation or "*", entry.status, entry.scope or "-", granted_for(entry),
+                                   entry.decided_by or "-", entry.reason or ""),
                 None if entry.status == "approved" else "warning")
             for entry in self.history])
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Revoke means revoke only on the grants: elsewhere r is the app's (review the pending requests).
+        return action != "revoke" or (self.focused is not None and self.focused.id == "grants")
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
 
     def on_lines_table_row_chosen(self, event: LinesTable.RowChosen) -> None:
         if event.table.id == "pending":

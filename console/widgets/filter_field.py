@@ -3,12 +3,13 @@ enter returns to the table keeping the filter; esc clears it and returns."""
 
 from __future__ import annotations
 
-from textual.binding import Binding
 from textual.widgets import Input
+
+from console.keymap import FILTER_KEYS, bindings
 
 
 class FilterField(Input):
-    BINDINGS = [Binding("escape", "close", "clear the filter")]
+    BINDINGS = bindings(FILTER_KEYS)
 
     def __init__(self, placeholder: str, table_id: str, *, id: str | None = None) -> None:
         super().__init__(placeholder=placeholder, id=id)

@@ -25,7 +25,7 @@ class KeysFooter(Static):
         seen: set[str] = set()
         for active in self.screen.active_bindings.values():
             binding = active.binding
-            if not binding.show or binding.description in seen:
+            if not binding.show or not active.enabled or binding.description in seen:  # only keys that act
                 continue
             seen.add(binding.description)
             line.append(f" {self.app.get_key_display(binding)} ", style="bold reverse")

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from console.keymap import TABLE_KEYS, bindings
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Column:
     title: str
     width: int
     right: bool = False
+    grows: bool = False  # takes the table's spare width, as far as its longest cell needs (names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +30,28 @@ class Row:
     key: str
     cells: tuple[str, ...]
     tone: str | None = None  # "warning" or "error" colours the row
+    spans: bool = False  # one text across the whole line (cells[0]), not a cell per column
 
 
-def format_line(columns: Sequence[Column], cells: Iterable[str]) -> str:
+def format_line(widths: Sequence[int], columns: Sequence[Column], cells: Iterable[str]) -> str:
     parts = []
-    for column, cell in zip(columns, cells, strict=True):
-        text = cell if len(cell) <= column.width else cell[: column.width - 1] + "…"
-        parts.append(" " + (text.rjust(column.width) if column.right else text.ljust(column.width)))
+    for width, column, cell in zip(widths, columns, cells, strict=True):
+        text = cell if len(cell) <= width else cell[: width - 1] + "…"
+        parts.append(" " + (text.rjust(width) if column.right else text.ljust(width)))
     return "".join(parts)
+
+
+def fitted_widths(columns: Sequence[Column], rows: Sequence[Row], room: int) -> list[int]:
+    """Each column's width: its own, and for growing columns more from `room` (spare width), as needed."""
+    widths = [column.width for column in columns]
+    for index in reversed(range(len(columns))):  # right to left: an operation's name before an agent's
+        column = columns[index]
+        if column.grows and room > 0:
+            longest = max((len(row.cells[index]) for row in rows if not row.spans), default=0)
+            extra = min(room, max(0, longest - column.width))
+            widths[index] += extra
+            room -= extra
+    return widths
 
 
 class LinesTable(ScrollView, can_focus=True):
@@ -43,19 +59,14 @@ class LinesTable(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES = {"lines-table--header", "lines-table--warning", "lines-table--error", "lines-table--cursor"}
     DEFAULT_CSS = """
+    LinesTable { width: 100%; }
     LinesTable > .lines-table--header { text-style: bold; color: $text-accent; }
     LinesTable > .lines-table--warning { color: $text-warning; }
     LinesTable > .lines-table--error { color: $text-error; }
     LinesTable > .lines-table--cursor { background: $block-cursor-blurred-background; }
     LinesTable:focus > .lines-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     """
-    BINDINGS = [
-        Binding("up", "move(-1)", "up", show=False),
-        Binding("down", "move(1)", "down", show=False),
-        Binding("pageup", "move(-10)", "page up", show=False),
-        Binding("pagedown", "move(10)", "page down", show=False),
-        Binding("enter", "choose", "choose", show=False),
-    ]
+    BINDINGS = bindings(TABLE_KEYS)
 
     rows: list[Row]
     cursor_row: int | None
@@ -74,9 +85,13 @@ class LinesTable(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.columns = tuple(columns)
         self.cursor_row = 0 if cursor else None
-        self.line_width = sum(column.width + 1 for column in self.columns) + 1
+        self.widths = [column.width for column in self.columns]
         self.rows = []
         self._lines: list[tuple[str, str | None]] = []
+
+    @property
+    def line_width(self) -> int:
+        return sum(width + 1 for width in self.widths) + 1
 
     @property
     def row_count(self) -> int:
@@ -91,6 +106,10 @@ class LinesTable(ScrollView, can_focus=True):
         if self.cursor_row is None or not self.rows:
             return None
         return self.rows[min(self.cursor_row, len(self.rows) - 1)]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without a cursor there is nothing to move or choose: the footer must not offer it.
+        return self.cursor_row is not None or action not in ("move", "choose")
 
     def action_move(self, by: int) -> None:
         if self.cursor_row is None or not self.rows:
@@ -112,15 +131,24 @@ class LinesTable(ScrollView, can_focus=True):
         if rows == self.rows:
             return
         self.rows = rows
-        self._lines = [(format_line(self.columns, row.cells), row.tone) for row in rows]
-        self.virtual_size = Size(self.line_width, len(rows) + 1)
+        self._lay_out()
+
+    def on_resize(self) -> None:
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        base = sum(column.width + 1 for column in self.columns) + 1
+        self.widths = fitted_widths(self.columns, self.rows, self.size.width - base)
+        self._lines = [(row.cells[0].ljust(self.line_width) if row.spans
+                        else format_line(self.widths, self.columns, row.cells), row.tone) for row in self.rows]
+        self.virtual_size = Size(self.line_width, len(self.rows) + 1)
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
         if y == 0:  # the header stays put while the rows scroll
-            text, style = format_line(self.columns, (c.title for c in self.columns)), self._style("header")
+            text, style = format_line(self.widths, self.columns, (c.title for c in self.columns)), self._style("header")
         else:
             index = scroll_y + y - 1
             if index >= len(self._lines):

@@ -124,6 +124,13 @@ class OperationForm(Vertical):
                     values[field.name] = text
         return values
 
+    def mark(self, problems: dict[str, str]) -> None:
+        """Marks the fields the operation's argument model refused (`problems`: field → why), clears the rest."""
+        for field in self.fields:
+            widget = self.query_one(f"#field-{field.name}")
+            widget.set_class(field.name in problems, "-invalid")
+            widget.tooltip = problems.get(field.name)
+
     def label_of(self, name: str) -> str | None:
         """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""
         widget = self.query_one(f"#field-{name}")
