@@ -25,6 +25,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
@@ -262,8 +263,8 @@ class ConsoleApp(App[None]):
                                                  len(pending)))
         if isinstance(event, PermissionResponseEvent | PermissionRevokedEvent):
             self.state.permission_changes += 1
-            self.screen.post_message(PermissionsChanged())
-        self.screen.post_message(PendingChanged())
+            self._tell_screens(PermissionsChanged)
+        self._tell_screens(PendingChanged)
         self._refresh()
 
     # -- deciding -------------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ class ConsoleApp(App[None]):
         if unnamed - self._names_asked:  # a new agent: its name, soon (asked once per id)
             self._names_asked |= unnamed
             self._load_agent_names()
-        self.screen.post_message(CallsArrived())
+        self._tell_screens(CallsArrived)
 
     @work(exit_on_error=False, group="agent-names", exclusive=True)
     async def _load_agent_names(self) -> None:
@@ -413,7 +414,12 @@ class ConsoleApp(App[None]):
         if self.read_only:
             parts.append(("READ-ONLY", 0))
         self.status = tuple(parts)
-        self.screen.post_message(StatusChanged())
+        self._tell_screens(StatusChanged)
+
+    def _tell_screens(self, change: type[Message]) -> None:
+        """Tells every screen on the stack (the one under a modal is still in sight) what changed."""
+        for screen in self.screen_stack:
+            screen.post_message(change())
 
 
 def _login() -> str:

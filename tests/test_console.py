@@ -165,6 +165,16 @@ async def test_read_only_mode_shows_requests_but_never_offers_to_decide(tmp_path
         assert not modal_open(app) and len(app.state.pending) == 1
 
 
+async def test_a_call_that_was_not_denied_does_not_read_denied(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        await agent_call(app, token)  # filed, not held: it is pending, and says so
+        calls = app.dashboard.query_one("#calls", LinesTable)
+        await until(pilot, lambda: calls.row_count >= 1)  # drawn under the modal the request opened
+        assert modal_open(app)
+        assert calls.rows[0].cells[4] == "pending" and calls.rows[0].tone == "warning"
+
+
 async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)
@@ -308,6 +318,9 @@ async def test_help_lists_every_key_by_its_id(tmp_path: Path) -> None:
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
         text = str(app.screen.query_one("#help-text").render())
         assert all(key_id in text for key_id in KNOWN_IDS)
+        # Every key, the modal's time limits, enter on tables and esc in a filter included.
+        for shown in ("open the row", "one hour", "eight hours", "clear the filter", "whole request"):
+            assert shown in text
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.dashboard)
 
@@ -342,9 +355,16 @@ async def test_the_audit_screen_shows_and_filters_the_log(tmp_path: Path) -> Non
         everything = table.row_count
         audit_actions = [row.cells[2] for row in table.rows]
         assert "grant.used" in audit_actions and "grant.revoked" not in audit_actions  # the once-grant, spent
+        # One entry per decision: neither the grant it added nor the gateway's note that it saw it.
+        assert audit_actions.count("permission.approved") == 1 and "permission.decision_seen" not in audit_actions
+        assert "grant.added" not in audit_actions
+        assert any(row.cells[1] == "agent:deployer" for row in table.rows)  # agents by name
         await pilot.press("slash", *"approved")
         await until(pilot, lambda: 0 < table.row_count < everything)
         assert all("approved" in " ".join(row.cells) for row in table.rows)
+        await pilot.press("enter", "enter")  # out of the filter, then the chosen entry, whole
+        await until(pilot, lambda: type(app.screen).__name__ == "TextView")
+        assert '"action": "permission.approved"' in app.screen.text  # type: ignore[attr-defined]
 
 
 async def test_an_agent_added_with_the_cli_is_let_in_within_two_seconds(tmp_path: Path) -> None:

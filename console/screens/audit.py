@@ -66,6 +66,7 @@ class AuditScreen(ConsoleScreen):
         if gateway is None:
             return
         self.events = one_entry_per_decision(await gateway.audit(AUDIT_SHOWN))
+        self.state.agent_names = await gateway.agent_names()  # the entries name agents the console may not know
         self._show()
 
     def _named(self, text: str | None) -> str:

@@ -103,6 +103,7 @@ class PermissionsScreen(ConsoleScreen):
         if gateway is None:
             return
         self.loaded_with, self.loaded_at = self.state.permission_changes, time.monotonic()
+        self.state.agent_names = await gateway.agent_names()
         note = ""
         try:
             self.grants = await gateway.grants()
