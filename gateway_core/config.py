@@ -134,11 +134,20 @@ class Settings(BaseSettings):
     postgres_kids_ascension_url: SecretStr | None = None  # URLs with passwords in them
     postgres_ozean_licht_url: SecretStr | None = None
     mem0_api_url: str | None = None
-    n8n_api_url: str | None = None
+    n8n_api_url: str | None = None  # the instance root (with or without /api/v1)
     n8n_api_key: SecretStr | None = None
+    n8n_webhook_url: str | None = None  # where n8n's webhooks answer, when not the root
+    n8n_webhook_timeout_ms: int = Field(10_000, gt=0)
     cloudflare_api_token: SecretStr | None = None
     cloudflare_account_id: str | None = None
-    github_token: SecretStr | None = None
+    cloudflare_zone_id: str | None = None  # the zone used when a call names none
+    cloudflare_api_url: str | None = None  # default https://api.cloudflare.com/client/v4 (tests point it elsewhere)
+    github_pat: SecretStr | None = None
+    github_token: SecretStr | None = None  # accepted for GITHUB_PAT
+    github_app_id: str | None = None  # a GitHub App instead of a token: with the key and the installation
+    github_private_key: SecretStr | None = None  # PEM, PKCS#1 or PKCS#8 (newlines may have become spaces)
+    github_installation_id: str | None = None
+    github_api_url: str | None = None  # default https://api.github.com (GHES, tests)
     minio_endpoint: str | None = None
     minio_access_key: str | None = None
     minio_secret_key: SecretStr | None = None
