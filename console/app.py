@@ -1,5 +1,6 @@
-"""ConsoleApp: the gateway and its orchestrator inside the app's event loop, with live health, calls and
-cost, permission requests decided from the keyboard, any service's operations by hand and the audit log.
+"""ConsoleApp: the gateway and its orchestrator inside the app's event loop (or, attached, a gateway that
+runs elsewhere), with live health, calls and cost, permission requests decided from the keyboard, any
+service's operations by hand and the audit log.
 
 The app owns the console's state (the gateway view, the pending queue, the recent calls) and hands it to
 its screens; it tells the screen on top what changed, and screens ask for things, with messages
@@ -9,7 +10,8 @@ waits on them in a key handler.
 
 Every stop (q, SIGTERM, SIGHUP, the terminal lost) goes one way: the gateway and orchestrator stop (held
 calls answered), the ledger is written, the sandbox stops, and only then does Textual exit and touch the
-terminal; a watchdog ends the process if that does not finish in time."""
+terminal; a watchdog ends the process if that does not finish in time. An attached console stops only
+itself: the gateway it watches goes on serving."""
 
 from __future__ import annotations
 
@@ -56,9 +58,19 @@ from console.terminal import console_driver
 from console.widgets.status_header import HeaderPart
 from gateway_core.clock import Clock, system_clock
 from gateway_core.config import ConfigError, Settings
-from gateway_core.events import CallFinished, HealthChanged, LinkChanged, PermissionEvent
+from gateway_core.errors import GatewayError
+from gateway_core.events import (
+    AttachmentChanged,
+    CallFinished,
+    HealthChecked,
+    LinkChanged,
+    OperatorsChanged,
+    PermissionEvent,
+    Resynced,
+)
 from gateway_core.gateway import OperatorCaller
-from gateway_core.operator_api import LocalGateway
+from gateway_core.operator_api import GatewayView, LocalGateway
+from gateway_core.operator_client import RemoteGateway
 from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable, UnknownRequest
 from gateway_core.orchestrator.models import (
     PermissionRequestEvent,
@@ -90,8 +102,9 @@ class ConsoleApp(App[None]):
     def __init__(self, settings: Settings, orchestrator_port: int = 9403, *, read_only: bool = False,
                  serve_gateway: bool = True, sandbox: Sandbox | None = None, clock: Clock = system_clock,
                  login: str | None = None, gateway_address_shown: str | None = None,
-                 **gateway_options: Any) -> None:
-        """`gateway_address_shown` replaces the bound address in the header (snapshots bind any free port)."""
+                 remote: RemoteGateway | None = None, **gateway_options: Any) -> None:
+        """`remote`: attach to that gateway instead of running one (nothing else is started). `gateway_address_shown`
+        replaces the gateway's address in the header (snapshots bind any free port)."""
         super().__init__(driver_class=console_driver(on_terminal_lost=lambda: self.stop("terminal lost")))
         unknown = set(settings.console.keys) - KNOWN_IDS
         if unknown:
@@ -104,6 +117,7 @@ class ConsoleApp(App[None]):
         self.sandbox = sandbox
         self.gateway_address_shown = gateway_address_shown
         self.gateway_options = gateway_options
+        self.remote = remote
         self.operator = OperatorCaller(login or _login(), read_only)
         self.state = ConsoleState(clock, read_only)
         self.runtime: Runtime | None = None
@@ -143,6 +157,9 @@ class ConsoleApp(App[None]):
                 signal.signal(signal_number, self._signalled)
 
     async def _start(self) -> None:
+        if self.remote is not None:
+            await self._attach_to(self.remote)
+            return
         try:
             settings = self.settings
             if self.sandbox is not None:
@@ -161,11 +178,24 @@ class ConsoleApp(App[None]):
         self.state.gateway = LocalGateway(self.runtime, self.operator)
         # Tasks of ours, not workers: Textual cancels its workers when it exits, which would cut what they answer.
         self._serving = [asyncio.create_task(server.serve()) for server in self.runtime.servers]
-        self.run_worker(self._follow_events(), exit_on_error=False, group="events")
         if self.sandbox is not None and self.runtime.gateway_url is not None:
             gateway = self.runtime.gateway
             await self.sandbox.start_agents(gateway.store, gateway.hasher, self.runtime.gateway_url)
             await gateway.authenticator.refresh()
+        self._watch()
+
+    async def _attach_to(self, remote: RemoteGateway) -> None:
+        try:
+            await remote.connect()
+        except GatewayError as exc:
+            self.exit(return_code=1, message=f"mcp-console: cannot attach: {exc.message}")
+            return
+        self.state.gateway = remote
+        self._watch()
+
+    def _watch(self) -> None:
+        """Follows the gateway's events and keeps the screens current: once the gateway view is there."""
+        self.run_worker(self._follow_events(), exit_on_error=False, group="events")
         self.set_interval(0.5, self._show_new_calls)
         self.set_interval(1.0, self._refresh)
         self.set_interval(5.0, self._load_agent_names)
@@ -211,6 +241,8 @@ class ConsoleApp(App[None]):
             with contextlib.suppress(TimeoutError):  # what is in flight after that is cut
                 await asyncio.wait_for(asyncio.gather(*self._serving, return_exceptions=True), IN_FLIGHT_SECONDS)
             await self.runtime.aclose()  # the ledger's last rows written, the store closed
+        if self.remote is not None:
+            await self.remote.aclose()
         if self.sandbox is not None:
             await self.sandbox.aclose()
 
@@ -221,7 +253,7 @@ class ConsoleApp(App[None]):
     async def _confirm_quit(self) -> None:
         """A stray q over SSH must not stop the gateway for every agent: a console that serves them asks."""
         gateway = self.state.gateway
-        if gateway is not None and gateway.address is not None:
+        if gateway is not None and gateway.attached_to is None and gateway.address is not None:
             agents = gateway.agents_served()
             question = (f"Stop the gateway for {agents} agent{'s' if agents != 1 else ''}? Until it is back they "
                         "get no answers, and held calls are answered 'gateway stopping'.")
@@ -243,8 +275,25 @@ class ConsoleApp(App[None]):
                 self._calls_changed = True
             elif isinstance(event, PermissionEvent):
                 self._permission_event(event.event)
-            elif isinstance(event, LinkChanged | HealthChanged):
+            elif isinstance(event, Resynced):
+                self._resynced(event)
+            elif isinstance(event, LinkChanged | HealthChecked | OperatorsChanged | AttachmentChanged):
                 self._refresh()
+
+    def _resynced(self, event: Resynced) -> None:
+        """An attached console's view was reloaded whole: what is pending is what the gateway says now."""
+        self.state.pending.clear()
+        for request in event.pending:
+            self.state.add_request(request)
+        if self.modal is not None and request_key(self.modal.request) not in self.state.pending:
+            self.modal.dismiss(None)
+            self.notify("The request on screen was decided while this console was away", severity="warning")
+        self._calls_changed = True
+        self.state.permission_changes += 1
+        self._tell_screens(PermissionsChanged)
+        self._tell_screens(PendingChanged)
+        self._refresh()
+        self._offer_next(automatic=True)
 
     def _permission_event(self, event: Any) -> None:
         pending = self.state.pending
@@ -333,7 +382,7 @@ class ConsoleApp(App[None]):
         except UnknownRequest:
             self.notify(f"The orchestrator no longer knows the request of {self.state.agent_name(request.agent_id)} "
                         f"for {request.service_name}: it has left the queue", severity="warning", timeout=10)
-        except (OrchestratorUnavailable, DecisionNotSupported) as exc:
+        except (OrchestratorUnavailable, DecisionNotSupported, GatewayError) as exc:
             self.notify(f"The decision was not made: {exc}. The request is back in the queue.",
                         severity="error", timeout=10)
             self.state.pending[key] = request
@@ -408,13 +457,29 @@ class ConsoleApp(App[None]):
             link = "linked" if lists else "linked, lists nothing: requests filed while no console watched are unseen"
         else:
             link = f"{link_state.describe()}: requests cannot be decided"
-        where = (self.gateway_address_shown or gateway.address) if gateway.address else "off"
-        parts: list[HeaderPart] = [(f"gw {where}", 3), (f"orch {link}", 1), (f"{len(self.state.pending)} pending", 0),
-                                   (f"today ${today.cost_usd:.4f}", 0), (f"{today.calls} calls {today.tokens} tok", 2)]
+        parts: list[HeaderPart] = [self._where(gateway), (f"orch {link}", 1),
+                                   (f"{len(self.state.pending)} pending", 0), (f"today ${today.cost_usd:.4f}", 0),
+                                   (f"{today.calls} calls {today.tokens} tok", 2)]
+        operators = len(gateway.operators_attached())
+        if gateway.attached_to is not None or operators > 1:
+            parts.insert(1, (f"{operators} operator{'s' if operators != 1 else ''}", 2))
         if self.read_only:
             parts.append(("READ-ONLY", 0))
         self.status = tuple(parts)
         self._tell_screens(StatusChanged)
+
+    def _where(self, gateway: GatewayView) -> HeaderPart:
+        """Which gateway this is: the one served here, or the one attached to (as whom, and whether the stream
+        is up), or none (attached to an orchestrator only: no calls, health or cost to show)."""
+        if gateway.attached_to is not None:
+            where = self.gateway_address_shown or gateway.attached_to
+            attachment = gateway.attachment
+            if attachment is not None and attachment.status != "connected":
+                return f"gw {where}: {attachment.describe()}", 0
+            return f"attached to {where} as {gateway.operator.login}", 0  # who acts, and where: always shown
+        if gateway.address is None:
+            return "no gateway here: calls, health and cost are not shown", 3
+        return f"gw {self.gateway_address_shown or gateway.address}", 3
 
     def _tell_screens(self, change: type[Message]) -> None:
         """Tells every screen on the stack (the one under a modal is still in sight) what changed."""

@@ -1,4 +1,5 @@
-"""Agent credentials: bearer tokens, stored as HMAC-SHA256 under a server key that lives beside the store."""
+"""Agents' and operators' credentials: bearer tokens, stored as HMAC-SHA256 under a server key that lives
+beside the store. Agent tokens open the agent routes only, operator tokens the operator API only."""
 
 from __future__ import annotations
 
@@ -124,8 +125,15 @@ class CredentialRefused(AuthenticationRequired):
         )
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for no header or another scheme."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 class Authenticator:
-    """Maps a bearer token to its agent from an in-memory snapshot of active agents, refreshed
+    """Maps a bearer token to its agent or operator from an in-memory snapshot of those active, refreshed
     every `refresh_seconds`, so a token added or revoked by the CLI takes effect within that."""
 
     def __init__(
@@ -140,6 +148,7 @@ class Authenticator:
         self._trust_agent_header = trust_agent_header
         self._by_token_hash: dict[str, Agent] = {}
         self._by_id: dict[str, Agent] = {}
+        self._operators_by_token_hash: dict[str, Operator] = {}
         self._refresher = Periodic(refresh_seconds, self.refresh, "auth-refresh")
 
     async def start(self) -> None:
@@ -156,6 +165,7 @@ class Authenticator:
 
     async def refresh(self) -> None:
         by_hash = await self._store.active_agents_by_token_hash()
+        self._operators_by_token_hash = await self._store.active_operators_by_token_hash()
         self._by_token_hash = by_hash
         self._by_id = {agent.id: agent for agent in by_hash.values()}
 
@@ -171,8 +181,12 @@ class Authenticator:
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
                 raise CredentialRefused("the Authorization header must be 'Bearer <agent token>'", claimed)
-            agent = self._by_token_hash.get(self._hasher.hash(token))
+            token_hash = self._hasher.hash(token)
+            agent = self._by_token_hash.get(token_hash)
             if agent is None:
+                if token_hash in self._operators_by_token_hash:
+                    raise CredentialRefused("this is an operator token: agents need an agent token "
+                                            "(operator tokens open the operator API only)", claimed)
                 raise CredentialRefused("unknown or revoked agent token", claimed)
             if claimed is not None and claimed != agent.id:
                 raise CredentialRefused("X-Agent-Id does not match the agent of this token", claimed)
@@ -183,3 +197,21 @@ class Authenticator:
                 return agent
             raise CredentialRefused("unknown or revoked agent in X-Agent-Id", claimed)
         raise CredentialRefused("an agent token is required: send 'Authorization: Bearer <agent token>'", claimed)
+
+    def operator(self, authorization: str | None) -> Operator:
+        """The operator behind a request's bearer token; CredentialRefused for anything else (an agent's token)."""
+        token = bearer_token(authorization)
+        if token is None:
+            raise CredentialRefused("an operator token is required: send 'Authorization: Bearer <operator token>'",
+                                    None)
+        token_hash = self._hasher.hash(token)
+        operator = self._operators_by_token_hash.get(token_hash)
+        if operator is None:
+            if token_hash in self._by_token_hash:
+                raise CredentialRefused("this is an agent token: the operator API needs an operator token "
+                                        "(mcp-console operators add NAME)", None)
+            raise CredentialRefused("unknown or revoked operator token", None)
+        return operator
+
+    def operator_in_force(self, operator_id: str) -> bool:
+        return any(operator.id == operator_id for operator in self._operators_by_token_hash.values())

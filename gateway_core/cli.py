@@ -113,7 +113,22 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         print(f"mcp-console gateway {__version__} listening on {runtime.gateway_url}, with {where} "
               f"(store: {runtime.gateway.store.path})", file=sys.stderr, flush=True)
 
-    return await serve_until_signalled(runtime.servers, runtime.aclose, announce, runtime.stop)
+    def reload() -> None:
+        """SIGHUP: the config file read again; what can change while serving does, the rest is named."""
+        try:
+            settings = _settings(args)
+        except ConfigError as exc:
+            log.error("SIGHUP: the config was not reloaded, nothing changed: %s", exc)
+            return
+        outcome = runtime.gateway.reload(settings)
+        if not outcome.applied and not outcome.kept:
+            log.info("SIGHUP: config reloaded, nothing changed")
+        if outcome.applied:
+            log.info("SIGHUP: config reloaded, now in force: %s", ", ".join(outcome.applied))
+        if outcome.kept:
+            log.warning("SIGHUP: changed, but in force only after a restart: %s", ", ".join(outcome.kept))
+
+    return await serve_until_signalled(runtime.servers, runtime.aclose, announce, runtime.stop, reload)
 
 
 async def cmd_orchestrator(args: argparse.Namespace) -> int:
@@ -173,20 +188,34 @@ async def cmd_agents_add(args: argparse.Namespace) -> int:
                                  lambda store, hasher: create_agent(store, hasher, args.name, _actor(), args.id))
 
 
+def _print_holders(kind: str, holders: Sequence[Agent | Operator], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"id": h.id, "name": h.name, "created_at": _when(h.created_at),
+                           "revoked_at": h.revoked_at and _when(h.revoked_at)} for h in holders]))
+    elif not holders:
+        print(f"no {kind}s yet: add one with 'mcp-console {kind}s add NAME'")
+    else:
+        _print_table([[h.id, h.name, _when(h.created_at), "revoked" if h.revoked_at else "active"]
+                      for h in holders], ["ID", "NAME", "CREATED", "STATE"], sys.stdout)
+
+
 async def cmd_agents_list(args: argparse.Namespace) -> int:
     store = await _open_store(_settings(args))
     try:
         agents = await store.list_agents()
     finally:
         await store.close()
-    if args.json:
-        print(json.dumps([{"id": a.id, "name": a.name, "created_at": _when(a.created_at),
-                           "revoked_at": a.revoked_at and _when(a.revoked_at)} for a in agents]))
-    elif not agents:
-        print("no agents yet: add one with 'mcp-console agents add NAME'")
-    else:
-        _print_table([[a.id, a.name, _when(a.created_at), "revoked" if a.revoked_at else "active"]
-                      for a in agents], ["ID", "NAME", "CREATED", "STATE"], sys.stdout)
+    _print_holders("agent", agents, args.json)
+    return 0
+
+
+async def cmd_operators_list(args: argparse.Namespace) -> int:
+    store = await _open_store(_settings(args))
+    try:
+        operators = await store.list_operators()
+    finally:
+        await store.close()
+    _print_holders("operator", operators, args.json)
     return 0
 
 
@@ -201,6 +230,20 @@ async def cmd_agents_revoke(args: argparse.Namespace) -> int:
         return 1
     print(f"agent {args.agent_id} revoked: its grants ended and its pending requests cancelled; its token stops "
           "working within 2 seconds")
+    return 0
+
+
+async def cmd_operators_revoke(args: argparse.Namespace) -> int:
+    store = await _open_store(_settings(args))
+    try:
+        revoked = await store.revoke_operator(args.operator_id, _actor())
+    finally:
+        await store.close()
+    if not revoked:
+        print(f"no active operator {args.operator_id!r} (see 'mcp-console operators list')", file=sys.stderr)
+        return 1
+    print(f"operator {args.operator_id} revoked: its token stops working within 2 seconds, and its attached "
+          "consoles are disconnected")
     return 0
 
 
@@ -322,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcp-console {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the gateway headless (stops on SIGINT/SIGTERM)")
+    serve = commands.add_parser("serve", parents=[common],
+                                help="run the gateway headless (stops on SIGINT/SIGTERM; SIGHUP reloads the config)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8100)")
     serve.add_argument("--orchestrator-port", type=int, default=9403,
@@ -340,10 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     operators = commands.add_parser("operators", help="operators and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)
     operator_add = operators.add_parser("add", parents=[common],
-                                        help="add an operator and print the orchestrator token once")
+                                        help="add an operator and print its token once (for attach)")
     operator_add.add_argument("name")
     operator_add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
     operator_add.set_defaults(run=cmd_operators_add)
+    operator_list = operators.add_parser("list", parents=[common], help="list operators")
+    operator_list.add_argument("--json", action="store_true")
+    operator_list.set_defaults(run=cmd_operators_list)
+    operator_revoke = operators.add_parser("revoke", parents=[common], help="revoke an operator's token")
+    operator_revoke.add_argument("operator_id", metavar="ID")
+    operator_revoke.set_defaults(run=cmd_operators_revoke)
 
     agents = commands.add_parser("agents", help="agents and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)

@@ -86,3 +86,11 @@ class ValidationFailed(GatewayError):
 
 class BudgetExceeded(GatewayError):
     code, http_status, name = -32010, 402, "BUDGET_EXCEEDED"
+
+
+_BY_CODE = {error.code: error for error in GatewayError.__subclasses__()}  # one class per code, all above
+
+
+def error_for(code: int, message: str, data: dict[str, Any] | None = None) -> GatewayError:
+    """The error a code names, as read back from an answer (an unknown code: an internal error)."""
+    return _BY_CODE.get(code, InternalError)(message, data)

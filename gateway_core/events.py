@@ -1,12 +1,14 @@
-"""The gateway's event stream for UIs: finished calls and health changes, fanned out to subscribers.
+"""The gateway's event stream for UIs: finished calls, health checks, permission events and link changes,
+fanned out to subscribers.
 
 A subscriber has a bounded queue; when it falls behind, its oldest events are dropped and counted,
-so a slow console never slows the gateway."""
+so a slow console never slows the gateway. A listener (the operator feed) is called as each event is
+published, in the same step as the change it reports."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from gateway_core.health import HealthReport
@@ -21,10 +23,16 @@ class CallFinished:
 
 
 @dataclass(frozen=True, slots=True)
-class HealthChanged:
+class HealthChecked:
+    """Every check of a service (its latency goes into the history), whether or not its status changed."""
+
     service: str
     previous: HealthReport | None
     current: HealthReport
+
+    @property
+    def status_changed(self) -> bool:
+        return self.previous is None or self.previous.status != self.current.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,37 @@ class LinkChanged:
     state: LinkState
 
 
-GatewayEvent = CallFinished | HealthChanged | PermissionEvent | LinkChanged
+@dataclass(frozen=True, slots=True)
+class OperatorsChanged:
+    """A console attached or left: the operators attached now, by name (one entry per console)."""
+
+    attached: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentChanged:
+    """A console attached to a gateway elsewhere: the state of its stream (connected, reconnecting, failed)."""
+
+    state: LinkState
+
+
+@dataclass(frozen=True, slots=True)
+class Resynced:
+    """A console attached to a gateway elsewhere was away longer than the gateway remembers (or the gateway
+    restarted): its view was reloaded whole, and `pending` is what waits for a decision now. The calls it
+    missed were published before this; decisions it missed are not replayed."""
+
+    pending: tuple[PermissionRequestEvent, ...]
+
+
+GatewayEvent = (CallFinished | HealthChecked | PermissionEvent | LinkChanged | OperatorsChanged | AttachmentChanged
+                | Resynced)
+Listener = Callable[[GatewayEvent], None]
+
+
+def backlog(calls: Iterable[CallRecord], pending: Iterable[PermissionRequestEvent]) -> list[GatewayEvent]:
+    """What a new subscriber is given first: the recent calls (oldest first), then the pending requests."""
+    return [*(CallFinished(record) for record in calls), *(PermissionEvent(request) for request in pending)]
 
 
 class Subscription:
@@ -77,9 +115,17 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscription] = []
+        self._listeners: list[Listener] = []
 
-    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+    def listen(self, listener: Listener) -> None:
+        """Calls `listener` with every event as it is published (it must not block, and must not raise)."""
+        self._listeners.append(listener)
+
+    def subscribe(self, maxsize: int = 10_000, backlog: Iterable[GatewayEvent] = ()) -> Subscription:
+        """A new subscription, given `backlog` first (what happened before, as the subscriber should see it)."""
         subscription = Subscription(self, maxsize)
+        for event in backlog:
+            subscription._offer(event)
         self._subscribers.append(subscription)
         return subscription
 
@@ -88,5 +134,7 @@ class EventBus:
             self._subscribers.remove(subscription)
 
     def publish(self, event: GatewayEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
         for subscription in self._subscribers:
             subscription._offer(event)

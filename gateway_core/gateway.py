@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from gateway_core import __version__
 from gateway_core.auth import Authenticator, TokenHasher, open_token_hasher
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
@@ -28,7 +30,7 @@ from gateway_core.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from gateway_core.events import CallFinished, EventBus, HealthChanged
+from gateway_core.events import CallFinished, EventBus, HealthChecked
 from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
@@ -51,6 +53,7 @@ from gateway_core.models import (
     UsageSummary,
 )
 from gateway_core.operations import Operation, OperationArgs, OperationTable
+from gateway_core.operator_feed import OperatorFeed
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient
 from gateway_core.permission_gate import PermissionGate
 from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
@@ -80,6 +83,32 @@ class ExecuteOutcome:
     record: CallRecord
     result: ExecuteResult | None = None
     error: GatewayError | None = None
+
+
+# What `Gateway.reload` takes from a config file read again: whole sections, or `section.field`.
+RELOADABLE_SETTINGS = frozenset({"rate_limit", "budget", "cost", "upstream_timeout_seconds", "policy.always_ask",
+                                 "policy.grant_cache_seconds", "permission.max_wait", "permission.refile_seconds"})
+
+
+def changed_settings(old: Settings, new: Settings) -> list[str]:
+    """The settings that differ, by name: a section's fields one by one where one of them is reloadable."""
+    changed = []
+    for name in type(old).model_fields:
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        if isinstance(before, BaseModel) and any(key.startswith(f"{name}.") for key in RELOADABLE_SETTINGS):
+            changed += [f"{name}.{field}" for field in type(before).model_fields
+                        if getattr(before, field) != getattr(after, field)]
+        else:
+            changed.append(name)
+    return changed
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsReload:
+    applied: list[str]  # now in force
+    kept: list[str]  # changed in the file, in force after a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +161,15 @@ class Gateway:
                        if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds)),
             orchestrator, settings.permission.max_wait, self.recorder, self.metrics, self.events, self.clock,
             always_ask=settings.policy.always_ask, refile_seconds=settings.permission.refile_seconds)
+        self.operator_feed = OperatorFeed(self.events, lambda: self.permissions.capabilities)
         self.health = HealthMonitor(
             {name: state.handler for name, state in self.services.items() if state.handler is not None},
             settings.health.interval_seconds,
             settings.health.timeout_seconds,
-            self._health_changed,
+            self._health_checked,
             self.clock,
         )
-        self._agent_limits = TokenBuckets(settings.rate_limit.per_agent)
-        self._service_limits = {
-            name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
-            for name, state in self.services.items()
-        }
+        self._set_rate_limits(settings)
         self.usage = Usage(self.services, self.clock)
         self.started_at = self.clock()
         self._started_monotonic = time.monotonic()
@@ -195,9 +221,43 @@ class Gateway:
         self.health.start()
         await self.permissions.start()
 
+    def _set_rate_limits(self, settings: Settings) -> None:
+        self._agent_limits = TokenBuckets(settings.rate_limit.per_agent)
+        self._service_limits = {
+            name: TokenBuckets(settings.rate_limit.per_service.get(name, state.spec.rate_limit))
+            for name, state in self.services.items()
+        }
+
+    def reload(self, new: Settings) -> SettingsReload:
+        """Takes what can change while serving from `new` (a config file read again): rate limits (their
+        buckets start full), the budget, cost, the policy, how long calls wait for a decision and the upstream
+        timeout. Everything else keeps its running value until a restart; the answer names both, never values."""
+        changed = changed_settings(self.settings, new)
+        applied = [name for name in changed if name in RELOADABLE_SETTINGS]
+        kept = [name for name in changed if name not in RELOADABLE_SETTINGS]
+        if not applied:
+            return SettingsReload(applied, kept)
+        update: dict[str, Any] = {}
+        for name in applied:
+            section, _, field_name = name.partition(".")
+            if field_name:
+                update[section] = update.get(section, getattr(self.settings, section)).model_copy(
+                    update={field_name: getattr(getattr(new, section), field_name)})
+            else:
+                update[section] = getattr(new, section)
+        settings = self.settings = self.settings.model_copy(update=update)
+        self._set_rate_limits(settings)
+        policy = settings.policy
+        self.permissions.policy.configure(policy.grant_cache_seconds, policy.always_ask)
+        self.permissions.configure(settings.permission.max_wait, settings.permission.refile_seconds,
+                                   policy.always_ask)
+        return SettingsReload(applied, kept)
+
     def begin_shutdown(self) -> None:
-        """Answers every held call at once (-32004, status gateway_stopping), and any call held from now on."""
+        """Answers every held call at once (-32004, status gateway_stopping), and any call held from now on;
+        attached consoles are told the gateway is stopping."""
         self.permissions.begin_shutdown()
+        self.operator_feed.stop()
 
     async def aclose(self) -> None:
         """Stops background work, writes every pending ledger row, closes handlers and the store."""
@@ -399,12 +459,14 @@ class Gateway:
         self.events.publish(CallFinished(record))
         return record
 
-    def _health_changed(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
-        # The operator's record of what the upstream said, internal addresses included (agents get it scrubbed).
-        log.log(logging.INFO if current.status == "healthy" else logging.WARNING, "%s is %s: %s", service,
-                current.status, current.message)
-        self.metrics.service_up.labels(service).set(1 if current.status in ("healthy", "degraded") else 0)
-        self.events.publish(HealthChanged(service, previous, current))
+    def _health_checked(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
+        checked = HealthChecked(service, previous, current)
+        if checked.status_changed:
+            # The operator's record of what the upstream said, internal addresses included (agents get it scrubbed).
+            log.log(logging.INFO if current.status == "healthy" else logging.WARNING, "%s is %s: %s", service,
+                    current.status, current.message)
+            self.metrics.service_up.labels(service).set(1 if current.status in ("healthy", "degraded") else 0)
+        self.events.publish(checked)
 
     # -- what the gateway knows --------------------------------------------------------------------
 

@@ -31,21 +31,21 @@ class HealthReport:
 
 
 class HealthMonitor:
-    """Checks every handler at start and then every `interval` seconds; calls `on_change` when a
-    service's status changes. Keeps the last HISTORY_LENGTH latencies per service for sparklines."""
+    """Checks every handler at start and then every `interval` seconds, and hands every report to
+    `on_report` with the one before it. Keeps the last HISTORY_LENGTH latencies per service for sparklines."""
 
     def __init__(
         self,
         handlers: Mapping[str, ServiceHandler],
         interval: float,
         timeout: float,
-        on_change: Callable[[str, HealthReport | None, HealthReport], None],
+        on_report: Callable[[str, HealthReport | None, HealthReport], None],
         clock: Clock,
     ) -> None:
         self._handlers = handlers
         self._clock = clock
         self._timeout = timeout
-        self._on_change = on_change
+        self._on_report = on_report
         self.reports: dict[str, HealthReport] = {}
         self.latency_history: dict[str, deque[float | None]] = {
             name: deque(maxlen=HISTORY_LENGTH) for name in handlers
@@ -82,6 +82,5 @@ class HealthMonitor:
         previous = self.reports.get(service)
         self.reports[service] = report
         self.latency_history[service].append(report.latency_ms)
-        if previous is None or previous.status != report.status:
-            self._on_change(service, previous, report)
+        self._on_report(service, previous, report)
         return report

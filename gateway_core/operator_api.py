@@ -3,8 +3,8 @@
 `GatewayView` is all a console may use: what it reads (services with health and usage, today's usage, the
 orchestrator link, the event stream, agent names, the audit log, grants and decisions) and what it does
 (run an operation as its operator, decide a permission request, revoke a grant). `LocalGateway` implements
-it over the runtime in the console's own process; a console attached to a gateway elsewhere implements
-the same over the network, so every screen works the same either way."""
+it over the runtime in the console's own process; `RemoteGateway` (operator_client.py) over a gateway's
+operator API, for a console attached to it, so every screen works the same either way."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway_core.errors import PermissionDenied
-from gateway_core.events import Subscription
+from gateway_core.events import Subscription, backlog
 from gateway_core.gateway import ExecuteOutcome, OperatorCaller
 from gateway_core.health import HealthReport, HealthStatus
 from gateway_core.models import ExecuteParams
@@ -62,6 +62,15 @@ class GatewayView(Protocol):
         """Where agents reach the gateway (host:port), or None when it serves none."""
 
     @property
+    def attached_to(self) -> str | None:
+        """For a gateway elsewhere, where (host:port): quitting the console leaves it serving. None: the
+        gateway runs in the console's process and stops with it."""
+
+    @property
+    def attachment(self) -> LinkState | None:
+        """The state of the stream from a gateway elsewhere; None for the gateway in this process."""
+
+    @property
     def link(self) -> LinkState | None:
         """The orchestrator feed's state; None when no orchestrator is linked."""
 
@@ -76,8 +85,12 @@ class GatewayView(Protocol):
     def agents_served(self) -> int:
         """How many agents hold a token that works now."""
 
+    def operators_attached(self) -> tuple[str, ...]:
+        """The operators whose consoles watch the gateway now (this one included), a name per console."""
+
     def subscribe(self) -> Subscription:
-        """Every finished call, health change, permission event and link change from now on."""
+        """The recent calls and the pending requests first, then every finished call, health check, permission
+        event, link change and console attached or gone, from now on."""
 
     async def agent_names(self) -> dict[str, str]: ...
 
@@ -101,12 +114,16 @@ class GatewayView(Protocol):
 
 
 class LocalGateway:
-    """GatewayView over a runtime in this process."""
+    """GatewayView over a runtime in this process; counted as an attached console while it lives."""
+
+    attached_to = None
+    attachment = None
 
     def __init__(self, runtime: Runtime, operator: OperatorCaller) -> None:
         self._runtime = runtime
         self._gateway = runtime.gateway
         self._operator = operator
+        self._gateway.operator_feed.attach(operator.login)
 
     @property
     def operator(self) -> OperatorCaller:
@@ -139,8 +156,12 @@ class LocalGateway:
     def agents_served(self) -> int:
         return self._gateway.authenticator.active_agent_count
 
+    def operators_attached(self) -> tuple[str, ...]:
+        return self._gateway.operator_feed.attached
+
     def subscribe(self) -> Subscription:
-        return self._gateway.events.subscribe()
+        feed, gate = self._gateway.operator_feed, self._gateway.permissions
+        return self._gateway.events.subscribe(backlog=backlog(feed.recent_calls, gate.pending))
 
     async def agent_names(self) -> dict[str, str]:
         return {agent.id: agent.name for agent in await self._gateway.store.list_agents()}

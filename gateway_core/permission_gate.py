@@ -88,6 +88,15 @@ class PermissionGate:
         self._seen: OrderedDict[str, PermissionRequestEvent] = OrderedDict()  # requests on the feed, undecided
         self._decided_here: OrderedDict[str, str] = OrderedDict()  # request id -> the operator deciding it here
 
+    def configure(self, max_wait: float, refile_seconds: float, always_ask: Collection[str]) -> None:
+        """New settings (a reloaded config file), from the next call on; calls held now keep their deadline."""
+        self._max_wait, self._refile_seconds, self._always_ask = max_wait, refile_seconds, frozenset(always_ask)
+
+    @property
+    def pending(self) -> list[PermissionRequestEvent]:
+        """The requests seen on the orchestrator's feed and not decided yet, oldest first."""
+        return list(self._seen.values())
+
     @property
     def has_pending_list(self) -> bool | None:
         """Whether the orchestrator lists pending requests (the external one does not); None: not known yet."""
@@ -305,6 +314,10 @@ class PermissionGate:
             elif isinstance(item, PermissionResponseEvent):
                 self._seen.pop(item.request_id, None)
                 decided_here = self._decided_here.pop(item.request_id, None)
+                if item.decided_by is None and decided_here is not None:
+                    # An orchestrator that does not say who decided (the external one): every console is told
+                    # who did, when it was an operator of this gateway.
+                    item = item.model_copy(update={"decided_by": decided_here})
                 self._settle(item)
                 self.decisions.publish(item)
                 self.policy.invalidate(item.agent_id)

@@ -24,6 +24,9 @@ class PermissionPolicy(Protocol):
     def invalidate(self, agent_id: str | None = None) -> None:
         """Forgets what it knows of an agent's grants (or everyone's): a decision or revoke arrived."""
 
+    def configure(self, cache_seconds: float, always_ask: Collection[str]) -> None:
+        """New settings (a reloaded config file), from the next call on."""
+
     async def is_allowed(self, agent_id: str, service: str, operation: Operation, args_hash: str = "") -> bool:
         """May the agent make this call? `args_hash` identifies the call's arguments, for one-time approvals."""
 
@@ -48,6 +51,9 @@ class StoreGrantPolicy:
 
     def invalidate(self, agent_id: str | None = None) -> None:
         self._refresher.run_soon()
+
+    def configure(self, cache_seconds: float, always_ask: Collection[str]) -> None:
+        self._refresher.interval = cache_seconds  # always_ask needs an orchestrator: the gate refuses those calls
 
     async def refresh(self) -> None:
         grants: dict[tuple[str, str], list[Grant]] = defaultdict(list)
@@ -79,6 +85,10 @@ class OrchestratorPolicy:
         self._views: dict[str, tuple[float, AgentPermissions]] = {}
         self._loading: dict[str, asyncio.Future[AgentPermissions]] = {}
         self._generation = 0
+
+    def configure(self, cache_seconds: float, always_ask: Collection[str]) -> None:
+        self._cache_seconds = cache_seconds
+        self._always_ask = set(always_ask)
 
     async def start(self) -> None:
         pass

@@ -39,6 +39,7 @@ from gateway_core.models import (
     StoreCheck,
     error_envelope,
 )
+from gateway_core.operator_routes import operator_routes
 from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthentication
 from gateway_core.store import StoreError
 from gateway_core.watchdog import ExitWatchdog
@@ -189,6 +190,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/mcp/service/{name}",
               authenticated(lambda request: gateway.describe_service(request.path_params["name"]).model_dump()),
               methods=["GET"]),
+        *operator_routes(gateway, limit),
     ]
     # A known path with another method is still "no such route" to a client (gateway-protocol.md).
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: not_found, 405: not_found}
@@ -272,10 +274,12 @@ STOP_DEADLINE_SECONDS = 10.0  # from a stop signal to the process gone, whatever
 async def serve_until_signalled(
     servers: list[HttpServer], cleanup: Callable[[], Awaitable[None]],
     on_listening: Callable[[], None] | None = None, on_stop: Callable[[], None] | None = None,
+    on_reload: Callable[[], None] | None = None,
 ) -> int:
     """Serves until SIGINT or SIGTERM; then `on_stop` (which answers held calls), the servers answer what
     is in flight, and `cleanup` runs (which flushes the ledger). Whatever hangs, the process is gone
-    within STOP_DEADLINE_SECONDS of the signal. Returns the process exit code."""
+    within STOP_DEADLINE_SECONDS of the signal. SIGHUP calls `on_reload`, where there is one (else it
+    stops too). Returns the process exit code."""
     loop = asyncio.get_running_loop()
     watchdog = ExitWatchdog(STOP_DEADLINE_SECONDS)
 
@@ -292,6 +296,8 @@ async def serve_until_signalled(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signalled, signum)
+    if on_reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
     try:
         serving = [asyncio.create_task(server.serve()) for server in servers]
         started = [await server.wait_started() for server in servers]

@@ -135,3 +135,48 @@ async def run_linked(db_path: Path, extra_specs: tuple[ServiceSpec, ...] = (ECHO
                 server.stop()
             await asyncio.gather(*tasks)
             await runtime.aclose()
+
+
+class DroppingProxy:
+    """A TCP proxy on a free loopback port in front of `target_port`: `drop()` cuts every connection through
+    it at once (a network that went away), and new connections get through again."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.url = ""
+        self.refusing = False  # while set, connections are closed as soon as they are made
+
+    async def __aenter__(self) -> DroppingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.drop()
+        await self._server.wait_closed()
+
+    def drop(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_writer.transport.abort()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers |= {client_writer, upstream_writer}
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.transport.abort()
+
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+        self._writers -= {client_writer, upstream_writer}

@@ -11,7 +11,7 @@ import pytest
 
 from gateway_core.catalog import ServiceSpec
 from gateway_core.config import Settings
-from gateway_core.events import CallFinished, EventBus, HealthChanged
+from gateway_core.events import CallFinished, EventBus, HealthChecked
 from gateway_core.health import HealthReport
 from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.ratelimit import RateLimit
@@ -118,7 +118,7 @@ async def test_a_health_change_is_published_and_a_down_service_is_refused(tmp_pa
         report = await gw.gateway.health.check("echo")
         changes = []
         while (event := subscription.get_nowait()) is not None:
-            if isinstance(event, HealthChanged):
+            if isinstance(event, HealthChecked):
                 changes.append((event.previous.status if event.previous else None, event.current.status))
         agent_id, token = await gw.add_agent()
         await gw.grant(agent_id, "echo")

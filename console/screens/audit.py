@@ -18,6 +18,7 @@ from console.widgets.filter_field import FilterField
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.lines_table import Column, LinesTable, Row
 from console.widgets.status_header import StatusHeader
+from gateway_core.errors import GatewayError
 from gateway_core.store import AuditEvent
 
 AUDIT_SHOWN = 500
@@ -65,8 +66,12 @@ class AuditScreen(ConsoleScreen):
         gateway = self.state.gateway
         if gateway is None:
             return
-        self.events = one_entry_per_decision(await gateway.audit(AUDIT_SHOWN))
-        self.state.agent_names = await gateway.agent_names()  # the entries name agents the console may not know
+        try:
+            self.events = one_entry_per_decision(await gateway.audit(AUDIT_SHOWN))
+            self.state.agent_names = await gateway.agent_names()  # the entries name agents the console may not know
+        except GatewayError as exc:  # a gateway elsewhere that cannot be reached: say so, keep what is shown
+            self.notify(f"Could not load the audit log: {exc.message}", severity="error")
+            return
         self._show()
 
     def _named(self, text: str | None) -> str:

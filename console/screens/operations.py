@@ -25,7 +25,7 @@ from console.state import ConsoleState
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.operation_form import OperationForm, form_fields
 from console.widgets.status_header import StatusHeader
-from gateway_core.errors import InvalidParams
+from gateway_core.errors import GatewayError, InvalidParams
 from gateway_core.operations import Operation, Picker
 from gateway_core.operator_api import ServiceView
 from gateway_core.redaction import redacted
@@ -141,14 +141,17 @@ class OperationsScreen(ConsoleScreen):
     async def _fill_picker(self, form: OperationForm, field_name: str, picker: Picker) -> None:
         if self.state.gateway is None or self.service is None:
             return
-        outcome = await self.state.gateway.run(self.service.name, picker.operation, {})
+        try:
+            outcome = await self.state.gateway.run(self.service.name, picker.operation, {})
+            error, result = outcome.error, outcome.result
+        except GatewayError as exc:  # a gateway elsewhere that cannot be reached
+            error, result = exc, None
         if not form.is_attached:
             return
-        if outcome.error is not None:
-            form.fill_picker(field_name, [], f"could not list: {outcome.error.message}")
+        if error is not None:
+            form.fill_picker(field_name, [], f"could not list: {error.message}")
         else:
-            data = outcome.result.data if outcome.result is not None else {}
-            form.fill_picker(field_name, picker_choices(data, picker))
+            form.fill_picker(field_name, picker_choices(result.data if result is not None else {}, picker))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "run":
@@ -188,16 +191,19 @@ class OperationsScreen(ConsoleScreen):
             status.update("cancelled")
             return
         status.update(f"running {operation.name}…")
-        outcome = await gateway.run(service.name, operation.name, args)
-        if outcome.error is not None:
-            error = outcome.error
+        try:
+            outcome = await gateway.run(service.name, operation.name, args)
+            error, result = outcome.error, outcome.result
+        except GatewayError as exc:  # a gateway elsewhere that cannot be reached (or did not answer)
+            error, result = exc, None
+        if error is not None:
             status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")
             shown: Any = redacted(error.to_error_object())
-        elif outcome.result is not None:
-            metadata = outcome.result.metadata
+        elif result is not None:
+            metadata = result.metadata
             status.update(f"[green]success[/green] in {metadata.executionTime} ms, {metadata.tokensUsed} tokens, "
                           f"${metadata.cost:.4f}")
-            shown = redacted(outcome.result.data)  # the operator's screen shows no secret Coolify hands back
+            shown = redacted(result.data)  # the operator's screen shows no secret Coolify hands back
         self.result_text = json.dumps(shown, indent=2, sort_keys=True, default=str)
         self.query_one("#result", Static).update(
             Syntax(self.result_text, "json", theme="ansi_dark", word_wrap=True, background_color="default"))

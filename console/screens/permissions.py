@@ -103,15 +103,15 @@ class PermissionsScreen(ConsoleScreen):
         if gateway is None:
             return
         self.loaded_with, self.loaded_at = self.state.permission_changes, time.monotonic()
-        self.state.agent_names = await gateway.agent_names()
         note = ""
         try:
+            self.state.agent_names = await gateway.agent_names()
             self.grants = await gateway.grants()
             self.history = await gateway.history(200)
         except RouteMissing:
             note = ("This orchestrator lists neither grants nor decisions, nor requests made before the console "
                     "linked to it (only ours does): what is shown here is what the console saw.")
-        except OrchestratorUnavailable as exc:
+        except (OrchestratorUnavailable, GatewayError) as exc:
             note = f"Could not load grants and history: {exc}"
         self.query_one("#permissions-note", Static).update(note)
         self._show_grants()

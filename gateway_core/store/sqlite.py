@@ -343,6 +343,30 @@ class SQLiteStore:
                                                      {"name": name})])
         return operator
 
+    async def list_operators(self, include_revoked: bool = True) -> list[Operator]:
+        sql = "SELECT id, name, created_at, revoked_at FROM operators"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        async with self._db.execute(sql + " ORDER BY created_at") as cursor:
+            return [Operator(*row) for row in await cursor.fetchall()]
+
+    async def active_operators_by_token_hash(self) -> dict[str, Operator]:
+        async with self._db.execute(
+            "SELECT token_hash, id, name, created_at, revoked_at FROM operators WHERE revoked_at IS NULL"
+        ) as cursor:
+            return {row[0]: Operator(*row[1:]) for row in await cursor.fetchall()}
+
+    async def revoke_operator(self, operator_id: str, actor: str) -> bool:
+        """Revokes an operator's token (audited); False when there is no such operator in force."""
+        now = self.clock()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE operators SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, operator_id))
+            if cursor.rowcount == 0:
+                return False
+            await self._insert_audit(db, [AuditEvent(now, actor, "operator.revoked", operator_id)])
+        return True
+
     async def operator_by_token_hash(self, token_hash: str) -> Operator | None:
         async with self._db.execute(
             "SELECT id, name, created_at, revoked_at FROM operators WHERE token_hash = ? AND revoked_at IS NULL",
