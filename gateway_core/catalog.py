@@ -20,7 +20,8 @@ class ServiceSpec:
     cost_per_call: float
     rate_limit: RateLimit
     description: str
-    # Settings (environment variable names) it needs: each inner tuple is satisfied by any one of its names.
+    # Settings (environment variable names) it needs: each inner tuple is satisfied by any one of its names;
+    # a name may be several joined by " + ", all of which must be set (a GitHub App's three settings).
     required_settings: tuple[tuple[str, ...], ...] = ()
     aliases: tuple[str, ...] = ()
 
@@ -32,16 +33,20 @@ def _per_minute(n: int) -> RateLimit:
 DEFAULT_CATALOG: tuple[ServiceSpec, ...] = (
     ServiceSpec("postgres", "server", False, 500, 0.0015, _per_minute(120),
                 "PostgreSQL databases: list tables, describe, read-only queries",
-                (("POSTGRES_KIDS_ASCENSION_URL", "POSTGRES_OZEAN_LICHT_URL"),), ("postgresql",)),
+                (("POSTGRES_KA_URL", "POSTGRES_KIDS_ASCENSION_URL", "POSTGRES_KA_HOST", "POSTGRES_OL_URL",
+                  "POSTGRES_OZEAN_LICHT_URL", "POSTGRES_OL_HOST", "POSTGRES_SHARED_URL", "POSTGRES_SHARED_HOST",
+                  "MCP_CONSOLE_POSTGRES__DATABASES"),), ("postgresql",)),
     ServiceSpec("mem0", "server", True, 200, 0.0006, _per_minute(300),
                 "Agent memory: remember, search, store", (("MEM0_API_URL",),), ("memory",)),
     ServiceSpec("cloudflare", "server", False, 300, 0.0009, _per_minute(60),
-                "Cloudflare: DNS, zones, workers",
+                "Cloudflare: DNS, zones, Stream, analytics, cache",
                 (("CLOUDFLARE_API_TOKEN",), ("CLOUDFLARE_ACCOUNT_ID",)), ("cf",)),
     ServiceSpec("github", "server", False, 400, 0.0012, _per_minute(60),
-                "GitHub: repositories, issues, pull requests", (("GITHUB_TOKEN",),), ("gh",)),
+                "GitHub: repositories, pull requests, issues, branches, Actions",
+                (("GITHUB_PAT", "GITHUB_TOKEN", "GITHUB_APP_ID + GITHUB_PRIVATE_KEY + GITHUB_INSTALLATION_ID"),),
+                ("gh",)),
     ServiceSpec("n8n", "server", False, 250, 0.0008, _per_minute(60),
-                "n8n workflows", (("N8N_API_URL",), ("N8N_API_KEY",)), ("workflow",)),
+                "n8n: workflows, executions, webhooks", (("N8N_API_URL",), ("N8N_API_KEY",)), ("workflow",)),
     ServiceSpec("coolify", "server", False, 200, 0.0006, _per_minute(100),
                 "Coolify: applications, deployments, databases, servers, services",
                 (("COOLIFY_API_URL",), ("COOLIFY_API_TOKEN",))),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,8 @@ from gateway_core.ratelimit import RateLimit
 
 ENV_PREFIX = "MCP_CONSOLE_"  # our own settings' variables; a service's setting keeps its existing name
 _NESTED = "__"  # MCP_CONSOLE_SECTION__KEY
+# The spec's one variable pattern: POSTGRES_DB_<NAME>_URL is the database <name> (lower case, `_` as `-`).
+POSTGRES_DATABASE_URL = re.compile(r"^POSTGRES_DB_(?P<name>[A-Z0-9_]+)_URL$", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -101,6 +104,20 @@ class HealthSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
 
 
+class PostgresDatabaseSettings(_Section):
+    """One database beyond the spec's three: `[postgres.databases."<name>"]`, or POSTGRES_DB_<NAME>_URL."""
+
+    url: SecretStr  # postgresql://user:password@host:port/database
+    aliases: list[str] = Field(default_factory=list)  # other names calls may give it (the slash form's too)
+    read_only: bool = True  # false: `execute` may write here
+    max_rows: int = Field(1000, ge=1, le=100_000)  # the most rows one call returns
+
+
+class PostgresSettings(_Section):
+    databases: dict[str, PostgresDatabaseSettings] = Field(default_factory=dict)
+    lock_timeout_ms: int = Field(1000, gt=0)  # a statement waiting longer for a lock is refused (-32008)
+
+
 class ConsoleSettings(_Section):
     # Binding id → keys, e.g. {"quit" = "ctrl+q"}: remaps the console's keys (ids in `?` help).
     keys: dict[str, str] = Field(default_factory=dict)
@@ -122,6 +139,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     health: HealthSettings = HealthSettings()
     console: ConsoleSettings = ConsoleSettings()
+    postgres: PostgresSettings = PostgresSettings()
     upstream_timeout_seconds: Annotated[float, OURS] = Field(30.0, gt=0)
 
     # Services, under the existing environment variable names.
@@ -131,9 +149,36 @@ class Settings(BaseSettings):
     coolify_poll_seconds: float = Field(2.0, gt=0)  # first interval when following a deployment
     orchestrator_url: str | None = None
     orchestrator_token: SecretStr | None = None  # an operator token, for an orchestrator of ours elsewhere
-    postgres_kids_ascension_url: SecretStr | None = None  # URLs with passwords in them
-    postgres_ozean_licht_url: SecretStr | None = None
+    http_timeout_ms: int = Field(30_000, gt=0)  # one upstream HTTP request (mem0, minio)
+    # postgres: the spec's three databases, each by URL or by parts (URLs hold passwords: secrets).
+    postgres_ka_url: SecretStr | None = None
+    postgres_kids_ascension_url: SecretStr | None = None  # accepted for POSTGRES_KA_URL
+    postgres_ka_host: str | None = None
+    postgres_ka_port: int = Field(5432, ge=1, le=65535)
+    postgres_ka_database: str = "kids-ascension"
+    postgres_ka_user: str = "postgres"
+    postgres_ka_password: SecretStr | None = None
+    postgres_ol_url: SecretStr | None = None
+    postgres_ozean_licht_url: SecretStr | None = None  # accepted for POSTGRES_OL_URL
+    postgres_ol_host: str | None = None
+    postgres_ol_port: int = Field(5432, ge=1, le=65535)
+    postgres_ol_database: str = "ozean-licht"
+    postgres_ol_user: str = "postgres"
+    postgres_ol_password: SecretStr | None = None
+    postgres_shared_url: SecretStr | None = None
+    postgres_shared_host: str | None = None
+    postgres_shared_port: int = Field(32771, ge=1, le=65535)
+    postgres_shared_database: str = "shared-users-db"
+    postgres_shared_user: str = "postgres"
+    postgres_shared_password: SecretStr | None = None
+    db_pool_min: int = Field(2, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_idle_timeout_ms: int = Field(10_000, gt=0)  # an idle pooled connection is closed after this
+    default_timeout_ms: int = Field(30_000, gt=0)  # connecting, or waiting for a pooled connection
+    db_query_timeout_ms: int = Field(10_000, gt=0)  # statement_timeout
     mem0_api_url: str | None = None
+    mem0_api_key: SecretStr | None = None  # sent as X-API-Key
+    mem0_api_flavor: Literal["ozean", "mem0"] = "ozean"  # ozean: the upstream's own wrapper; mem0: the stock server
     n8n_api_url: str | None = None  # the instance root (with or without /api/v1)
     n8n_api_key: SecretStr | None = None
     n8n_webhook_url: str | None = None  # where n8n's webhooks answer, when not the root
@@ -148,9 +193,17 @@ class Settings(BaseSettings):
     github_private_key: SecretStr | None = None  # PEM, PKCS#1 or PKCS#8 (newlines may have become spaces)
     github_installation_id: str | None = None
     github_api_url: str | None = None  # default https://api.github.com (GHES, tests)
-    minio_endpoint: str | None = None
+    minio_endpoint: str | None = None  # host, host:port or a URL
+    minio_port: int = Field(9000, ge=1, le=65535)
+    minio_use_ssl: bool = False
     minio_access_key: str | None = None
     minio_secret_key: SecretStr | None = None
+    minio_region: str = "us-east-1"
+    minio_default_bucket: str | None = None  # the bucket of a call that names none
+    minio_auto_create_buckets: bool = False  # an upload to a missing bucket creates it (else -32007)
+    max_file_size_mb: float = Field(500, gt=0)
+    allowed_file_types: str = "video/*,image/*,application/pdf"  # comma list; `type/*` allows a whole type
+    presigned_url_expiry_seconds: int = Field(300, ge=1, le=604_800)
     playwright_mcp_command: str | None = None
     shadcn_mcp_command: str | None = None
     magicui_mcp_command: str | None = None
@@ -175,8 +228,17 @@ class Settings(BaseSettings):
         return value or None
 
     def missing_settings(self, spec: ServiceSpec) -> list[str]:
-        return [" or ".join(group) for group in spec.required_settings
-                if not any(self.setting(name) for name in group)]
+        return [" or ".join(group) for group in spec.required_settings  # an alternative "A + B" needs both
+                if not any(all(self._is_set(name) for name in alternative.split(" + ")) for alternative in group)]
+
+    def _is_set(self, variable: str) -> bool:
+        """A service's setting by its name, or a key of ours by its variable (MCP_CONSOLE_POSTGRES__DATABASES)."""
+        if not variable.upper().startswith(ENV_PREFIX):
+            return bool(self.setting(variable))
+        value: Any = self
+        for part in variable[len(ENV_PREFIX):].lower().split(_NESTED):
+            value = getattr(value, part, None)
+        return bool(value)
 
     @property
     def store_path(self) -> Path:
@@ -205,11 +267,12 @@ class SettingsEnvironment(NamedTuple):
 
     prefix: str  # our own settings, all under it: MCP_CONSOLE_SERVER__PORT, MCP_CONSOLE_UPSTREAM_TIMEOUT_SECONDS
     names: frozenset[str]  # the services' settings, each under its existing name: COOLIFY_API_URL, GITHUB_TOKEN
+    patterns: tuple[re.Pattern[str], ...] = ()  # services' settings named by a pattern: POSTGRES_DB_<NAME>_URL
 
     def covers(self, variable: str) -> bool:
         """Whether `variable` is a settings variable (matched case-insensitively, as the settings read them)."""
         name = variable.upper()
-        return name.startswith(self.prefix) or name in self.names
+        return name.startswith(self.prefix) or name in self.names or any(p.match(name) for p in self.patterns)
 
 
 def settings_environment() -> SettingsEnvironment:
@@ -218,10 +281,18 @@ def settings_environment() -> SettingsEnvironment:
     Our own settings (a section, or a flat field marked OURS) are read under `prefix` only: a section's keys as
     MCP_CONSOLE_<SECTION>__<KEY> (deeper keys with more `__`) or the whole section as JSON in
     MCP_CONSOLE_<SECTION>; a flat setting as MCP_CONSOLE_<NAME>. Every other field is a service's, read under
-    exactly its upper-case name, one of `names`. No other variable is read. tests/conftest.py clears every
-    variable this covers before each test."""
+    exactly its upper-case name, one of `names`; POSTGRES_DB_<NAME>_URL (one of `patterns`) is a database of
+    `[postgres.databases]`. No other variable is read. tests/conftest.py clears every variable this covers
+    before each test."""
     services = frozenset(name.upper() for name in Settings.model_fields.keys() - _our_fields(Settings))
-    return SettingsEnvironment(ENV_PREFIX, services)
+    return SettingsEnvironment(ENV_PREFIX, services, (POSTGRES_DATABASE_URL,))
+
+
+def _postgres_database_urls() -> dict[str, Any]:
+    """POSTGRES_DB_<NAME>_URL variables as `postgres.databases.<name>.url`."""
+    databases = {match["name"].lower().replace("_", "-"): {"url": value} for variable, value in os.environ.items()
+                 if (match := POSTGRES_DATABASE_URL.match(variable))}
+    return {"postgres": {"databases": databases}} if databases else {}
 
 
 class _EnvironmentSource(EnvSettingsSource):
@@ -294,10 +365,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
         file_values = {key.lower(): value for key, value in file_values.items()}
-    environment: dict[str, Any] = {}
+    environment: dict[str, Any] = _postgres_database_urls()  # under MCP_CONSOLE_POSTGRES__DATABASES, which wins
     try:
         for source in _environment_sources(Settings):
-            environment.update(source())  # the sources read disjoint fields
+            environment = _deep_merge(environment, source())  # the sources read disjoint fields
     except SettingsError as exc:  # not expected (the sources name the variable themselves); its text has no value
         raise ConfigError(f"invalid settings in the environment: {exc}") from None
     # The layers are merged unvalidated, so a section can take some keys from the environment and the rest

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from gateway_core.catalog import ServiceSpec
 from gateway_core.config import CostSettings
 from gateway_core.operations import Operation
 
 
-def catalog_cost(spec: ServiceSpec, operation: Operation) -> tuple[int, float]:
-    """The operation's override where it has one (zero included), else the service's numbers."""
-    tokens = operation.tokens if operation.tokens is not None else spec.avg_tokens_per_call
+def catalog_cost(spec: ServiceSpec, operation: Operation, data: Mapping[str, Any] | None = None) -> tuple[int, float]:
+    """The operation's override where it has one (zero included), else the service's numbers; with a call's
+    result `data`, the tokens the operation counts from it where it does (a file's size, a listing's length)."""
+    if data is not None and operation.tokens_of is not None:
+        tokens = operation.tokens_of(data)
+    else:
+        tokens = operation.tokens if operation.tokens is not None else spec.avg_tokens_per_call
     cost = operation.cost_usd if operation.cost_usd is not None else spec.cost_per_call
     return tokens, cost
 

@@ -32,6 +32,7 @@ from gateway_core.errors import (
 )
 from gateway_core.events import CallFinished, EventBus, HealthChecked
 from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
+from gateway_core.handlers.caller import serving
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
 from gateway_core.metrics import GatewayMetrics
@@ -308,7 +309,7 @@ class Gateway:
             elif not state.spec.always_active:
                 request_id = await self.permissions.check(agent_id, state.spec, operation, args,
                                                           params.options.waitForApproval)
-            data = await self._call(handler, state.spec, operation, args)
+            data = await self._call(handler, state.spec, operation, args, agent_id)
             tokens, cost = self._cost(state.spec, operation, args, data)
         except GatewayError as error:
             self._scrub(error)
@@ -326,9 +327,16 @@ class Gateway:
         # Built from values the gateway made itself: constructed, not validated again, on the hot path.
         metadata = CallMetadata.model_construct(
             executionTime=round(record.duration_ms), tokensUsed=tokens, cost=cost, service=state.spec.name,
-            operation=operation.name, timestamp=iso_utc(record.ts), callId=record.id)
+            operation=operation.name, timestamp=iso_utc(record.ts), callId=record.id,
+            database=self._database_of(operation, data))
         return ExecuteOutcome(record, result=ExecuteResult.model_construct(status="success", data=data,
                                                                            metadata=metadata))
+
+    @staticmethod
+    def _database_of(operation: Operation, data: dict[str, Any]) -> str | None:
+        """metadata.database: for an operation that takes a database, the one the handler says it ran against."""
+        database = data.get("database") if "database" in operation.args_model.model_fields else None
+        return database if isinstance(database, str) else None
 
     def _scrub(self, error: GatewayError) -> None:
         """Our secrets and internal addresses out of what the agent will read (upstreams echo requests)."""
@@ -406,14 +414,15 @@ class Gateway:
             )
 
     async def _call(
-        self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs
+        self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs, caller: str
     ) -> dict[str, Any]:
         timeout = self.settings.upstream_timeout_seconds + args.extra_seconds()
         active = self.metrics.active_requests.labels(spec.name)
         active.inc()
         try:
             async with asyncio.timeout(timeout):
-                return await handler.execute(operation, args)
+                with serving(caller):  # for a handler that scopes by caller (mem0's user, minio's uploader)
+                    return await handler.execute(operation, args)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{spec.name} did not answer {operation.name} within {timeout:g} s",
@@ -433,7 +442,7 @@ class Gateway:
         self, spec: ServiceSpec, operation: Operation, args: OperationArgs, data: dict[str, Any]
     ) -> tuple[int, float]:
         if self.settings.cost.mode == "catalog":
-            return catalog_cost(spec, operation)
+            return catalog_cost(spec, operation, data)
         request_chars = len(args.model_dump_json())
         response_chars = len(json.dumps(data, default=str))
         return measured_cost(self.settings.cost, request_chars, response_chars)

@@ -78,7 +78,9 @@ Options = Annotated[ExecuteOptions, BeforeValidator(_no_options)]  # "options": 
 
 
 class ExecuteParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Keys beside these are arguments too (existing clients send minio's `bucket` at the top): an operation takes
+    # the ones its arguments declare, after `args` and `database`, before the options.
+    model_config = ConfigDict(extra="allow")
 
     service: StrictStr = Field(min_length=1)
     operation: StrictStr = Field(min_length=1)
@@ -87,8 +89,9 @@ class ExecuteParams(BaseModel):
     options: Options = Field(default_factory=ExecuteOptions)
 
     def argument_defaults(self) -> dict[str, Any]:
-        """Values an operation may take from outside `args`: the options, and `database`."""
+        """Values an operation may take from outside `args`: `database`, keys beside the params', the options."""
         defaults = dict(self.options.model_extra or {})
+        defaults.update(self.model_extra or {})
         if self.database is not None:
             defaults["database"] = self.database
         return defaults
@@ -119,6 +122,7 @@ class CallMetadata(BaseModel):
     operation: str
     timestamp: str  # ISO-8601 UTC
     callId: str  # the ledger row's id
+    database: str | None = None  # the database a call ran against (postgres); left out where there is none
 
 
 class ExecuteResult(BaseModel):
@@ -130,7 +134,7 @@ class ExecuteResult(BaseModel):
 
     def wire(self) -> dict[str, Any]:
         """As sent: the upstream's data as it came (not walked again), the metadata serialised."""
-        return {"status": self.status, "data": self.data, "metadata": self.metadata.model_dump()}
+        return {"status": self.status, "data": self.data, "metadata": self.metadata.model_dump(exclude_none=True)}
 
 
 # -- what the listing methods answer (gateway-protocol.md: existing agents read `result.data`) ----------

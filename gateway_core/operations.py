@@ -66,6 +66,7 @@ class Operation:
     description: str
     _: KW_ONLY
     tokens: int | None = None  # catalog-mode override of the service's avgTokensPerCall
+    tokens_of: Callable[[Mapping[str, Any]], int] | None = None  # a call's tokens from its result, where they vary
     cost_usd: float | None = None  # catalog-mode override of the service's costPerCall
     group: str = "general"  # where screens and the palette list it
     target: Target | None = None

@@ -186,3 +186,12 @@ def test_the_declaration_refuses_a_picker_of_an_operation_the_service_does_not_d
     with pytest.raises(ValueError, match="picks from 'list-nothing'"):
         OperationTable([Operation("read", NoteArgs, "read", "x", pickers={"note_id": Picker("list-nothing", "x")})])
     assert json.dumps(sorted(NotesHandler.operations)) == '["burn-note", "list-notes", "read-note"]'
+
+
+def test_a_form_asks_for_a_list_or_an_object_as_json() -> None:
+    from console.widgets.operation_form import form_fields
+    from gateway_core.handlers.postgres import POSTGRES_OPERATIONS
+
+    query = next(operation for operation in POSTGRES_OPERATIONS if operation.name == "query")
+    kinds = {field.name: field.kind for field in form_fields(query)}
+    assert kinds["params"] == "json" and kinds["sql"] == "text"

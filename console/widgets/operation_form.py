@@ -57,7 +57,7 @@ def form_fields(operation: Operation) -> list[FormField]:
             fields.append(FormField(name, info, "integer"))
         elif annotation is float:
             fields.append(FormField(name, info, "number"))
-        elif get_origin(annotation) is dict or annotation is dict:
+        elif get_origin(annotation) in (dict, list) or annotation in (dict, list):  # an object or a list: JSON
             fields.append(FormField(name, info, "json"))
         else:
             fields.append(FormField(name, info, "text"))

@@ -26,6 +26,7 @@ from gateway_core.errors import (
     ValidationFailed,
 )
 from gateway_core.handlers.base import ServiceHandler
+from gateway_core.handlers.rest import json_answer, ms_since
 from gateway_core.health import HealthReport
 from gateway_core.operations import (
     NoArgs,
@@ -371,7 +372,7 @@ class CoolifyHandler(ServiceHandler):
     async def _run(self, declared: CoolifyOperation, values: dict[str, Any]) -> dict[str, Any]:
         route = next((r for r in declared.routes if r.when is not None and values.get(r.when) is not None),
                      None) or next(r for r in declared.routes if r.when is None)
-        answer = _answer(await self._call(route, values))
+        answer = json_answer(await self._call(route, values))
         result: dict[str, Any] = {"operation": _snake(declared.name)}
         if declared.target is not None and declared.result_key is None:
             result[declared.target.argument] = values[declared.target.argument]
@@ -437,7 +438,7 @@ class CoolifyHandler(ServiceHandler):
         deadline = time.monotonic() + wait
         interval = self._poll_seconds
         while True:
-            deployment = _object(_answer(await self._api_get(f"/deployments/{deployment_uuid}")))
+            deployment = _object(json_answer(await self._api_get(f"/deployments/{deployment_uuid}")))
             status = str(deployment.get("status", ""))
             summary = {"deployment_uuid": deployment_uuid, "status": status}
             if status == "finished":
@@ -462,12 +463,12 @@ class CoolifyHandler(ServiceHandler):
         except (UpstreamConnectionError, UpstreamTimeoutError) as exc:
             return HealthReport("down", None, f"{exc}: check COOLIFY_API_URL")
         if alive.status >= 500:
-            return HealthReport("down", _ms_since(started), f"/api/health answered {alive.status}")
+            return HealthReport("down", ms_since(started), f"/api/health answered {alive.status}")
         try:
             version = await self._api.request("GET", "/version")
         except (UpstreamConnectionError, UpstreamTimeoutError) as exc:
-            return HealthReport("down", _ms_since(started), f"{exc}")
-        latency = _ms_since(started)
+            return HealthReport("down", ms_since(started), f"{exc}")
+        latency = ms_since(started)
         if version.status in (400, 401, 403):
             return HealthReport("degraded", latency, TOKEN_REFUSED)
         if version.status != 200:
@@ -485,20 +486,6 @@ class CoolifyHandler(ServiceHandler):
 
 class RouteNotAccepted(ServiceUnavailable):
     """Coolify answered 405: this version does not take that method on that route."""
-
-
-def _answer(response: UpstreamResponse) -> Any:
-    """Coolify's answer: its JSON, or its text where it sends plain text (the version)."""
-    if not response.body:
-        return {}
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _masked(env: Any) -> Any:

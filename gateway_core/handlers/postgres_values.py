@@ -1,0 +1,183 @@
+"""PostgreSQL values as agents already read them (node-postgres's shapes), and agents' JSON values as the
+statement's parameters.
+
+Out: int8 and numeric as strings (their text form, exactly), timestamps ISO-8601 UTC, dates `YYYY-MM-DD`,
+json and jsonb as JSON, arrays as lists, bytea as `\\x…`, intervals in PostgreSQL's text form. In: each
+parameter converted for the type PostgreSQL inferred for its `$n` (a JSON string "42" binds an integer, as
+node-postgres's text parameters did); a value that does not fit is -32602 naming the parameter."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import ipaddress
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gateway_core.errors import InvalidParams
+
+# Types whose values cross as PostgreSQL's own text (both ways): their text form is what agents read.
+TEXT_CODEC_TYPES = ("int8", "numeric", "interval", "money")
+
+
+def _json_text(value: Any) -> str:
+    """A json/jsonb parameter: a string is taken as JSON text already (as node-postgres sent it)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def prepare_connection(connection: Any) -> None:
+    """Codecs for a new pooled connection (asyncpg's `init`): text forms and JSON."""
+    for type_name in TEXT_CODEC_TYPES:
+        await connection.set_type_codec(type_name, schema="pg_catalog", encoder=str, decoder=str, format="text")
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(type_name, schema="pg_catalog", encoder=_json_text, decoder=json.loads)
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+def _iso_utc(moment: datetime.datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds" if moment.microsecond % 1000 else "milliseconds") + "Z"
+
+
+def json_value(value: Any) -> Any:
+    """One decoded value as JSON (the codecs above already gave int8, numeric, interval and json their form)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)  # NaN, Infinity: JSON has no such numbers
+    if isinstance(value, datetime.datetime):
+        return _iso_utc(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, Mapping):  # a composite (row) value
+        return {str(key): json_value(item) for key, item in value.items()}
+    return str(value)  # uuid, inet, geometric and range types: their text
+
+
+def json_row(record: Any, single_characters: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An asyncpg Record (or any mapping of column to value) as a JSON object. `single_characters`: columns of
+    type "char", which asyncpg gives as bytes (and keeps its own codec for) but are text."""
+    return {key: value.decode() if key in single_characters and isinstance(value, bytes) else json_value(value)
+            for key, value in record.items()}
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "t", "yes", "y", "on", "1"):
+        return True
+    if text in ("false", "f", "no", "n", "off", "0"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _timestamp(value: Any) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def _naive_timestamp(value: Any) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _date(value: Any) -> datetime.date:
+    return datetime.date.fromisoformat(str(value).strip())
+
+
+def _time(value: Any) -> datetime.time:
+    return datetime.time.fromisoformat(str(value).strip())
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return uuid.UUID(str(value))
+
+
+def _network(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    return ipaddress.ip_interface(str(value))
+
+
+def _as_given(value: Any) -> Any:
+    return value
+
+
+def _bytea(value: Any) -> bytes:
+    text = str(value)
+    return bytes.fromhex(text[2:]) if text.startswith("\\x") else text.encode()
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+PARAMETER_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(("int2", "int4", "oid"), _integer),
+    **dict.fromkeys(("float4", "float8"), float),
+    "bool": _boolean,
+    "date": _date,
+    "time": _time,
+    "timestamptz": _timestamp,
+    "timestamp": _naive_timestamp,
+    "uuid": _uuid,
+    "bytea": _bytea,
+    **dict.fromkeys(("inet", "cidr"), _network),
+    **dict.fromkeys(("json", "jsonb"), _as_given),  # the codec takes any JSON value
+}
+
+
+def _converted(type_name: str, kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "array" or type_name.endswith("[]"):
+        if not isinstance(value, list):
+            raise ValueError("an array parameter takes a list")
+        return [_converted(type_name.removesuffix("[]"), "scalar", item) for item in value]
+    conversion: Callable[[Any], Any] = PARAMETER_CONVERSIONS.get(type_name, _text)
+    return conversion(value)
+
+
+def bind_parameters(parameter_types: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+    """The agent's values, converted for each `$n`'s type (asyncpg `Type`s: `.name`, `.kind`)."""
+    expected = len(parameter_types)
+    if len(values) != expected:
+        raise InvalidParams(
+            f"Invalid arguments: the statement takes {expected} parameter(s) ($1..${expected}), got {len(values)}",
+            {"errors": [{"field": "params", "message": f"expected {expected} parameters, got {len(values)}",
+                         "type": "parameter_count"}]})
+    bound = []
+    for position, (parameter_type, value) in enumerate(zip(parameter_types, values, strict=True), start=1):
+        try:
+            bound.append(_converted(parameter_type.name, parameter_type.kind, value))
+        except (ValueError, TypeError, OverflowError, decimal.InvalidOperation):
+            raise InvalidParams(
+                f"Invalid arguments: parameter ${position} is not a valid {parameter_type.name}",
+                {"errors": [{"field": f"params.{position - 1}", "message": f"${position}: expected "
+                                                                            f"{parameter_type.name}",
+                             "type": "parameter_type"}]}) from None
+    return bound
