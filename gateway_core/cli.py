@@ -313,7 +313,7 @@ def _private_file(path: str) -> TextIO:
 
 
 CSV_COLUMNS = ["id", "time", "agent_id", "method", "service", "operation", "status", "error_code",
-               "duration_ms", "tokens", "cost_usd", "rpc_id", "permission_request_id"]
+               "duration_ms", "tokens", "cost_usd", "rpc_id", "permission_request_id", "via"]
 
 
 async def cmd_calls_export(args: argparse.Namespace) -> int:

@@ -118,6 +118,42 @@ class PostgresSettings(_Section):
     lock_timeout_ms: int = Field(1000, gt=0)  # a statement waiting longer for a lock is refused (-32008)
 
 
+class McpSettings(_Section):
+    """The MCP front door (`POST /mcp`)."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)  # Host headers taken beside the bound host and localhost
+    allowed_origins: list[str] = Field(default_factory=list)  # Origin headers taken (none: only requests without one)
+    max_inflight: int = Field(512, ge=1)  # requests at once; beyond: 503 with Retry-After
+    max_calls_per_agent: int = Field(16, ge=1)  # tool calls at once per agent; beyond: a -32005 tool error
+    approval_wait_seconds: float = Field(45.0, ge=0)  # how long a call waits for an operator (capped by max_wait)
+    progress_interval_seconds: float = Field(5.0, gt=0)  # progress while a call waits, to clients that ask
+    first_list_wait_seconds: float = Field(10.0, ge=0)  # how long a listing waits for an upstream never listed
+
+
+McpServerName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,23}$")]
+
+
+class McpServerSettings(_Section):
+    """One MCP upstream: `[mcp_servers.NAME]`, a command the gateway starts (stdio) or a URL it dials."""
+
+    command: list[str] | None = None  # argv: the program and its arguments
+    url: str | None = None  # Streamable HTTP
+    env: dict[str, SecretStr] = Field(default_factory=dict)  # the child's only variables beside the SDK's few
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: Path | None = None
+    isolation: Literal["shared", "per_agent"] = "shared"  # per_agent: a child per calling agent
+    protocol: Literal["legacy", "auto"] = "legacy"
+    start: Literal["eager", "lazy"] = "eager"
+    timeout_seconds: float | None = Field(None, gt=0)  # a call's limit (else upstream_timeout_seconds)
+    startup_timeout_seconds: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(8, ge=1)
+    description: str | None = None
+    avg_tokens_per_call: int = Field(300, ge=0)
+    cost_per_call: float = Field(0.0009, ge=0)
+    tools: list[str] | None = None  # an allow-list of tool names (None: every tool)
+    risk: dict[str, Risk] = Field(default_factory=dict)  # tool → risk, over the tool's own hints
+
+
 class ConsoleSettings(_Section):
     # Binding id → keys, e.g. {"quit" = "ctrl+q"}: remaps the console's keys (ids in `?` help).
     keys: dict[str, str] = Field(default_factory=dict)
@@ -140,6 +176,8 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     console: ConsoleSettings = ConsoleSettings()
     postgres: PostgresSettings = PostgresSettings()
+    mcp: McpSettings = McpSettings()
+    mcp_servers: dict[McpServerName, McpServerSettings] = Field(default_factory=dict)
     upstream_timeout_seconds: Annotated[float, OURS] = Field(30.0, gt=0)
 
     # Services, under the existing environment variable names.

@@ -56,13 +56,13 @@ from gateway_core.models import (
 from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.operator_feed import OperatorFeed
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient
-from gateway_core.permission_gate import PermissionGate
+from gateway_core.permission_gate import PermissionGate, WaitListener
 from gateway_core.permissions import OrchestratorPolicy, PermissionPolicy, StoreGrantPolicy
 from gateway_core.ratelimit import RateLimit, TokenBuckets
 from gateway_core.recorder import Recorder
 from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
-from gateway_core.store.records import CallStatus, ledger_text, refusal_status
+from gateway_core.store.records import CallStatus, CallVia, ledger_text, refusal_status
 from gateway_core.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,8 @@ class Gateway:
     async def execute_as_operator(self, operator: OperatorCaller, params: ExecuteParams) -> ExecuteOutcome:
         """An operator's own call: no permission is asked (the operator is who grants it), but it is rate
         limited, costed, recorded and audited like any agent's; a read-only operator may only read."""
-        outcome = await self.execute(operator.caller_id, params, method=OPERATOR_METHOD, operator=operator)
+        outcome = await self.execute(operator.caller_id, params, method=OPERATOR_METHOD, operator=operator,
+                                     via="console")
         record = outcome.record
         self.recorder.record_audit(AuditEvent(
             record.ts, operator.caller_id, "operator.call", record.id,
@@ -287,8 +288,10 @@ class Gateway:
 
     async def execute(
         self, agent_id: str, params: ExecuteParams, rpc_id: str | None = None, method: str = "mcp.execute",
-        operator: OperatorCaller | None = None,
+        operator: OperatorCaller | None = None, via: CallVia = "rpc", on_wait: WaitListener | None = None,
     ) -> ExecuteOutcome:
+        """One call through the pipeline, recorded as having come `via` that way. `on_wait` hears when the call
+        starts to wait: for an operator (with the permission request's id), then for the upstream (None)."""
         started = time.perf_counter()
         service: str | None = params.service
         operation_name: str | None = params.operation
@@ -308,7 +311,9 @@ class Gateway:
                                                          "status": "read_only"})
             elif not state.spec.always_active:
                 request_id = await self.permissions.check(agent_id, state.spec, operation, args,
-                                                          params.options.waitForApproval)
+                                                          params.options.waitForApproval, on_wait)
+            if on_wait is not None:
+                on_wait(None)
             data = await self._call(handler, state.spec, operation, args, agent_id)
             tokens, cost = self._cost(state.spec, operation, args, data)
         except GatewayError as error:
@@ -319,11 +324,11 @@ class Gateway:
                 request_id = (error.data or {}).get("requestId")
             record = self.record(agent_id=agent_id, method=method, service=service, operation=operation_name,
                                  status=status, error_code=error.code, started=started, rpc_id=rpc_id,
-                                 permission_request_id=request_id)
+                                 permission_request_id=request_id, via=via)
             return ExecuteOutcome(record, error=error)
         record = self.record(agent_id=agent_id, method=method, service=service, operation=operation.name,
                              status="success", started=started, rpc_id=rpc_id, tokens=tokens, cost_usd=cost,
-                             permission_request_id=request_id)
+                             permission_request_id=request_id, via=via)
         # Built from values the gateway made itself: constructed, not validated again, on the hot path.
         metadata = CallMetadata.model_construct(
             executionTime=round(record.duration_ms), tokensUsed=tokens, cost=cost, service=state.spec.name,
@@ -452,7 +457,7 @@ class Gateway:
     def record(
         self, *, agent_id: str | None, method: object, service: object = None, operation: object = None,
         status: CallStatus, error_code: int | None = None, started: float, rpc_id: object = None,
-        tokens: int = 0, cost_usd: float = 0.0, permission_request_id: str | None = None,
+        tokens: int = 0, cost_usd: float = 0.0, permission_request_id: str | None = None, via: CallVia = "rpc",
     ) -> CallRecord:
         """Writes one ledger row (batched), counts it and publishes it to subscribers. What a caller sent
         (method, service, operation, id) is taken as given and kept as bounded, printable text."""
@@ -460,7 +465,7 @@ class Gateway:
             id=time_ordered_uuid(), ts=self.clock(), agent_id=agent_id, method=ledger_text(method),
             service=ledger_text(service), operation=ledger_text(operation), status=status, error_code=error_code,
             duration_ms=(time.perf_counter() - started) * 1000, tokens=tokens, cost_usd=cost_usd,
-            rpc_id=ledger_text(rpc_id), permission_request_id=permission_request_id,
+            rpc_id=ledger_text(rpc_id), permission_request_id=permission_request_id, via=via,
         )
         self.recorder.record_call(record)
         self.metrics.observe(record)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from gateway_core.catalog import ServiceSpec
@@ -52,6 +52,10 @@ def arguments_hash(service: str, operation: str, args: OperationArgs) -> str:
     """What a one-time approval is bound to: this service, operation and these arguments."""
     canonical = json.dumps([service, operation, args.model_dump(mode="json")], sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Told when a call starts to wait: for an operator's decision (the request's id), or for its upstream (None).
+WaitListener = Callable[[str | None], None]
 
 
 class DecisionNotSupported(ValueError):
@@ -133,7 +137,7 @@ class PermissionGate:
 
     async def check(
         self, agent_id: str, spec: ServiceSpec, operation: Operation, args: OperationArgs,
-        wait_seconds: float | None,
+        wait_seconds: float | None, on_wait: WaitListener | None = None,
     ) -> str | None:
         """Returns when the call may go on (with the permission request it needed, if any); raises
         PermissionDenied otherwise. Fails closed, and never claims a request was filed when it wasn't."""
@@ -192,6 +196,8 @@ class PermissionGate:
             raise denied("pending", f"Permission for {spec.name}.{operation.name} is pending an operator's "
                                     f"decision (request {request_id}); retry after it is approved", request_id)
         deadline = time.monotonic() + wait
+        if on_wait is not None:
+            on_wait(request_id)
         while True:
             decision = await self.decisions.wait(request_id, (agent_id, spec.name), deadline - time.monotonic(),
                                                  heard_before)

@@ -104,7 +104,7 @@ class JsonRpcEndpoint:
     def refuse(self, error: GatewayError, started: float, rpc_id: Any = None, method: object = None) -> Reply:
         """Answers a request refused before it reached a method, and writes its ledger row."""
         self.gateway.record(agent_id=None, method=method, status="error", error_code=error.code, started=started,
-                            rpc_id=_rpc_id_text(rpc_id))
+                            rpc_id=_rpc_id_text(rpc_id), via="slash" if method == SLASH_METHOD else "rpc")
         return error.http_status, error_envelope(rpc_id, error)
 
     async def _one(self, item: Any, authentication: RequestAuthentication) -> Reply:
@@ -173,13 +173,14 @@ class JsonRpcEndpoint:
             command = parse_slash_command(request.command, self.gateway.catalog, self.gateway.operations_of)
         except GatewayError as error:
             self.gateway.record(agent_id=agent_id, method=SLASH_METHOD, status="error", error_code=error.code,
-                                started=started, rpc_id=_rpc_id_text(request.id))
+                                started=started, rpc_id=_rpc_id_text(request.id), via="slash")
             return error.http_status, error_envelope(request.id, error)
         options = (ExecuteOptions.model_validate({**request.options.model_dump(), **command.defaults})
                    if command.defaults else request.options)
         params = ExecuteParams(service=command.service, operation=command.operation, args=command.args,
                                options=options)
-        outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method=SLASH_METHOD)
+        outcome = await self.gateway.execute(agent_id, params, _rpc_id_text(request.id), method=SLASH_METHOD,
+                                             via="slash")
         if outcome.error is not None:
             return outcome.error.http_status, error_envelope(request.id, outcome.error)
         assert outcome.result is not None

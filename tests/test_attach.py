@@ -181,8 +181,8 @@ async def test_an_operation_run_through_the_api_is_recorded_and_audited_as_that_
     assert outcome.result.data["echo"] == "restart at 3 a.m."
     assert outcome.record.agent_id == "operator:carol"
     assert isinstance(refused.error, PermissionDenied) and "read-only" in refused.error.message
-    assert [(record.agent_id, record.status) for record in ledger] == [("operator:carol", "success"),
-                                                                       ("operator:dave", "read_only")]
+    assert [(record.agent_id, record.status, record.via) for record in ledger] == [
+        ("operator:carol", "success", "console"), ("operator:dave", "read_only", "console")]
     assert any(event.actor == "operator:carol" and event.action == "operator.call"
                and event.subject == outcome.record.id for event in audit)
 

@@ -359,6 +359,11 @@ async def test_the_slash_form_answers_like_mcp_execute(gw: RunningGateway) -> No
         unknown = await client.post("/mcp/execute", json={"command": "/mcp-nosuch list", "id": 1})
         broken = await client.post("/mcp/execute", json={"command": "/mcp-echo echo 'unclosed", "id": 2})
         not_a_command = await client.post("/mcp/execute", json={"cmd": "x"})
+        legacy = await client.post("/mcp/rpc", json=execute("echo", "echo", ["hi"]))
+    await gw.gateway.recorder.flush()
+    vias = [record.via async for record in gw.gateway.store.iter_calls()]
+    assert vias == ["slash"] * 4 + ["rpc"]  # how each came in, refusals too
+    assert legacy.status_code == 200
     assert ok.status_code == 200
     assert ok.json()["id"] == 0
     assert ok.json()["result"]["data"] == {"echo": "hello worldhello world"}

@@ -114,4 +114,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE status = 'pending' AND agent_id IN (SELECT id FROM agents WHERE revoked_at IS NOT NULL);
         """,
     ),
+    (
+        4,
+        # How each call came in (rows from before say JSON-RPC, the only way then), and the tools each MCP
+        # upstream listed last, so the front door can list them before the upstream answers again.
+        """
+        ALTER TABLE calls ADD COLUMN via TEXT NOT NULL DEFAULT 'rpc';
+        CREATE TABLE mcp_tool_cache (
+            service TEXT PRIMARY KEY,
+            listed_at REAL NOT NULL,
+            tools_json TEXT NOT NULL
+        );
+        """,
+    ),
 )

@@ -20,6 +20,9 @@ RefusalStatus = Literal[
 ]
 REFUSAL_STATUSES: frozenset[str] = frozenset(get_args(RefusalStatus))
 CallStatus = Literal["success", "error"] | RefusalStatus
+# How a call came in: JSON-RPC (`mcp.execute` and the listing methods), the slash form, an operator's console
+# (embedded or attached), or the MCP front door.
+CallVia = Literal["rpc", "slash", "console", "mcp"]
 TEXT_LIMIT = 200  # characters of a caller's value (method, service, id...) the ledger and audit log keep
 
 
@@ -93,6 +96,7 @@ class CallRecord:
     cost_usd: float
     rpc_id: str | None
     permission_request_id: str | None = None
+    via: CallVia = "rpc"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,7 +29,7 @@ from gateway_core.store.records import (
 
 _CALL_COLUMNS = (
     "id, ts, agent_id, method, service, operation, status, error_code, "
-    "duration_ms, tokens, cost_usd, rpc_id, permission_request_id"
+    "duration_ms, tokens, cost_usd, rpc_id, permission_request_id, via"
 )
 _GRANT_COLUMNS = ("id, agent_id, service, operation, expires_at, granted_by, granted_at, revoked_at, args_hash, "
                   "revoked_by")
@@ -514,9 +514,10 @@ class SQLiteStore:
         async with self._transaction() as db:
             if calls:
                 await db.executemany(
-                    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(c.id, c.ts, c.agent_id, c.method, c.service, c.operation, c.status, c.error_code,
-                      c.duration_ms, c.tokens, c.cost_usd, c.rpc_id, c.permission_request_id) for c in calls],
+                      c.duration_ms, c.tokens, c.cost_usd, c.rpc_id, c.permission_request_id, c.via)
+                     for c in calls],
                 )
             if audit:
                 await self._insert_audit(db, audit)
@@ -530,6 +531,20 @@ class SQLiteStore:
             "INSERT INTO audit (ts, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
             [(e.ts, e.actor, e.action, e.subject, json.dumps(e.detail, sort_keys=True)) for e in events],
         )
+
+    # -- the MCP upstreams' tool lists -----------------------------------------------------------------
+
+    async def save_mcp_tools(self, service: str, tools_json: str) -> None:
+        """The tools an MCP upstream listed (the listing's JSON), replacing what was kept for it."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO mcp_tool_cache (service, listed_at, tools_json) VALUES (?, ?, ?) "
+                             "ON CONFLICT (service) DO UPDATE SET listed_at = excluded.listed_at, "
+                             "tools_json = excluded.tools_json", (service, self.clock(), tools_json))
+
+    async def mcp_tools(self) -> dict[str, tuple[float, str]]:
+        """Every MCP upstream's last listing: service → (when, the listing's JSON)."""
+        async with self._db.execute("SELECT service, listed_at, tools_json FROM mcp_tool_cache") as cursor:
+            return {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
 
     async def iter_calls(self, since: float | None = None, batch: int = 1000) -> AsyncIterator[CallRecord]:
         """All ledger rows in the order they were written, read in pages (never all in memory)."""
