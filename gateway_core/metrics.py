@@ -48,6 +48,12 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, str, int | None, str], _CallChildren] = {}
         self.service_up = Gauge("mcp_service_up", "1 when the last health check was healthy or degraded",
                                 ["service"], registry=r)
+        # The MCP front door's requests that write no ledger row (initialize, tools/list, ping, notifications),
+        # by method: the front door labels only the MCP methods it knows, anything else `unknown`.
+        self.mcp_front_door_requests = Counter("mcp_frontdoor_requests_total", "MCP front door requests by method",
+                                               ["method"], registry=r)
+        self.mcp_upstream_restarts = Counter("mcp_upstream_restarts_total", "MCP upstreams started again",
+                                             ["service"], registry=r)
 
     def _service_label(self, service: str | None) -> str:
         if service is None:
