@@ -32,6 +32,17 @@ async def test_the_store_is_one_wal_file_migrated_once(tmp_path: Path) -> None:
     assert versions == [version for version, _ in MIGRATIONS]
 
 
+async def test_processes_opening_a_new_store_at_the_same_moment_migrate_it_once(tmp_path: Path) -> None:
+    # `mcp-console serve` and `mcp-console agents add` started together on a fresh file both migrate it.
+    path = tmp_path / "s.db"
+    stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(6)))
+    for store in stores:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == [version for version, _ in MIGRATIONS]
+
+
 async def test_the_audit_log_refuses_edits_and_deletions(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "s.db")
     await store.append_audit(AuditEvent(1.0, "cli:test", "agent.added", "a"))

@@ -167,12 +167,23 @@ class SQLiteStore:
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
-            # executescript commits first, so the migration and its version row form one script.
+            # executescript commits first, so the migration and its version row form one script. The
+            # version row goes first: another process migrating the same file at the same moment waits
+            # for the write lock, then fails on that row before touching anything, and finds it done.
             now = self.clock()
-            await self._db.executescript(
-                f"BEGIN IMMEDIATE;\nCREATE TEMP TABLE _now AS SELECT {now!r} AS ts;\n{script}\nDROP TABLE _now;\n"
-                f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, {now!r});\nCOMMIT;"
-            )
+            try:
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\nINSERT INTO schema_version (version, applied_at) VALUES ({version}, {now!r});\n"
+                    f"CREATE TEMP TABLE _now AS SELECT {now!r} AS ts;\n{script}\nDROP TABLE _now;\nCOMMIT;"
+                )
+            except aiosqlite.IntegrityError:
+                await self._db.execute("ROLLBACK")
+                if not await self._has_version(version):
+                    raise
+
+    async def _has_version(self, version: int) -> bool:
+        async with self._db.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,)) as cursor:
+            return await cursor.fetchone() is not None
 
     async def check_writable(self) -> None:
         """Raises StoreError when a write transaction cannot be taken (disk full, read-only file)."""
