@@ -34,7 +34,13 @@ from gateway_core.errors import (
     ValidationFailed,
 )
 from gateway_core.handlers.base import ServiceHandler
-from gateway_core.handlers.postgres_values import bind_parameters, json_row, prepare_connection
+from gateway_core.handlers.postgres_values import (
+    bind_parameters,
+    column_converter,
+    json_row,
+    json_rows_of,
+    prepare_connection,
+)
 from gateway_core.health import HealthReport, HealthStatus
 from gateway_core.operations import NoArgs, Operation, OperationArgs, OperationTable, Picker, Target
 
@@ -300,9 +306,11 @@ async def _active_queries(session: DatabaseSession, values: dict[str, Any]) -> d
 
 async def _blocking_locks(session: DatabaseSession, values: dict[str, Any]) -> dict[str, Any]:
     blocked = await session.fetch(
-        "SELECT pid, usename, application_name, left(query, $1) AS query, pg_blocking_pids(pid) AS blocked_by, "
-        "extract(epoch FROM now() - query_start)::float8 AS waiting_seconds FROM pg_catalog.pg_stat_activity "
-        "WHERE cardinality(pg_blocking_pids(pid)) > 0 ORDER BY query_start", QUERY_TEXT_SHOWN)
+        # pg_blocking_pids takes the lock manager's locks: asked once, and only of sessions waiting on a lock.
+        "SELECT * FROM (SELECT pid, usename, application_name, left(query, $1) AS query, "
+        "pg_blocking_pids(pid) AS blocked_by, extract(epoch FROM now() - query_start)::float8 AS waiting_seconds "
+        "FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock' OFFSET 0) waiting "
+        "WHERE cardinality(blocked_by) > 0 ORDER BY waiting_seconds DESC", QUERY_TEXT_SHOWN)
     return {"count": len(blocked), "blocked": blocked}
 
 
@@ -388,11 +396,12 @@ class DatabaseSession:
         attributes = statement.get_attributes()
         fields = [{"name": attribute.name, "dataType": attribute.type.oid, "typeName": attribute.type.name}
                   for attribute in attributes]
-        single_characters = frozenset(attribute.name for attribute in attributes if attribute.type.name == "char")
+        json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name))
+                                    for attribute in attributes])
         rows: list[dict[str, Any]] = []
         size, truncated = 0, False
         async for record in statement.cursor(*bound, prefetch=limit + 1):
-            row = json_row(record, single_characters)
+            row = json_row_of(record)
             size += len(json.dumps(row))
             if len(rows) == limit or size > MAX_RESULT_BYTES:
                 truncated = True
