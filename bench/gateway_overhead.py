@@ -1,10 +1,12 @@
 """The gateway's own overhead, measured in one run.
 
 Starts a trivial upstream and the gateway (each its own process, on loopback), then drives the same
-calls with wrk twice: straight to the upstream, and as `mcp.execute` through the gateway's whole HTTP
-stack (auth, validation, rate limits, permission, cost, ledger on). The difference is the gateway's
-overhead. It keeps calling up to --total calls and reads the gateway process's memory again, to show
-that it stays flat, and counts the ledger rows after a clean stop.
+calls with wrk three ways: straight to the upstream, as `mcp.execute` through the gateway's whole HTTP
+stack (auth, validation, rate limits, permission, cost, ledger on), and as an MCP `tools/call` through
+the front door at /mcp (the same pipeline behind the official SDK's Streamable HTTP transport,
+stateless, answered as SSE). The differences are the gateway's overhead and what MCP adds to it. It
+keeps calling up to --total calls and reads the gateway process's memory again, to show that it stays
+flat, and counts the ledger rows after a clean stop.
 
     apt-get install wrk   # the load generator (C, so the client costs the machine little)
     .venv/bin/python bench/gateway_overhead.py [--connections 8] [--seconds 10] [--total 100000]
@@ -94,7 +96,7 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [[%(body)s]]
 wrk.headers["Content-Type"] = "application/json"
-%(auth)s
+%(headers)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('{"calls":%%d,"seconds":%%f,"errors":%%d,"p50_ms":%%f,"p99_ms":%%f,"status_errors":%%d,"timeouts":%%d}\\n',
@@ -104,11 +106,17 @@ end
 """
 
 
+# What a Streamable HTTP client sends with each POST (mcp.md §1); stateless, so no initialize comes first.
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+
+
 def wrk(url: str, body: dict[str, object], token: str | None, seconds: int, connections: int) -> dict[str, float]:
     """A closed-loop load from wrk (one thread), so the client costs the machine little."""
-    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}),
+               **(MCP_HEADERS if url.endswith("/mcp") else {})}
+    lua_headers = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % {"body": json.dumps(body), "auth": auth})
+        script.write(WRK_SCRIPT % {"body": json.dumps(body), "headers": lua_headers})
     try:
         output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
                                 capture_output=True, text=True, check=True).stdout
@@ -124,6 +132,16 @@ def wrk(url: str, body: dict[str, object], token: str | None, seconds: int, conn
 def figures(result: dict[str, float]) -> dict[str, float]:
     return {"calls_per_s": round(result["calls_per_s"]), "p50_ms": round(result["p50_ms"], 3),
             "p99_ms": round(result["p99_ms"], 3)}
+
+
+async def check_mcp_call(url: str, body: dict[str, object], token: str) -> None:
+    """One call the way wrk sends it, read whole: the load must measure successful tool results, and wrk sees only
+    the HTTP status (a tool error is a 200 too)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}", **MCP_HEADERS})
+    data = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    if response.status_code != 200 or not data or data[-1].get("result", {}).get("isError") is not False:
+        raise SystemExit(f"the /mcp call does not succeed: {response.status_code} {response.text[:500]}")
 
 
 def added(direct: dict[str, float], through: dict[str, float]) -> dict[str, float]:
@@ -155,13 +173,18 @@ async def bench(args: argparse.Namespace) -> None:
     direct_body = {"message": "x"}
     rpc_body = {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
                 "params": {"service": "echo", "operation": "echo", "args": ["x"]}}
-    echo_url, rpc_url = upstream_url + "/echo", gateway_url + "/mcp/rpc"
+    mcp_body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo_echo", "arguments": {"message": "x"}}}
+    echo_url, rpc_url, mcp_url = upstream_url + "/echo", gateway_url + "/mcp/rpc", gateway_url + "/mcp"
     try:
+        await check_mcp_call(mcp_url, mcp_body, token)
         wrk(echo_url, direct_body, None, 2, args.connections)  # warm-up
         warm = wrk(rpc_url, rpc_body, token, 2, args.connections)
+        warm_mcp = wrk(mcp_url, mcp_body, token, 2, args.connections)
         direct = wrk(echo_url, direct_body, None, args.seconds, args.connections)
         through = wrk(rpc_url, rpc_body, token, args.seconds, args.connections)
-        early_calls = int(warm["calls"] + through["calls"])
+        through_mcp = wrk(mcp_url, mcp_body, token, args.seconds, args.connections)
+        early_calls = int(warm["calls"] + through["calls"] + warm_mcp["calls"] + through_mcp["calls"])
         memory_early = memory_kib(gateway.pid)
         done = early_calls
         while done < args.total:
@@ -170,7 +193,8 @@ async def bench(args: argparse.Namespace) -> None:
         # One client at a time: the latency of a call on its own, without queueing behind others.
         direct_alone = wrk(echo_url, direct_body, None, args.seconds, 1)
         through_alone = wrk(rpc_url, rpc_body, token, args.seconds, 1)
-        done += int(through_alone["calls"])
+        mcp_alone = wrk(mcp_url, mcp_body, token, args.seconds, 1)
+        done += int(through_alone["calls"] + mcp_alone["calls"])
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(30)
@@ -187,9 +211,13 @@ async def bench(args: argparse.Namespace) -> None:
         f"direct_to_upstream_{n}_clients": figures(direct),
         f"through_gateway_{n}_clients": figures(through),
         f"gateway_added_{n}_clients": added(direct, through),
+        f"through_mcp_front_door_{n}_clients": figures(through_mcp),
+        f"mcp_added_over_legacy_{n}_clients": added(through, through_mcp),
         "direct_to_upstream_1_client": figures(direct_alone),
         "through_gateway_1_client": figures(through_alone),
         "gateway_added_1_client": added(direct_alone, through_alone),
+        "through_mcp_front_door_1_client": figures(mcp_alone),
+        "mcp_added_over_legacy_1_client": added(through_alone, mcp_alone),
         "gateway_memory_kib": {f"rss_after_{early_calls}_calls": memory_early["VmRSS"],
                                f"rss_after_{done}_calls": memory_late["VmRSS"], "peak": memory_late["VmHWM"]},
         "gateway_calls": done,

@@ -24,6 +24,9 @@ class ServiceSpec:
     # a name may be several joined by " + ", all of which must be set (a GitHub App's three settings).
     required_settings: tuple[tuple[str, ...], ...] = ()
     aliases: tuple[str, ...] = ()
+    # An MCP server the gateway starts or dials (gateway_core/mcp_upstreams/): its operations are the tools it
+    # lists, and a catalog one takes its command (or URL) from the setting it requires.
+    mcp_server: bool = False
 
 
 def _per_minute(n: int) -> RateLimit:
@@ -54,11 +57,11 @@ DEFAULT_CATALOG: tuple[ServiceSpec, ...] = (
                 "MinIO object storage",
                 (("MINIO_ENDPOINT",), ("MINIO_ACCESS_KEY",), ("MINIO_SECRET_KEY",))),
     ServiceSpec("playwright", "local", False, 1000, 0.003, _per_minute(30),
-                "Browser automation (a local MCP server)", (("PLAYWRIGHT_MCP_COMMAND",),)),
+                "Browser automation (a local MCP server)", (("PLAYWRIGHT_MCP_COMMAND",),), mcp_server=True),
     ServiceSpec("shadcn", "local", False, 150, 0.0005, _per_minute(60),
-                "shadcn/ui components (a local MCP server)", (("SHADCN_MCP_COMMAND",),)),
+                "shadcn/ui components (a local MCP server)", (("SHADCN_MCP_COMMAND",),), mcp_server=True),
     ServiceSpec("magicui", "local", False, 150, 0.0005, _per_minute(60),
-                "Magic UI components (a local MCP server)", (("MAGICUI_MCP_COMMAND",),)),
+                "Magic UI components (a local MCP server)", (("MAGICUI_MCP_COMMAND",),), mcp_server=True),
 )
 
 
@@ -73,7 +76,12 @@ class Catalog:
                 raise ValueError(f"service {spec.name!r} is declared twice")
             self.services[spec.name] = spec
             for name in (spec.name, *spec.aliases):
-                self._names[name] = spec.name
+                if self._names.setdefault(name, spec.name) != spec.name:
+                    raise ValueError(f"{name!r} names two services")
+
+    def extended(self, services: Iterable[ServiceSpec]) -> Catalog:
+        """This catalog and `services` after it (ValueError for a name or alias already taken)."""
+        return Catalog((*self.services.values(), *services))
 
     def resolve(self, name: str) -> ServiceSpec | None:
         canonical = self._names.get(name.strip().lower())

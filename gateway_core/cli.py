@@ -155,6 +155,16 @@ async def cmd_orchestrator(args: argparse.Namespace) -> int:
     return await serve_until_signalled([server], cleanup, announce)
 
 
+async def cmd_mcp_stdio(args: argparse.Namespace) -> int:
+    # The MCP SDK loads only for this command (about a second): never for the others, nor for the console.
+    from gateway_core.mcp_stdio import TOKEN_ENVIRONMENT, URL_ENVIRONMENT, default_url, run_bridge
+
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per forwarded request is noise
+    token = os.environ.pop(TOKEN_ENVIRONMENT, "").strip() or None  # nothing started from here inherits it
+    url = args.url or os.environ.get(URL_ENVIRONMENT) or default_url(_settings(args).server.port)
+    return await run_bridge(url, token)
+
+
 def _print_credential(kind: str, credential_id: str, name: str, token: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"id": credential_id, "name": name, "token": token}))
@@ -348,7 +358,7 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
-COMMANDS = {"serve", "orchestrator", "agents", "grants", "calls", "operators"}
+COMMANDS = {"serve", "orchestrator", "agents", "grants", "calls", "operators", "mcp-stdio"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     orchestrator.add_argument("--host", help="address to bind (default 127.0.0.1)")
     orchestrator.add_argument("--port", type=int, default=9403, help="port to bind (default 9403)")
     orchestrator.set_defaults(run=cmd_orchestrator, port_is_orchestrator=True)
+
+    mcp_stdio = commands.add_parser(
+        "mcp-stdio", help="an MCP server on stdin/stdout for clients that only start stdio servers: it forwards "
+                          "to the gateway's /mcp, as the agent whose token is in MCP_CONSOLE_TOKEN (never argv)")
+    mcp_stdio.add_argument("--url", metavar="URL", help="the gateway's MCP front door (default: MCP_CONSOLE_URL, "
+                                                        "else http://127.0.0.1:<[server] port>/mcp)")
+    mcp_stdio.add_argument("--config", metavar="FILE", help="a TOML config file: its [server] port")
+    mcp_stdio.set_defaults(run=cmd_mcp_stdio)
 
     operators = commands.add_parser("operators", help="operators and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -35,6 +36,13 @@ from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.handlers.caller import serving
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
 from gateway_core.ids import time_ordered_uuid
+from gateway_core.mcp_upstreams import (
+    McpUpstreamHandler,
+    UpstreamHooks,
+    UpstreamLaunch,
+    resolve_upstreams,
+    upstream_specs,
+)
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.models import (
     OPERATOR_METHOD,
@@ -63,6 +71,7 @@ from gateway_core.recorder import Recorder
 from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
 from gateway_core.store.records import CallStatus, CallVia, ledger_text, refusal_status
+from gateway_core.upstream_tool import ToolArguments, UpstreamTool, measured_chars
 from gateway_core.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -71,10 +80,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ServiceState:
     spec: ServiceSpec
-    operations: OperationTable
+    declared: OperationTable  # the handler class's declaration (nothing for an MCP upstream)
     handler: ServiceHandler | None
     missing_settings: list[str]
     has_handler: bool  # this build has code for the service
+
+    @property
+    def operations(self) -> OperationTable:
+        """What the service serves now: its handler's table, which for an MCP upstream follows its listings."""
+        return self.handler.live_operations() if self.handler is not None else self.declared
+
+    @property
+    def upstream(self) -> McpUpstreamHandler | None:
+        return self.handler if isinstance(self.handler, McpUpstreamHandler) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +163,10 @@ class Gateway:
         self.store = store
         self.clock = store.clock  # the runtime's one clock, given to the store where it was opened
         self.hasher = hasher
-        self.catalog = catalog or Catalog(DEFAULT_CATALOG)
+        catalog = catalog or Catalog(DEFAULT_CATALOG)
+        self.catalog = catalog.extended(upstream_specs(settings, catalog))  # [mcp_servers] are services too
+        self._health_checks: set[asyncio.Task[HealthReport]] = set()
+        self._stopping = False
         self.services = self._build_services(handlers or {},
                                              HANDLER_CLASSES if handler_classes is None else handler_classes)
         self.authenticator = Authenticator(store, hasher, settings.auth.trust_agent_header,
@@ -154,8 +175,11 @@ class Gateway:
         self.scrubber = AgentFacingScrubber.from_settings(settings)
         self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
         self.events = EventBus()
-        self.metrics = GatewayMetrics({name: state.operations for name, state in self.services.items()},
-                                      RECORDED_METHODS)
+        self.metrics = GatewayMetrics(
+            {name: state.operations for name, state in self.services.items() if state.upstream is None},
+            RECORDED_METHODS,
+            live_operations={name: state.upstream.live_operations for name, state in self.services.items()
+                             if state.upstream is not None})
         self.permissions = PermissionGate(
             policy or (OrchestratorPolicy(orchestrator, settings.policy.grant_cache_seconds,
                                           settings.policy.always_ask, self.clock)
@@ -199,7 +223,18 @@ class Gateway:
         self, handlers: Mapping[str, ServiceHandler], handler_classes: Mapping[str, type[ServiceHandler]]
     ) -> dict[str, ServiceState]:
         services: dict[str, ServiceState] = {}
+        upstreams = resolve_upstreams(self.settings, self.catalog)
+        hooks = UpstreamHooks(self.store, self.clock, lambda event: self.recorder.record_audit(event),
+                              lambda service: self.metrics.mcp_upstream_restarts.labels(service).inc(),
+                              self._upstream_state_changed, self.settings.health.timeout_seconds)
         for name, spec in self.catalog.services.items():
+            launch = upstreams.get(name)
+            if launch is not None and name not in handlers:
+                services[name] = ServiceState(
+                    spec=spec, declared=OperationTable(()),
+                    handler=McpUpstreamHandler(launch, spec, hooks) if isinstance(launch, UpstreamLaunch) else None,
+                    missing_settings=[] if isinstance(launch, UpstreamLaunch) else launch.missing, has_handler=True)
+                continue
             given = handlers.get(name)
             handler_class = type(given) if given is not None else handler_classes.get(name)
             missing = [] if given is not None else self.settings.missing_settings(spec)
@@ -208,7 +243,7 @@ class Gateway:
                 handler = handler_class.from_settings(self.settings)
             services[name] = ServiceState(
                 spec=spec,
-                operations=handler_class.operations if handler_class is not None else OperationTable(()),
+                declared=handler_class.operations if handler_class is not None else OperationTable(()),
                 handler=handler,
                 missing_settings=missing,
                 has_handler=handler_class is not None,
@@ -219,6 +254,9 @@ class Gateway:
         await self.authenticator.start()
         await self.usage.load_today(self.store)
         self.recorder.start()
+        for state in self.services.values():
+            if state.handler is not None:
+                await state.handler.start()
         self.health.start()
         await self.permissions.start()
 
@@ -257,6 +295,7 @@ class Gateway:
     def begin_shutdown(self) -> None:
         """Answers every held call at once (-32004, status gateway_stopping), and any call held from now on;
         attached consoles are told the gateway is stopping."""
+        self._stopping = True
         self.permissions.begin_shutdown()
         self.operator_feed.stop()
 
@@ -264,11 +303,17 @@ class Gateway:
         """Stops background work, writes every pending ledger row, closes handlers and the store."""
         self.begin_shutdown()
         await self.health.stop()
+        for check in self._health_checks:  # an upstream's state change asked for these: nobody reads them now
+            check.cancel()
+        await asyncio.gather(*self._health_checks, return_exceptions=True)
+        # Every MCP upstream's child gone before the ledger's last write (the SDK stops each within ~6 s).
+        await asyncio.gather(*(state.upstream.aclose() for state in self.services.values()
+                               if state.upstream is not None))
         await self.permissions.aclose()
         await self.authenticator.aclose()
         await self.recorder.aclose()
         for state in self.services.values():
-            if state.handler is not None:
+            if state.handler is not None and state.upstream is None:
                 await state.handler.aclose()
         await self.store.close()
 
@@ -299,7 +344,7 @@ class Gateway:
         try:
             state = self._resolve_service(params.service)
             service = state.spec.name
-            operation = self._resolve_operation(state, params.operation)
+            operation = await self._resolve_operation(state, params.operation)
             args = operation.parse_args(params.args, params.argument_defaults())
             handler = self._available_handler(state, operation)
             self._take_rate_limits(agent_id, state.spec)
@@ -359,14 +404,26 @@ class Gateway:
             raise ServiceNotFound(f"Service {name} not found", {"available": self.catalog.names()})
         return self.services[spec.name]
 
-    @staticmethod
-    def _resolve_operation(state: ServiceState, name: str) -> Operation:
+    async def _resolve_operation(self, state: ServiceState, name: str) -> Operation:
         if not state.has_handler:
             raise ServiceUnavailable(
                 f"Service {state.spec.name} has no handler in this version of mcp-console",
                 {"service": state.spec.name},
             )
+        if state.spec.mcp_server:  # its operations are what it lists: first whether it can run at all
+            self._available_handler(state, None)
         operation = state.operations.find(name)
+        if operation is None and state.upstream is not None and not state.upstream.listed.is_set():
+            # Never listed yet (its first start, or a lazy one): its first listing decides.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.mcp.first_list_wait_seconds):
+                    await state.upstream.first_listing()
+            if not state.upstream.listed.is_set():
+                raise ServiceUnavailable(
+                    f"Service {state.spec.name} has not listed its tools yet: "
+                    f"{state.upstream.problem or 'it is still starting'}",
+                    {"service": state.spec.name, "status": "starting"})
+            operation = state.operations.find(name)
         if operation is None:
             raise OperationNotSupported(
                 f"Operation {name} not supported by {state.spec.name}",
@@ -374,7 +431,7 @@ class Gateway:
             )
         return operation
 
-    def _available_handler(self, state: ServiceState, operation: Operation) -> ServiceHandler:
+    def _available_handler(self, state: ServiceState, operation: Operation | None) -> ServiceHandler:
         if state.handler is None:
             missing = ", ".join(state.missing_settings)
             raise ServiceUnavailable(
@@ -382,7 +439,7 @@ class Gateway:
                 {"service": state.spec.name, "status": "not_configured", "missingSettings": state.missing_settings},
             )
         report = self.health.reports.get(state.spec.name)
-        if report is not None and report.status == "down" and operation.name != "health":
+        if report is not None and report.status == "down" and (operation is None or operation.name != "health"):
             raise ServiceUnavailable(
                 f"Service {state.spec.name} is down: {report.message}".rstrip(": "),
                 {"service": state.spec.name, "status": "down"},
@@ -421,7 +478,7 @@ class Gateway:
     async def _call(
         self, handler: ServiceHandler, spec: ServiceSpec, operation: Operation, args: OperationArgs, caller: str
     ) -> dict[str, Any]:
-        timeout = self.settings.upstream_timeout_seconds + args.extra_seconds()
+        timeout = (handler.timeout_seconds or self.settings.upstream_timeout_seconds) + args.extra_seconds()
         active = self.metrics.active_requests.labels(spec.name)
         active.inc()
         try:
@@ -448,6 +505,8 @@ class Gateway:
     ) -> tuple[int, float]:
         if self.settings.cost.mode == "catalog":
             return catalog_cost(spec, operation, data)
+        if isinstance(operation, UpstreamTool) and isinstance(args, ToolArguments):
+            return measured_cost(self.settings.cost, measured_chars(args.arguments, data), 0)
         request_chars = len(args.model_dump_json())
         response_chars = len(json.dumps(data, default=str))
         return measured_cost(self.settings.cost, request_chars, response_chars)
@@ -472,6 +531,14 @@ class Gateway:
         self.usage.add(record)
         self.events.publish(CallFinished(record))
         return record
+
+    def _upstream_state_changed(self, service: str) -> None:
+        """An MCP upstream's child went up, down or away: its health is checked now, not at the next interval."""
+        if self._stopping:
+            return
+        check = asyncio.get_running_loop().create_task(self.health.check(service))
+        self._health_checks.add(check)
+        check.add_done_callback(self._health_checks.discard)
 
     def _health_checked(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
         checked = HealthChecked(service, previous, current)
@@ -528,9 +595,10 @@ class Gateway:
         capabilities = []
         for operation in state.operations.values():
             tokens, cost = catalog_cost(state.spec, operation)
+            schema = dict(operation.input_schema) if isinstance(operation, UpstreamTool) \
+                else operation.args_model.model_json_schema()
             capabilities.append(Capability(name=operation.name, description=operation.description, risk=operation.risk,
-                                           arguments=operation.positional_fields,
-                                           inputSchema=operation.args_model.model_json_schema(),
+                                           arguments=operation.positional_fields, inputSchema=schema,
                                            cost=Pricing(avgTokensPerCall=tokens, costPerCall=cost)))
         return capabilities
 

@@ -1,11 +1,13 @@
 """Prometheus metrics under the existing names, with true labels; one registry per gateway.
 
 Labels only ever hold names the gateway declared (services, their operations, the methods it records) or
-an authenticated caller's id; anything a caller made up is `unknown`, so no caller can grow /metrics."""
+an authenticated caller's id; anything a caller made up is `unknown`, so no caller can grow /metrics. An MCP
+upstream's tools are labelled while it lists them, the first MAX_TOOL_LABELS of them per service: a server
+that keeps listing new names cannot grow /metrics either."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +26,17 @@ class _CallChildren:
 
 
 UNKNOWN = "unknown"
+MAX_TOOL_LABELS = 200  # per MCP upstream
 
 
 class GatewayMetrics:
-    def __init__(self, operations: Mapping[str, Iterable[str]], methods: Collection[str]) -> None:
-        """`operations`: each service's operation names; `methods`: the methods calls are recorded under."""
+    def __init__(self, operations: Mapping[str, Iterable[str]], methods: Collection[str],
+                 live_operations: Mapping[str, Callable[[], Container[str]]] | None = None) -> None:
+        """`operations`: each service's operation names; `methods`: the methods calls are recorded under;
+        `live_operations`: for an MCP upstream, what it serves now."""
         self._operations = {service: frozenset(names) for service, names in operations.items()}
+        self._live_operations = dict(live_operations or {})
+        self._tool_labels: dict[str, set[str]] = {service: set() for service in self._live_operations}
         self._methods = frozenset(methods)
         self.registry = CollectorRegistry()
         r = self.registry
@@ -58,7 +65,19 @@ class GatewayMetrics:
     def _service_label(self, service: str | None) -> str:
         if service is None:
             return ""
-        return service if service in self._operations else UNKNOWN
+        return service if service in self._operations or service in self._live_operations else UNKNOWN
+
+    def _operation_label(self, service: str, operation: str) -> str:
+        if service in self._operations:
+            return operation if operation in self._operations[service] else UNKNOWN
+        labels = self._tool_labels.get(service)
+        if labels is None:
+            return UNKNOWN
+        if operation not in labels:
+            if len(labels) >= MAX_TOOL_LABELS or operation not in self._live_operations[service]():
+                return UNKNOWN
+            labels.add(operation)
+        return operation
 
     def count_decision(self, service: str | None, decision: str) -> None:
         self.permission_requests.labels(self._service_label(service), decision).inc()
@@ -66,7 +85,7 @@ class GatewayMetrics:
     def observe(self, record: CallRecord) -> None:
         service = self._service_label(record.service)
         if record.operation is not None:
-            operation = record.operation if record.operation in self._operations.get(service, ()) else UNKNOWN
+            operation = self._operation_label(service, record.operation)
         else:
             operation = record.method if record.method in self._methods else UNKNOWN if record.method else ""
         agent_id = record.agent_id or ""  # set only once authenticated: bounded by the agents there are

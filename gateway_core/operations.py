@@ -107,7 +107,7 @@ class Operation:
         if isinstance(args, dict):
             return dict(args)
         fields = self.positional_fields
-        if len(args) == 1 and isinstance(args[0], dict) and not _takes_object(self.args_model, fields):
+        if len(args) == 1 and isinstance(args[0], dict) and not self._first_field_is_object():
             return dict(args[0])
         if len(args) > len(fields):
             raise InvalidParams(
@@ -118,13 +118,13 @@ class Operation:
             )
         return dict(zip(fields, args, strict=False))
 
-
-def _takes_object(model: type[BaseModel], fields: list[str]) -> bool:
-    """True when the first positional field itself is an object (so `[{...}]` is that object)."""
-    if not fields:
-        return False
-    annotation = model.model_fields[fields[0]].annotation
-    return annotation is dict or getattr(annotation, "__origin__", None) is dict
+    def _first_field_is_object(self) -> bool:
+        """True when the first positional field itself is an object (so `[{...}]` is that object)."""
+        fields = self.positional_fields
+        if not fields:
+            return False
+        annotation = self.args_model.model_fields[fields[0]].annotation
+        return annotation is dict or getattr(annotation, "__origin__", None) is dict
 
 
 def spelling(name: str) -> str:

@@ -73,6 +73,7 @@ from gateway_core.operator_models import (
     RevokeBody,
     RunAnswer,
     RunBody,
+    ServiceSnapshot,
 )
 from gateway_core.orchestrator.client import (
     DecisionConflict,
@@ -93,6 +94,7 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.store import AuditEvent, CallRecord, UsageTotals
 from gateway_core.upstream import without_userinfo
+from gateway_core.upstream_tool import UpstreamTool
 from gateway_core.usage import DailyUsage, Usage
 
 log = logging.getLogger(__name__)
@@ -183,11 +185,10 @@ class RemoteGateway:
         self._address = snapshot.address
         self._services = {}
         for service in snapshot.services:
-            handler = HANDLER_CLASSES.get(service.name)
             self._services[service.name] = _ServiceCopy(
                 service.name, service.description, service.location, service.status, service.health,
                 deque(service.latency_history, maxlen=HISTORY_LENGTH), tuple(service.missing_settings),
-                handler.operations if handler is not None else OperationTable(()))
+                _operations_of(service))
         self._usage = Usage(self._services, self._clock)
         self._usage.today = DailyUsage(snapshot.today.starts, snapshot.today.ends, snapshot.today.total,
                                        snapshot.today.by_caller)
@@ -402,6 +403,17 @@ class RemoteGateway:
         if problem.error == "orchestrator_unavailable":
             raise OrchestratorUnavailable(message)
         raise GatewayUnreachable(f"the gateway at {self.attached_to} refused {response.request.url.path}: {message}")
+
+
+def _operations_of(service: ServiceSnapshot) -> OperationTable:
+    """A service's operations here: an MCP upstream's as the gateway listed them, a native one's from this build's
+    own declaration (the same code as the gateway's, so nothing about them needs to travel)."""
+    if service.tools:
+        return OperationTable(UpstreamTool.declare(tool.name, tool.description, tool.input_schema, tool.risk,
+                                                   output_schema=tool.output_schema, annotations=tool.annotations)
+                              for tool in service.tools)
+    handler = HANDLER_CLASSES.get(service.name)
+    return handler.operations if handler is not None else OperationTable(())
 
 
 def _close_reason(code: int | None, reason: str | None) -> str:

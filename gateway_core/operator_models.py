@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from gateway_core.health import HealthReport, HealthStatus
 from gateway_core.models import ExecuteResult
+from gateway_core.operations import Risk
 from gateway_core.orchestrator.client import LinkState
 from gateway_core.orchestrator.models import (
     DecidedRequest,
@@ -44,6 +45,18 @@ class _Wire(BaseModel):
 # -- the snapshot -------------------------------------------------------------------------------------
 
 
+class ToolSnapshot(_Wire):
+    """An MCP upstream's tool as the gateway lists it (an attached console has no declaration of its own for
+    it): enough to make the same operation there."""
+
+    name: str
+    description: str
+    risk: Risk
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    annotations: dict[str, Any]
+
+
 class ServiceSnapshot(_Wire):
     name: str
     description: str
@@ -53,6 +66,7 @@ class ServiceSnapshot(_Wire):
     latency_history: list[float | None]  # oldest first; None: a failed check
     used: UsageTotals  # since the gateway started
     operations: list[str]  # what the gateway declares (an attached console uses its own build's declarations)
+    tools: list[ToolSnapshot] = []  # an MCP upstream's operations: what it listed, as of the snapshot
     missing_settings: list[str]
 
 

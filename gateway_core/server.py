@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import platform
@@ -12,14 +13,15 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway_core import __version__
 from gateway_core.clock import iso_utc
@@ -44,6 +46,9 @@ from gateway_core.rpc import Caller, JsonRpcEndpoint, Reply, RequestAuthenticati
 from gateway_core.store import StoreError
 from gateway_core.watchdog import ExitWatchdog
 
+if TYPE_CHECKING:
+    from gateway_core.mcp_front_door import McpFrontDoor
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -60,7 +65,7 @@ class HeadersTooLarge(Exception):
     pass
 
 
-def _check_header_size(request: Request) -> None:
+def check_header_size(request: Request) -> None:
     if sum(len(name) + len(value) for name, value in request.scope["headers"]) > MAX_HEADER_BYTES:
         raise HeadersTooLarge
 
@@ -74,7 +79,7 @@ def _json(status: int, body: Any) -> Response:
                     media_type="application/json")
 
 
-def _caller(request: Request) -> Caller:
+def caller_of(request: Request) -> Caller:
     return Caller(
         authorization=request.headers.get("authorization"),
         agent_header=request.headers.get("x-agent-id"),
@@ -82,7 +87,7 @@ def _caller(request: Request) -> Caller:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it passes `limit` bytes (never read whole)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -95,7 +100,58 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_app(gateway: Gateway) -> Starlette:
+class McpRoute:
+    """The ASGI object at `/mcp`: the MCP front door (gateway_core/mcp_front_door.py), loaded while the server
+    runs. The SDK takes about a second to import, so it is imported on a worker thread once serving starts:
+    nothing waits for it (not the console's first frame, nor the legacy routes), and the event loop never
+    stops for it. A request that comes before it is loaded waits for it."""
+
+    def __init__(self, gateway: Gateway, bound_host: str) -> None:
+        self._gateway = gateway
+        self._bound_host = bound_host
+        self._front_door: McpFrontDoor | None = None
+        self._loaded = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Loads the front door and runs its session manager (in a task of its own) for as long as this lasts."""
+        task = asyncio.create_task(self._run(), name="mcp-front-door")
+        try:
+            yield
+        finally:
+            self._stopping.set()
+            if not self._loaded.is_set():
+                task.cancel()  # still importing: the thread finishes on its own, nobody needs it now
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        try:
+            module = await asyncio.to_thread(importlib.import_module, "gateway_core.mcp_front_door")
+            front_door: McpFrontDoor = module.McpFrontDoor(self._gateway, self._bound_host)
+            async with front_door.run():
+                self._front_door = front_door
+                self._loaded.set()
+                await self._stopping.wait()
+        except Exception:
+            log.exception("the MCP front door could not start: /mcp answers 503")
+        finally:
+            self._front_door = None
+            self._loaded.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._front_door is None:
+            await self._loaded.wait()
+        if self._front_door is None:
+            error = InternalError("The MCP front door is not running")
+            await _json(503, error_envelope(None, error))(scope, receive, send)
+            return
+        await self._front_door(scope, receive, send)
+
+
+def create_app(gateway: Gateway, mcp_route: McpRoute | None = None) -> Starlette:
+    """The gateway's HTTP app; `mcp_route` serves `/mcp` (the MCP front door), where there is one."""
     endpoint = JsonRpcEndpoint(gateway)
     limit = gateway.settings.server.max_body_bytes
 
@@ -105,9 +161,9 @@ def create_app(gateway: Gateway) -> Starlette:
         async def route(request: Request) -> Response:
             started = time.perf_counter()
             try:
-                _check_header_size(request)
-                body = await _read_body(request, limit)
-                status, reply = await handler(body, _caller(request))
+                check_header_size(request)
+                body = await read_body(request, limit)
+                status, reply = await handler(body, caller_of(request))
             except HeadersTooLarge:
                 error = InvalidRequest(f"Request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
                 status, reply = endpoint.refuse(error, started, method=method)
@@ -129,12 +185,12 @@ def create_app(gateway: Gateway) -> Starlette:
     def authenticated(view: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             try:
-                _check_header_size(request)
+                check_header_size(request)
             except HeadersTooLarge:
                 error = InvalidRequest(f"Request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
                 return _json(431, error_envelope(None, error))
             try:
-                RequestAuthentication(gateway, _caller(request)).agent_id()
+                RequestAuthentication(gateway, caller_of(request)).agent_id()
                 return _json(200, view(request))
             except GatewayError as error:
                 return _json(error.http_status, error_envelope(None, error))
@@ -180,6 +236,8 @@ def create_app(gateway: Gateway) -> Starlette:
 
     routes = [  # the hot routes first: Starlette tries them in order
         Route("/mcp/rpc", rpc_route(endpoint.handle, RPC_BODY_METHOD), methods=["POST"]),
+        # An ASGI object, not a function (Starlette would wrap a function as request → response).
+        *([Route("/mcp", mcp_route, methods=["GET", "POST", "DELETE"])] if mcp_route is not None else []),
         Route("/mcp/execute", rpc_route(endpoint.handle_slash, SLASH_METHOD), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -264,8 +322,16 @@ class HttpServer:
 
 
 class GatewayServer(HttpServer):
+    """The gateway's routes, the MCP front door at `/mcp` among them."""
+
     def __init__(self, gateway: Gateway, host: str, port: int) -> None:
-        super().__init__(create_app(gateway), host, port)
+        self.mcp_route = McpRoute(gateway, host)
+        super().__init__(create_app(gateway, self.mcp_route), host, port)
+
+    async def serve(self) -> None:
+        # uvicorn runs without lifespan: the front door's session manager runs around its serve() here.
+        async with self.mcp_route.running():
+            await super().serve()
 
 
 STOP_DEADLINE_SECONDS = 10.0  # from a stop signal to the process gone, whatever hangs

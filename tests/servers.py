@@ -63,16 +63,18 @@ async def run_gateway(
     db_path: Path,
     extra_specs: tuple[ServiceSpec, ...] = (ECHO_SPEC,),
     handler_classes: dict[str, type[ServiceHandler]] | None = None,
+    handlers: dict[str, ServiceHandler] | None = None,
     **settings: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Our gateway with the echo service (and any `extra_specs`) beside the default catalog, on a
-    free loopback port. Every spec named "echo*" is served by the echo handler."""
+    free loopback port. Every spec named "echo*" is served by the echo handler, the others by `handlers`."""
     async with serve_asgi(create_echo_upstream()) as upstream_url:
         settings.setdefault("store", {"path": db_path})
         gateway = await Gateway.open(
             load_settings(None, **settings),
             catalog=Catalog((*DEFAULT_CATALOG, *extra_specs)),
-            handlers={spec.name: EchoHandler(upstream_url) for spec in extra_specs if spec.name.startswith("echo")},
+            handlers={**{spec.name: EchoHandler(upstream_url) for spec in extra_specs if spec.name.startswith("echo")},
+                      **(handlers or {})},
             handler_classes=handler_classes,
         )
         await gateway.start()

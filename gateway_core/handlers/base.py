@@ -12,10 +12,12 @@ from gateway_core.operations import Operation, OperationArgs, OperationTable
 
 class ServiceHandler(ABC):
     """One service's adapter. `operations` is class-level data, so a service's operations are known
-    (and arguments validated) even where its settings are missing."""
+    (and arguments validated) even where its settings are missing; an MCP upstream's are what its server
+    lists, and change while it runs (`live_operations`)."""
 
     service: ClassVar[str]
     operations: ClassVar[OperationTable]
+    timeout_seconds: float | None = None  # a call's limit where the service has its own, else upstream_timeout_seconds
 
     @classmethod
     @abstractmethod
@@ -28,6 +30,13 @@ class ServiceHandler(ABC):
 
     @abstractmethod
     async def health(self) -> HealthReport: ...
+
+    def live_operations(self) -> OperationTable:
+        """The operations this instance serves now: the class's declaration, unless they change at run time."""
+        return self.operations
+
+    async def start(self) -> None:  # noqa: B027 - most handlers start nothing of their own
+        """Starts background work the service needs (an MCP upstream's child); returns without waiting for it."""
 
     async def aclose(self) -> None:  # noqa: B027 - handlers without connections need nothing here
         """Releases connections."""

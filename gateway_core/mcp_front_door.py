@@ -1,0 +1,593 @@
+"""The MCP front door, `POST /mcp` (mcp.md §1): MCP clients see every configured operation as a tool and call it
+through `Gateway.execute`, the same pipeline, permissions, cost and ledger as `mcp.execute`.
+
+Streamable HTTP on the official SDK, stateless, answers as SSE. Every HTTP request is checked here before the SDK
+reads it (method, load, headers, Host and Origin, body size, the agent's token), and one refused here is one
+ledger row. This module imports the SDK (~1 s): the server loads it off the event loop (`server.McpRoute`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway_core import __version__
+from gateway_core.auth import CredentialRefused
+from gateway_core.clock import iso_utc
+from gateway_core.errors import (
+    GatewayError,
+    InvalidParams,
+    InvalidRequest,
+    OperationNotSupported,
+    PermissionDenied,
+    RateLimitExceeded,
+    ServiceNotFound,
+    ServiceUnavailable,
+)
+from gateway_core.gateway import ExecuteOutcome, Gateway
+from gateway_core.models import CallMetadata, ExecuteOptions, ExecuteParams, error_envelope, parse_json
+from gateway_core.operations import Operation, Risk
+from gateway_core.rpc import RequestAuthentication
+from gateway_core.server import (
+    MAX_HEADER_BYTES,
+    BodyTooLarge,
+    HeadersTooLarge,
+    caller_of,
+    check_header_size,
+    read_body,
+)
+from gateway_core.store import CallRecord
+from gateway_core.tool_names import ToolNames
+from gateway_core.upstream_tool import UpstreamTool
+
+log = logging.getLogger(__name__)
+
+AGENT_ID_SCOPE_KEY: Final = "mcp_console.agent_id"  # the authenticated agent, in the ASGI scope the SDK hands on
+WAIT_META_KEY: Final = "mcp-console/waitForApproval"  # a call's own hold, in seconds, in its `_meta`
+CALL_META_KEY: Final = "mcp-console/call"  # the call's metadata, in every result's `_meta`
+TOOLS_CALL: Final = "tools/call"
+# The ledger's method for a request refused before its JSON-RPC method could be read (too big, unreadable).
+UNREAD_METHOD: Final = "mcp"
+CANCELLED_CODE: Final = -32800  # JSON-RPC's "request cancelled": the client closed the call's stream
+# Methods the SDK answers without the pipeline: counted by name in mcp_frontdoor_requests_total, no ledger row.
+HOUSEKEEPING_METHODS: Final = frozenset({
+    "initialize", "ping", "tools/list", "server/discover", "notifications/initialized", "notifications/cancelled",
+    "notifications/progress", "notifications/roots/list_changed"})
+UNKNOWN_METHOD: Final = "unknown"
+RETRY_AFTER_MS: Final = 1000  # what a refused call is told to wait when too many of its agent's run at once
+
+INSTRUCTIONS = (
+    "mcp-console gateway: each tool is one operation of one service, named <service>_<operation>. "
+    "Every call is checked, rate-limited, costed and recorded. A call the agent may not make yet waits for a "
+    "human operator to approve it (progress notifications say so); a result with status \"pending\" means the "
+    "request was filed: retry later or carry on with other work. Never work around a denial."
+)
+
+# What a risk tells a client (mcp.md §1 "Schema and annotations"); the two risk hints are what the gateway
+# enforces, so an upstream tool's own are overwritten with them.
+RISK_HINTS: Final[Mapping[Risk, Mapping[str, bool]]] = {
+    "read": {"readOnlyHint": True, "destructiveHint": False},
+    "write": {"readOnlyHint": False, "destructiveHint": False},
+    "destructive": {"readOnlyHint": False, "destructiveHint": True},
+}
+# Whether the same call twice does nothing more, by risk, for native services (upstream tools keep their own).
+NATIVE_IDEMPOTENT: Final[Mapping[Risk, bool]] = {"read": True, "write": False, "destructive": False}
+
+# Permission refusals (-32004 data.status) as MCP clients are told them: still waiting, or final.
+PENDING_STATUSES: Final = frozenset({"pending", "timed_out", "gateway_stopping"})
+FINAL_REFUSALS: Final = frozenset({"denied", "expired", "cancelled"})
+
+
+# -- tools: what the listing says ---------------------------------------------------------------------------
+
+
+def inline_local_refs(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`schema` with each `{"$ref": "#/$defs/X"}` replaced by X itself, so clients that do not resolve references
+    read every property. A definition that refers to itself stays a reference (with its `$defs` kept)."""
+    definitions: Mapping[str, Any] = schema.get("$defs", {})
+    recursive: set[str] = set()
+
+    def expand(node: Any, expanding: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [expand(item, expanding) for item in node]
+        if not isinstance(node, dict):
+            return node
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            name = reference.removeprefix("#/$defs/")
+            if name in definitions and name not in expanding:
+                siblings = {key: expand(value, expanding) for key, value in node.items() if key != "$ref"}
+                return {**expand(definitions[name], (*expanding, name)), **siblings}
+            recursive.add(name)
+        return {key: expand(value, expanding) for key, value in node.items() if key != "$defs"}
+
+    inlined: dict[str, Any] = expand(schema, ())
+    if recursive:
+        inlined["$defs"] = {name: expand(definitions[name], (name,)) for name in sorted(recursive)
+                            if name in definitions}
+    return inlined
+
+
+def input_schema_of(operation: Operation) -> dict[str, Any]:
+    """The tool's inputSchema: an upstream tool's own, else the argument model's, references inlined."""
+    if isinstance(operation, UpstreamTool):
+        return dict(operation.input_schema)
+    return inline_local_refs(operation.args_model.model_json_schema())
+
+
+def annotations_of(operation: Operation) -> dict[str, Any]:
+    if isinstance(operation, UpstreamTool):
+        return {**operation.annotations, **RISK_HINTS[operation.risk]}
+    return {**RISK_HINTS[operation.risk], "idempotentHint": NATIVE_IDEMPOTENT[operation.risk], "openWorldHint": True}
+
+
+def tool_of(name: str, service: str, operation: Operation) -> types.Tool:
+    """The tool an operation is listed as. Native tools have no outputSchema: SDK clients would check every
+    result's structuredContent against it."""
+    return types.Tool.model_validate({
+        "name": name,
+        "title": f"{service} · {operation.name}",
+        "description": operation.description,
+        "inputSchema": input_schema_of(operation),
+        "annotations": annotations_of(operation),
+        **({"outputSchema": dict(operation.output_schema)}
+           if isinstance(operation, UpstreamTool) and operation.output_schema is not None else {}),
+    })
+
+
+@dataclass(frozen=True, slots=True)
+class ToolListing:
+    """The tools of one set of operations: names both ways, and the listing as sent."""
+
+    names: ToolNames
+    operations: Mapping[str, tuple[str, Operation]]  # tool name → (service, operation)
+    result: types.ListToolsResult
+
+
+def list_tools(services: Mapping[str, tuple[Operation, ...]]) -> ToolListing:
+    """Every operation of the given services (service → its operations) as a tool."""
+    names = ToolNames((service, operation.name) for service, operations in services.items()
+                      for operation in operations)
+    by_key = {(service, operation.name): operation for service, operations in services.items()
+              for operation in operations}
+    operations = {name: (service, by_key[service, operation]) for name, (service, operation) in names.items()}
+    tools = [tool_of(name, service, operation) for name, (service, operation) in operations.items()]
+    return ToolListing(names, operations, types.ListToolsResult(tools=tools))
+
+
+# -- results: what a call answers ---------------------------------------------------------------------------
+
+
+def _text(value: Any) -> types.TextContent:
+    return types.TextContent(type="text", text=value if isinstance(value, str) else json.dumps(
+        value, separators=(",", ":"), default=str))
+
+
+def success_result(operation: Operation, outcome: ExecuteOutcome) -> types.CallToolResult:
+    """A native operation's result is the legacy `result` as structured content and as one text block; an upstream
+    tool's content blocks and structured content pass on as they came."""
+    assert outcome.result is not None
+    legacy = outcome.result.wire()
+    meta = {CALL_META_KEY: legacy["metadata"]}
+    if isinstance(operation, UpstreamTool):
+        data = outcome.result.data
+        return types.CallToolResult.model_validate({"content": data.get("content") or [],
+                                                    "structuredContent": data.get("structuredContent"),
+                                                    "isError": False, "_meta": meta})
+    return types.CallToolResult(content=[_text(legacy)], structured_content=legacy, is_error=False, meta=meta)
+
+
+def _field_errors(error: GatewayError) -> str:
+    errors = (error.data or {}).get("errors") or []
+    return "; ".join(f"{item.get('field')}: {item.get('message')}" for item in errors if isinstance(item, dict))
+
+
+def hint_for(error: GatewayError) -> str:
+    """What an agent should do next, by code."""
+    data = error.data or {}
+    if isinstance(error, InvalidParams):
+        return f"Fix the arguments and call again ({_field_errors(error) or 'see the tool inputSchema'})."
+    if isinstance(error, RateLimitExceeded):
+        return f"Too many calls: wait {data.get('retryAfterMs', RETRY_AFTER_MS)} ms, then call again."
+    if error.code == -32010:
+        return "This agent's daily budget is spent: stop calling tools through this gateway for today."
+    if error.code == -32006:
+        return "The call may have happened anyway: check its effect before repeating a write."
+    if isinstance(error, ServiceUnavailable):
+        return "The service cannot be used right now: try again later or do without it."
+    return ""
+
+
+def _call_metadata(record: CallRecord, service: str, operation: str) -> dict[str, Any]:
+    """A refused call's `_meta` metadata: the same fields as a success's, from its ledger row."""
+    return CallMetadata(executionTime=round(record.duration_ms), tokensUsed=record.tokens, cost=record.cost_usd,
+                        service=service, operation=operation, timestamp=iso_utc(record.ts),
+                        callId=record.id).model_dump(exclude_none=True)
+
+
+def error_result(operation: Operation, service: str, error: GatewayError, record: CallRecord) -> types.CallToolResult:
+    """A pipeline error as a tool result: `isError`, the gateway's error in structured content, a hint in the text.
+    A permission refusal says whether the request is still waiting (`pending`) or decided (do not retry)."""
+    data = error.data or {}
+    structured: dict[str, Any] = {"status": "error", "error": {"code": error.code, "name": error.name,
+                                                               "message": error.message, "data": error.data}}
+    text = f"Error {error.code} {error.name}: {error.message}"
+    if isinstance(error, PermissionDenied):
+        refusal, request_id = data.get("status"), data.get("requestId")
+        if request_id is not None:
+            structured["requestId"] = request_id
+        if refusal in PENDING_STATUSES:
+            structured["status"] = "pending"
+            text = (f"Permission for {service}.{operation.name} is waiting for an operator's decision (request "
+                    f"{request_id}). The request is filed: retry this call later, or carry on with other work. "
+                    f"({error.message})")
+        elif refusal in FINAL_REFUSALS:
+            structured["status"] = "expired" if refusal == "expired" else "denied"
+            text = f"{error.message}. Do not retry this call, and do not work around the decision."
+    elif hint := hint_for(error):
+        text = f"{text}\n{hint}"
+    content: list[Any] = [_text(text)]
+    if isinstance(operation, UpstreamTool) and isinstance(data.get("content"), list):
+        content = data["content"]  # the upstream's own isError blocks, as they came (mcp.md §3)
+    return types.CallToolResult.model_validate({"content": content, "structuredContent": structured,
+                                                "isError": True,
+                                                "_meta": {CALL_META_KEY: _call_metadata(record, service,
+                                                                                        operation.name)}})
+
+
+# -- progress while a call waits ------------------------------------------------------------------------------
+
+
+class Heartbeat:
+    """Progress notifications for one call whose client gave a progress token: at once and every `interval`
+    while it waits for an operator (progress: seconds waited, total: the hold), and every `interval` while it
+    runs (`Running <service>.<operation>`). Progress only ever grows, as MCP requires."""
+
+    def __init__(self, ctx: ServerRequestContext[Any], interval: float, hold: float, subject: str) -> None:
+        self._ctx = ctx
+        self._interval = interval
+        self._hold = hold
+        self._subject = subject
+        self._started = time.monotonic()
+        self._phase_started = self._started
+        self._request_id: str | None = None
+        self._running = False
+        self._changed = asyncio.Event()
+        self._last = -1.0
+
+    def on_wait(self, request_id: str | None) -> None:
+        """`Gateway.execute`'s `on_wait`: a permission request's id while the call waits, None once it runs."""
+        self._request_id, self._running = request_id, request_id is None
+        self._phase_started = time.monotonic()
+        self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._changed.wait()
+            changed, self._changed = self._changed.is_set(), asyncio.Event()
+            if self._running and changed:
+                continue  # the upstream call starts now: a heartbeat only if it lasts
+            if self._request_id is None and not self._running:
+                continue  # still before the permission step (validation, limits)
+            await self._report()
+
+    async def _report(self) -> None:
+        now = time.monotonic()
+        if self._running:
+            progress, total = now - self._started, None
+            message = f"Running {self._subject}"
+        else:
+            progress, total = min(now - self._phase_started, self._hold), self._hold
+            message = f"Waiting for an operator to approve request {self._request_id} ({self._subject})"
+        progress = max(round(progress, 1), self._last + 0.1)
+        self._last = progress
+        try:
+            await self._ctx.session.report_progress(progress, total, message)
+        except Exception:  # the stream is gone: the call's own answer will find out
+            log.debug("progress for %s not sent", self._subject, exc_info=True)
+
+
+# -- the front door ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class FirstListing(Protocol):
+    """A handler whose operations come from a listing (an MCP upstream): `first_listing()` returns once its tools
+    were listed at least once (live, or from the store's cache)."""
+
+    async def first_listing(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """What the door reads of a request body: its JSON-RPC method and id, for the ledger and the metric."""
+
+    method: str | None
+    rpc_id: str | None  # as text, as the legacy path records it
+
+
+class McpFrontDoor:
+    """The ASGI object at `/mcp`. `run()` must be entered (once) while it serves."""
+
+    def __init__(self, gateway: Gateway, bound_host: str) -> None:
+        self._gateway = gateway
+        settings = gateway.settings
+        self._settings = settings.mcp
+        self._body_limit = settings.server.max_body_bytes
+        self._security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=_allowed_hosts(bound_host, settings.mcp.allowed_hosts),
+            allowed_origins=list(settings.mcp.allowed_origins))
+        self._security_check = TransportSecurityMiddleware(self._security)
+        self.server: Server[Any] = Server(
+            "mcp-console", version=__version__, instructions=INSTRUCTIONS, on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool, get_tool_input_schema=self._input_schema)
+        self._manager = StreamableHTTPSessionManager(
+            app=self.server, stateless=True, json_response=False, security_settings=self._security,
+            max_request_body_size=self._body_limit)
+        self._inflight = 0
+        self._calls_by_agent: dict[str, int] = {}
+        self._listing: ToolListing | None = None
+        self._listing_key: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        self._method_counters: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        async with self._manager.run():
+            yield
+
+    # -- HTTP: everything checked before the SDK reads the request ------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless: a GET would open an SSE stream that never carries anything, and there is no session
+            # to DELETE.
+            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
+            return
+        started = time.perf_counter()
+        self._inflight += 1
+        try:
+            if self._inflight > self._settings.max_inflight:
+                busy = ServiceUnavailable(f"The MCP front door is busy ({self._settings.max_inflight} requests in "
+                                          "flight): retry in a second")
+                await self._refuse(scope, receive, send, busy, started, headers={"Retry-After": "1"})
+                return
+            await self._admit(scope, receive, send, started)
+        finally:
+            self._inflight -= 1
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        request = Request(scope, receive)
+        try:
+            check_header_size(request)
+        except HeadersTooLarge:
+            too_large = InvalidRequest(f"Request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
+            await self._refuse(scope, receive, send, too_large, started, status=431, close=True)
+            return
+        refused = await self._security_check.validate_request(request, is_post=True)
+        if refused is not None:  # a Host or Origin not allowed (DNS rebinding), or not JSON
+            self._record_refusal(InvalidRequest(bytes(refused.body).decode()), started)
+            await refused(scope, receive, send)
+            return
+        try:
+            body = await read_body(request, self._body_limit)
+        except BodyTooLarge:
+            too_large = InvalidRequest(f"Request body too large: the limit is {self._body_limit} bytes")
+            await self._refuse(scope, receive, send, too_large, started, status=413, close=True)
+            return
+        try:
+            envelope = _read_envelope(body)
+        except GatewayError as error:
+            await self._refuse(scope, receive, send, error, started)
+            return
+        caller = caller_of(request)
+        try:
+            agent_id = RequestAuthentication(self._gateway, caller).agent_id()
+        except CredentialRefused as refusal:
+            challenge = 'Bearer realm="mcp-console"' + (', error="invalid_token"' if caller.authorization else "")
+            await self._refuse(scope, receive, send, refusal, started, envelope,
+                               headers={"WWW-Authenticate": challenge})
+            return
+        if envelope.method != TOOLS_CALL:
+            self._count_housekeeping(envelope.method)
+        scope[AGENT_ID_SCOPE_KEY] = agent_id
+        await self._manager.handle_request(scope, _replay(body, receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: GatewayError, started: float,
+                      envelope: _Envelope | None = None, *, status: int | None = None,
+                      headers: dict[str, str] | None = None, close: bool = False) -> None:
+        """Answers a request refused before MCP (JSON-RPC error, `id` null) and writes its one ledger row."""
+        self._record_refusal(error, started, envelope)
+        headers = dict(headers or {})
+        if close:  # a refused body or header block is not read any further: closing the connection stops it
+            headers["Connection"] = "close"
+        body = json.dumps(error_envelope(None, error), separators=(",", ":"))
+        await Response(body, status or error.http_status, headers, media_type="application/json")(
+            scope, receive, send)
+
+    def _record_refusal(self, error: GatewayError, started: float, envelope: _Envelope | None = None) -> None:
+        self._gateway.record(agent_id=None, method=envelope.method if envelope else UNREAD_METHOD, status="error",
+                             error_code=error.code, started=started, rpc_id=envelope.rpc_id if envelope else None,
+                             via="mcp")
+
+    def _count_housekeeping(self, method: str | None) -> None:
+        label = method if method in HOUSEKEEPING_METHODS else UNKNOWN_METHOD
+        counter = self._method_counters.get(label)
+        if counter is None:
+            counter = self._method_counters[label] = self._gateway.metrics.mcp_front_door_requests.labels(label)
+        counter.inc()
+
+    # -- MCP: tools ----------------------------------------------------------------------------------------
+
+    def listing(self) -> ToolListing:
+        """The tools of every configured service (down ones too), built again only when operations changed."""
+        services = {name: tuple(state.operations.values()) for name, state in self._gateway.services.items()
+                    if state.handler is not None}
+        key = tuple((name, tuple(map(id, operations))) for name, operations in services.items())
+        if self._listing is None or key != self._listing_key:
+            self._listing, self._listing_key = list_tools(services), key
+        return self._listing
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        found = self.listing().operations.get(name)
+        return input_schema_of(found[1]) if found is not None else None
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        await self._wait_for_first_listings()
+        return self.listing().result
+
+    async def _wait_for_first_listings(self) -> None:
+        """Gives upstreams never listed yet `[mcp] first_list_wait_seconds` to list their tools."""
+        waiting = []
+        for state in self._gateway.services.values():
+            handler: object = state.handler
+            if isinstance(handler, FirstListing):
+                waiting.append(handler.first_listing())
+        if waiting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.first_list_wait_seconds):
+                    await asyncio.gather(*waiting)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        started = time.perf_counter()
+        assert ctx.request is not None  # the HTTP request: both revisions of the wire hand it on
+        agent_id: str = ctx.request.scope[AGENT_ID_SCOPE_KEY]
+        rpc_id = str(ctx.request_id)
+        found = self.listing().operations.get(params.name)
+        if found is None:
+            self._gateway.record(agent_id=agent_id, method=TOOLS_CALL, service=params.name.partition("_")[0],
+                                 status="error", error_code=self._unknown_tool_code(params.name), started=started,
+                                 rpc_id=rpc_id, via="mcp")
+            raise MCPError(InvalidParams.code, f"Unknown tool: {params.name}")
+        service, operation = found
+        running = self._calls_by_agent.get(agent_id, 0)
+        if running >= self._settings.max_calls_per_agent:
+            error = RateLimitExceeded(
+                f"Agent {agent_id} has {running} calls running through the MCP front door, the most it may",
+                {"limit": self._settings.max_calls_per_agent, "identifier": f"agent:{agent_id}:mcp",
+                 "retryAfterMs": RETRY_AFTER_MS})
+            record = self._gateway.record(agent_id=agent_id, method=TOOLS_CALL, service=service,
+                                          operation=operation.name, status="error", error_code=error.code,
+                                          started=started, rpc_id=rpc_id, via="mcp")
+            return error_result(operation, service, error, record)
+        self._calls_by_agent[agent_id] = running + 1
+        try:
+            return await self._execute(ctx, params, agent_id, service, operation, started)
+        finally:
+            left = self._calls_by_agent[agent_id] - 1
+            if left:
+                self._calls_by_agent[agent_id] = left
+            else:
+                del self._calls_by_agent[agent_id]
+
+    async def _execute(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams, agent_id: str,
+                       service: str, operation: Operation, started: float) -> types.CallToolResult:
+        meta: Mapping[str, Any] = ctx.meta or {}
+        hold = min(_hold_of(meta.get(WAIT_META_KEY), self._settings.approval_wait_seconds),
+                   self._gateway.settings.permission.max_wait)
+        execute_params = ExecuteParams(service=service, operation=operation.name, args=params.arguments or {},
+                                       options=ExecuteOptions(waitForApproval=hold))
+        rpc_id = str(ctx.request_id)
+        heartbeat = ticking = None
+        if meta.get("progress_token") is not None:
+            heartbeat = Heartbeat(ctx, self._settings.progress_interval_seconds, hold, f"{service}.{operation.name}")
+            ticking = asyncio.create_task(heartbeat.run())
+        request_ids: list[str] = []
+
+        def waiting(request_id: str | None) -> None:
+            if request_id is not None:
+                request_ids.append(request_id)
+            if heartbeat is not None:
+                heartbeat.on_wait(request_id)
+
+        try:
+            outcome = await self._gateway.execute(agent_id, execute_params, rpc_id, method=TOOLS_CALL, via="mcp",
+                                                  on_wait=waiting)
+        except asyncio.CancelledError:
+            # The client closed the call's stream: its row says so; a filed request stays pending.
+            self._gateway.record(agent_id=agent_id, method=TOOLS_CALL, service=service, operation=operation.name,
+                                 status="error", error_code=CANCELLED_CODE, started=started, rpc_id=rpc_id,
+                                 permission_request_id=request_ids[-1] if request_ids else None, via="mcp")
+            raise
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+        if outcome.error is not None:
+            return error_result(operation, service, outcome.error, outcome.record)
+        return success_result(operation, outcome)
+
+    def _unknown_tool_code(self, name: str) -> int:
+        """The code the legacy path records for the same call: no such service, not configured, or no such
+        operation."""
+        service, _, operation = name.partition("_")
+        spec = self._gateway.catalog.resolve(service)
+        if spec is None:
+            return ServiceNotFound.code
+        state = self._gateway.services[spec.name]
+        if state.handler is None and state.operations.find(operation) is not None:
+            return ServiceUnavailable.code
+        return OperationNotSupported.code
+
+
+def _hold_of(value: Any, default: float) -> float:
+    """A call's `_meta` hold, when it is a number of seconds (0 or more); the default otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return default
+
+
+def _allowed_hosts(bound_host: str, configured: list[str]) -> list[str]:
+    """Host headers taken: the bound host, localhost and `[mcp] allowed_hosts`, each with any port (and none)."""
+    bound = f"[{bound_host}]" if ":" in bound_host else bound_host
+    hosts: list[str] = []
+    for host in (bound, "127.0.0.1", "localhost", "[::1]", *configured):
+        has_port = host.endswith(":*") or (host.rpartition(":")[2].isdigit() and not host.endswith("]"))
+        for allowed in ((host,) if has_port else (host, f"{host}:*")):
+            if allowed not in hosts:
+                hosts.append(allowed)
+    return hosts
+
+
+def _read_envelope(body: bytes) -> _Envelope:
+    """The method and id of a JSON-RPC message; ParseError for what is not JSON, InvalidRequest for JSON that is
+    not one message object (a batch: MCP has none since 2025-06-18)."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise InvalidRequest("Invalid Request: the body must be one JSON-RPC message object")
+    method, rpc_id = payload.get("method"), payload.get("id")
+    return _Envelope(method if isinstance(method, str) else None, None if rpc_id is None else str(rpc_id))
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the SDK: the body already read, then the connection's own messages (its disconnect)."""
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+

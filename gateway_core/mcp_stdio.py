@@ -1,0 +1,145 @@
+"""`mcp-console mcp-stdio`: an MCP server on standard input and output that forwards to the gateway's front door
+(`POST /mcp`), so clients that only start stdio servers use the gateway too (mcp.md §2).
+
+The agent's token comes from MCP_CONSOLE_TOKEN only, never from the command line, where `ps` shows it to every
+user. Listings and calls pass through unchanged, progress is relayed; the gateway does all the checking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from gateway_core import __version__
+from gateway_core.errors import AuthenticationRequired
+
+TOKEN_ENVIRONMENT: Final = "MCP_CONSOLE_TOKEN"
+URL_ENVIRONMENT: Final = "MCP_CONSOLE_URL"
+UNREACHABLE_RETRY_SECONDS: Final = 30.0  # a gateway still starting gets this long before the bridge gives up
+RETRY_INTERVAL_SECONDS: Final = 1.0
+EXIT_REFUSED: Final = 2  # no token, or the gateway refused it
+EXIT_UNREACHABLE: Final = 1
+# A held call waits up to [permission] max_wait for an operator, silently unless the client asked for progress.
+GATEWAY_TIMEOUT: Final = httpx2.Timeout(30.0, read=600.0)
+# Keys of a call's `_meta` that belong to the hop they came on, not to the gateway's.
+_HOP_META_PREFIX: Final = "io.modelcontextprotocol/"
+_PROGRESS_TOKEN: Final = "progress_token"
+
+
+def default_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/mcp"
+
+
+def _shown(url: str) -> str:
+    """The URL as messages may show it: without any user or password in it."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside nested exception groups (what the SDK's task groups raise)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+class _Refused(Exception):
+    """The gateway refused the token."""
+
+
+async def _connect(stack: contextlib.AsyncExitStack, url: str, token: str) -> Client:
+    """A client of the front door, entered on `stack`. Retries an unreachable gateway for
+    UNREACHABLE_RETRY_SECONDS; raises _Refused when it refuses the token, TimeoutError when it never answered."""
+    deadline = time.monotonic() + UNREACHABLE_RETRY_SECONDS
+    while True:
+        attempt = contextlib.AsyncExitStack()
+        http = await attempt.enter_async_context(
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=GATEWAY_TIMEOUT))
+        try:
+            client = await attempt.enter_async_context(Client(streamable_http_client(url, http_client=http),
+                                                              mode="legacy"))
+        except Exception as exc:
+            await attempt.aclose()
+            leaves = list(_leaves(exc))
+            refusal = next((leaf for leaf in leaves if isinstance(leaf, MCPError)
+                            and leaf.code == AuthenticationRequired.code), None)
+            if refusal is not None:
+                raise _Refused(refusal.message) from None
+            if not any(isinstance(leaf, httpx2.TransportError) for leaf in leaves):
+                raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError from None
+            await asyncio.sleep(RETRY_INTERVAL_SECONDS)
+            continue
+        stack.push_async_exit(attempt)
+        return client
+
+
+def _forwarded_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A call's `_meta` for the gateway: the client's own keys, without this hop's (its progress token, the
+    2026 envelope)."""
+    kept = {key: value for key, value in (meta or {}).items()
+            if key != _PROGRESS_TOKEN and not key.startswith(_HOP_META_PREFIX)}
+    return kept or None
+
+
+def bridge_server(gateway: Client) -> Server[Any]:
+    """The stdio side: lists and calls through `gateway`, results as they came, progress relayed."""
+
+    async def list_tools(ctx: ServerRequestContext[Any],
+                         params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        cursor = params.cursor if params is not None else None
+        return await gateway.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        async def relay(progress: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(progress, total, message)
+
+        wants_progress = (ctx.meta or {}).get(_PROGRESS_TOKEN) is not None
+        request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(
+            {"name": params.name, "arguments": params.arguments, "_meta": _forwarded_meta(params.meta)}))
+        # send_request, not session.call_tool: that one checks structured content against outputSchema (listing
+        # again to find it), which is the end client's business; the bridge passes the result on as it is.
+        return await gateway.session.send_request(request, types.CallToolResult,
+                                                  progress_callback=relay if wants_progress else None)
+
+    return Server("mcp-console", version=__version__, instructions=gateway.instructions,
+                  on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr) -> int:
+    """Serves stdio until its input ends; the process's exit code."""
+    if not token:
+        print(f"mcp-console mcp-stdio: set {TOKEN_ENVIRONMENT} to the agent's token (mcp-console agents add "
+              "NAME prints it); it is never taken from the command line", file=errors, flush=True)
+        return EXIT_REFUSED
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            gateway = await _connect(stack, url, token)
+        except _Refused as refusal:
+            print(f"mcp-console mcp-stdio: the gateway at {_shown(url)} refused the token in {TOKEN_ENVIRONMENT} "
+                  f"({refusal})", file=errors, flush=True)
+            return EXIT_REFUSED
+        except TimeoutError:
+            print(f"mcp-console mcp-stdio: no gateway answered at {_shown(url)} within "
+                  f"{UNREACHABLE_RETRY_SECONDS:g} s (--url or {URL_ENVIRONMENT} names another)",
+                  file=errors, flush=True)
+            return EXIT_UNREACHABLE
+        server = bridge_server(gateway)
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+    return 0

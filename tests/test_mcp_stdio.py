@@ -1,0 +1,98 @@
+"""`mcp-console mcp-stdio` (mcp.md §2) as a stdio-only client runs it: a child process started by the SDK's own
+stdio client (in its "legacy" and "auto" modes), forwarding to the real gateway's front door on 127.0.0.1, with the
+agent's token in MCP_CONSOLE_TOKEN and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import mcp_types as types
+import pytest
+from mcp import Client, StdioServerParameters, stdio_client
+
+from gateway_core.mcp_stdio import TOKEN_ENVIRONMENT
+from tests.cli import COMMAND, mcp_console
+from tests.servers import run_gateway
+from tests.test_mcp_front_door import FAST_PROGRESS, ledger, mcp_client, structured
+
+MODES = pytest.mark.parametrize("mode", ["legacy", "auto"])
+
+
+@contextlib.asynccontextmanager
+async def bridged(url: str, token: str, mode: str, errors: Path) -> AsyncIterator[Client]:
+    """The SDK's client on a `mcp-console mcp-stdio` child, the token in its environment only."""
+    parameters = StdioServerParameters(command=COMMAND[0], args=[*COMMAND[1:], "mcp-stdio", "--url", f"{url}/mcp"],
+                                       env={TOKEN_ENVIRONMENT: token})
+    with errors.open("w") as errlog:
+        async with Client(stdio_client(parameters, errlog=errlog), mode=mode) as client:
+            yield client
+
+
+@MODES
+async def test_the_bridge_lists_calls_and_relays_progress_as_the_front_door(tmp_path: Path, mode: str) -> None:
+    async with run_gateway(tmp_path / "gw.db", mcp=FAST_PROGRESS) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        progress: list[str | None] = []
+
+        async def heard(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message)
+
+        async with mcp_client(gw.url, token) as direct:
+            direct_tools = (await direct.list_tools()).tools
+        async with bridged(gw.url, token, mode, tmp_path / "stderr") as client:
+            bridged_tools = (await client.list_tools()).tools
+            echoed = await client.call_tool("echo_echo", {"message": "hi", "times": 2})
+            napped = await client.call_tool("echo_nap", {"seconds": 0.5}, progress_callback=heard)
+            refused = await client.call_tool("echo_echo", {"message": ""})
+        rows = await ledger(gw)
+    assert bridged_tools == direct_tools
+    assert echoed.is_error is False and structured(echoed)["data"] == {"echo": "hihi"}
+    assert napped.is_error is False and "Running echo.nap" in progress
+    assert refused.is_error is True and structured(refused)["error"]["code"] == -32602
+    assert [(row.agent_id, row.operation, row.error_code, row.via) for row in rows] == [
+        (agent_id, "echo", None, "mcp"), (agent_id, "nap", None, "mcp"), (agent_id, "echo", -32602, "mcp")]
+    assert isinstance(echoed.content[0], types.TextContent)
+
+
+async def test_a_missing_or_refused_token_ends_the_bridge_with_exit_2_naming_the_variable(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        url = f"{gw.url}/mcp"
+        refused = await _bridge_exit(url, "mcpa_wrong-token-value")
+        missing = await _bridge_exit(url, None)
+    for code, stderr in (refused, missing):
+        assert code == 2 and TOKEN_ENVIRONMENT in stderr and len(stderr.strip().splitlines()) == 1
+    assert "refused" in refused[1] and "wrong-token-value" not in refused[1]
+    # There is no way to give the token on the command line, where `ps` would show it.
+    no_option = await mcp_console("mcp-stdio", "--token", "mcpa_x", check=False)
+    assert no_option.returncode == 2 and "unrecognized arguments: --token" in no_option.stderr
+
+
+async def _bridge_exit(url: str, token: str | None) -> tuple[int, str]:
+    """Runs the bridge with `token` (or none) in its environment; its exit code and stderr."""
+    environment = {"PATH": "/usr/bin:/bin", **({TOKEN_ENVIRONMENT: token} if token else {})}
+    process = await asyncio.create_subprocess_exec(*COMMAND, "mcp-stdio", "--url", url, env=environment,
+                                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE)
+    _, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_nothing_the_bridge_starts_inherits_the_token(tmp_path: Path) -> None:
+    # The bridge's own command, in-process, then a child of the same process: the child's environment has no token.
+    code = (f"import os, subprocess, sys; from gateway_core.cli import main; "
+            f"os.environ[{TOKEN_ENVIRONMENT!r}] = 'mcpa_secret-value'; "
+            f"code = main(['mcp-stdio', '--url', sys.argv[1]]); "
+            f"print(code, 'secret-value' in subprocess.run(['env'], capture_output=True, text=True).stdout)")
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, f"{gw.url}/mcp",
+                                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.PIPE)
+        stdout, _ = await process.communicate()
+    assert stdout.decode().split() == ["2", "False"]
