@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -81,7 +81,9 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.watchdog import ExitWatchdog
-from sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from sandbox import Sandbox  # the sandbox's stand-ins load only when --sandbox asks for them (console/cli.py)
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,8 @@ class ConsoleApp(App[None]):
         self.gateway_options = gateway_options
         self.remote = remote
         self.operator = OperatorCaller(login or _login(), read_only)
-        self.state = ConsoleState(clock, read_only)
+        self.state = ConsoleState(clock, read_only,
+                                  not_in_sandbox=sandbox.not_served if sandbox is not None else ())
         self.runtime: Runtime | None = None
         self.watchdog = ExitWatchdog(STOP_DEADLINE_SECONDS)
         self._event_loop: asyncio.AbstractEventLoop | None = None

@@ -36,7 +36,7 @@ commands (each has --help):
   calls          export the calls ledger
 
 examples:
-  mcp-console --sandbox                  try it: a sandbox Coolify and three agents calling it
+  mcp-console --sandbox                  try it: stand-ins of five services and three agents calling them
   mcp-console --read-only                watch without deciding or changing anything
   ssh box -t mcp-console attach          on call: the gateway on box, as the operator whose token box keeps
   mcp-console --no-gateway --orchestrator-url http://ops:9403   decide an external orchestrator's requests
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run no gateway: decide the requests of the external orchestrator at "
                              "--orchestrator-url (to watch our gateway elsewhere: mcp-console attach)")
     parser.add_argument("--sandbox", action="store_true",
-                        help="add a Coolify-compatible server on loopback and synthetic agents calling it")
+                        help="serve stand-ins of Coolify, mem0, GitHub, Cloudflare and n8n on loopback, with "
+                             "synthetic agents calling them")
     parser.add_argument("--sandbox-agents", type=int, default=3, metavar="N",
                         help="how many synthetic agents the sandbox runs (default 3; 0 for none)")
     return parser

@@ -28,6 +28,9 @@ class ConsoleState:
     calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=CALLS_SHOWN))
     agent_names: dict[str, str] = field(default_factory=dict)
     permission_changes: int = 0  # decisions and revocations seen: what was loaded before one is out of date
+    # Services the sandbox cannot run in-process (postgres, minio): unconfigured, each gets a line saying which
+    # settings point it at a real server, where the others share one "not configured" line.
+    not_in_sandbox: tuple[str, ...] = ()
 
     def add_request(self, request: PermissionRequestEvent) -> bool:
         """Queues a request (False when it is there already). Keyed by id, service and operation: the existing

@@ -1,5 +1,7 @@
-"""The sandbox: a Coolify-compatible server on loopback and synthetic agents that call the gateway over
-HTTP, so `mcp-console --sandbox` shows everything live with nothing to configure."""
+"""The sandbox: stand-ins for every service the gateway has a handler for and a server could be started for
+in-process (Coolify, mem0, GitHub, Cloudflare, n8n), each on loopback with a credential made for the run, and
+synthetic agents that call the gateway over HTTP, so `mcp-console --sandbox` shows everything live with nothing
+to configure. PostgreSQL and MinIO need servers of their own: their settings are left as they are."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import concurrent.futures
 import contextlib
 import secrets
 import threading
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -15,16 +18,31 @@ from gateway_core.auth import TokenHasher
 from gateway_core.config import Settings
 from gateway_core.server import HttpServer, new_fast_loop
 from gateway_core.store import SQLiteStore
-from sandbox.agents import ROLES, AgentRole, SyntheticAgent, enrol, run_agent
+from sandbox.agents import MEMORY_USER, ROLES, AgentRole, SyntheticAgent, enrol, run_agent
+from sandbox.cloudflare import ACCOUNT_ID, ZONE_ID, FakeCloudflare
+from sandbox.cloudflare import API_PREFIX as CLOUDFLARE_PREFIX
 from sandbox.coolify import FakeCoolify
+from sandbox.github import FakeGitHub
+from sandbox.mem0 import MemoryStore, ozean_wrapper
+from sandbox.n8n import FakeN8n
+
+SERVICES = ("coolify", "mem0", "github", "cloudflare", "n8n")  # what the sandbox serves
+NOT_SERVED = ("postgres", "minio")  # handlers whose backends the sandbox cannot run in-process
+MEMORIES_KEPT = 1000  # the agents add memories as they go: the oldest make room
+OPS_MEMORIES = ("rotate the deploy key on fridays", "web deploys from trunk once the CI checks pass",
+                "the api reads from main-db, a postgres database on main-server",
+                "plausible holds the analytics: stopping it loses the day's visits")
 
 
 class Sandbox:
-    """Binds the Coolify server at construction; `configure` points the settings at it; `start` serves it;
-    `start_agents` enrols the agents and sets them calling.
+    """Binds the services' servers at construction; `configure` points the settings at them; `start` serves
+    them; `start_agents` enrols the agents and sets them calling.
 
-    The server and the agents run on a thread of their own with its own event loop, as they would in
-    their own processes: their work never queues ahead of a keypress in the console's loop."""
+    The servers and the agents run on a thread of their own with its own event loop, as they would in their own
+    processes: their work never queues ahead of a keypress in the console's loop. Each stand-in checks requests
+    against its vendor's OpenAPI file from its first request on (openapi-core loads then, on that thread)."""
+
+    not_served = NOT_SERVED  # the console says a line each how to point them at a real server
 
     def __init__(self, agents: int = 3, calls_per_second: float = 1.0, roles: tuple[AgentRole, ...] = ROLES,
                  seed: int = 7) -> None:
@@ -33,20 +51,54 @@ class Sandbox:
         self.roles = roles
         self.seed = seed
         self.coolify = FakeCoolify(secrets.token_urlsafe(24), seed=seed, stage_seconds=2.0)
-        self.coolify_server = HttpServer(self.coolify.app(), "127.0.0.1", 0)
+        self.mem0 = MemoryStore(api_key=secrets.token_urlsafe(24), capacity=MEMORIES_KEPT, seed=seed)
+        for memory in OPS_MEMORIES:
+            self.mem0.add(MEMORY_USER, memory, {"source": "sandbox"})
+        self.github = FakeGitHub(f"ghp_{secrets.token_urlsafe(27)}")
+        self.cloudflare = FakeCloudflare(secrets.token_urlsafe(30))
+        self.n8n = FakeN8n(secrets.token_urlsafe(24))
+        apps: dict[str, Any] = {"coolify": self.coolify.app(), "mem0": ozean_wrapper(self.mem0),
+                                "github": self.github.app(), "cloudflare": self.cloudflare.app(), "n8n": self.n8n.app()}
+        self.servers: dict[str, HttpServer] = {}
+        try:
+            for name, app in apps.items():
+                self.servers[name] = HttpServer(app, "127.0.0.1", 0)
+        except OSError:
+            self._release()
+            raise
+        self.coolify_server = self.servers["coolify"]
         self.agents: list[SyntheticAgent] = []
         self._loop = new_fast_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
-        self._serving: concurrent.futures.Future[None] | None = None
+        self._serving: list[concurrent.futures.Future[None]] = []
         self._calling: concurrent.futures.Future[None] | None = None
 
+    def url(self, service: str) -> str:
+        """Where the sandbox serves `service`'s API, as its settings name it."""
+        root = self.servers[service].url
+        return root + CLOUDFLARE_PREFIX if service == "cloudflare" else root
+
     def configure(self, settings: Settings) -> Settings:
-        return settings.model_copy(update={"coolify_api_url": self.coolify_server.url,
-                                           "coolify_api_token": SecretStr(self.coolify.token)})
+        """`settings` with every sandbox service pointed at its stand-in, by the stand-in's credential."""
+        return settings.model_copy(update={
+            "coolify_api_url": self.url("coolify"), "coolify_api_token": SecretStr(self.coolify.token),
+            "mem0_api_url": self.url("mem0"), "mem0_api_key": SecretStr(self.mem0.api_key or ""),
+            "mem0_api_flavor": "ozean",
+            "github_api_url": self.url("github"), "github_pat": SecretStr(self.github.token),
+            "cloudflare_api_url": self.url("cloudflare"), "cloudflare_api_token": SecretStr(self.cloudflare.token),
+            "cloudflare_account_id": ACCOUNT_ID, "cloudflare_zone_id": ZONE_ID,
+            "n8n_api_url": self.url("n8n"), "n8n_api_key": SecretStr(self.n8n.api_key), "n8n_webhook_url": None,
+        })
+
+    def violations(self) -> dict[str, list[str]]:
+        """What each stand-in with a vendor's OpenAPI file was sent that the vendor's API would refuse."""
+        return {"coolify": self.coolify.violations, "github": self.github.violations,
+                "cloudflare": self.cloudflare.violations, "n8n": self.n8n.violations}
 
     def start(self) -> None:
         self._thread.start()
-        self._serving = asyncio.run_coroutine_threadsafe(self.coolify_server.serve(), self._loop)
+        self._serving = [asyncio.run_coroutine_threadsafe(server.serve(), self._loop)
+                         for server in self.servers.values()]
 
     async def start_agents(self, store: SQLiteStore, hasher: TokenHasher, gateway_url: str) -> None:
         self.agents = await enrol(store, hasher, self.agent_count, self.roles)  # the store is the caller's
@@ -67,12 +119,16 @@ class Sandbox:
 
     async def aclose(self) -> None:
         await self.stop_agents()
-        self.coolify_server.stop()
-        if self._serving is not None:
+        self._release()
+        for serving in self._serving:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.wrap_future(self._serving), 5)
+                await asyncio.wait_for(asyncio.wrap_future(serving), 5)
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
         if not self._loop.is_running():
             self._loop.close()
+
+    def _release(self) -> None:
+        for server in self.servers.values():
+            server.stop()

@@ -7,6 +7,7 @@ checked against `sandbox/openapi/cloudflare.json` (`sandbox/contract.py`)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ class FakeCloudflare(StandIn):
     def __init__(self, token: str = "cf-test-token", *, token_kind: str = "account",
                  clock: Callable[[], float] = time.time, contract: VendorContract | None = None,
                  delay_seconds: float = 0.0) -> None:
-        super().__init__(contract if contract is not None else VendorContract.load("cloudflare", (DNS_ANSWER_ONLY,)),
+        super().__init__(contract or functools.partial(VendorContract.load, "cloudflare", (DNS_ANSWER_ONLY,)),
                          API_PREFIX, delay_seconds)
         self.token = token
         self.token_kind = token_kind

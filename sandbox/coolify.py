@@ -1,90 +1,41 @@
 """A Coolify-compatible server for the tests and the sandbox: the routes our operations use, in the shapes of
-Coolify's own OpenAPI file, with state that behaves. Every request is checked against that file (route,
-method, required parameters, body fields); a request the real Coolify would not accept is recorded in
-`violations`, which the tests assert to be empty.
+Coolify's own OpenAPI file, with state that behaves. Every API request is checked against that file by the
+contract every stand-in shares (`sandbox/contract.py`: route, method, parameters, body fields); a request the
+real Coolify would not accept is recorded in `violations`, which the tests assert to be empty, and so is one
+sent without `Accept: application/json` (Coolify answers such a request with HTML).
 
 The file is package data (`sandbox/openapi/coolify.json`, Coolify v4.3.11's own, as in
 `shared/coolify/openapi.json`), so the checks need nothing beside the checkout."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import re
 import time
 import uuid as uuid_module
-from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
-OPENAPI_FILE = resources.files("sandbox") / "openapi" / "coolify.json"
+from sandbox.contract import VendorContract
+from sandbox.stand_in import Call, ReceivedRequest, RouteHandler, StandIn
+
+API_PREFIX = "/api/v1"
+LOOSE_FORMATS = ("uuid",)  # Coolify's uuids are cuid2 strings, never the RFC 4122 UUIDs two routes of its file ask for
 NOT_FOUND = {"message": "Resource not found."}
 
 
-class OpenApiContract:
-    """What Coolify's OpenAPI file says a request must look like."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        templates = sorted(spec["paths"], key=lambda template: (template.count("{"), template))
-        self.routes = [(re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$"), template)
-                       for template in templates]
-
-    @classmethod
-    def load(cls, source: Traversable = OPENAPI_FILE) -> OpenApiContract:
-        return cls(json.loads(source.read_text()))
-
-    def template_for(self, path: str) -> str | None:
-        return next((template for pattern, template in self.routes if pattern.match(path)), None)
-
-    def operation(self, method: str, template: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self.spec["paths"][template].get(method.lower())
-        return found
-
-    def problems(self, method: str, path: str, query: dict[str, str], body: Any) -> list[str]:
-        template = self.template_for(path)
-        if template is None:
-            return [f"{method} {path}: no such route in Coolify's API"]
-        operation = self.operation(method, template)
-        if operation is None:
-            return [f"{method} {path}: Coolify's {template} does not take {method}"]
-        found = []
-        for parameter in operation.get("parameters", []):
-            if parameter.get("in") == "query" and parameter.get("required") and parameter["name"] not in query:
-                found.append(f"{method} {template}: required query parameter {parameter['name']} missing")
-        request_body = operation.get("requestBody", {})
-        schema = request_body.get("content", {}).get("application/json", {}).get("schema")
-        if body is None and not request_body.get("required"):
-            return found  # an optional body may be left out
-        if schema is None:
-            if body not in (None, b"", {}):
-                found.append(f"{method} {template}: takes no body")
-            return found
-        if not isinstance(body, dict):
-            return [*found, f"{method} {template}: the body must be a JSON object"]
-        found += [f"{method} {template}: required body field {name} missing"
-                  for name in schema.get("required", []) if name not in body]
-        known = schema.get("properties", {})
-        found += [f"{method} {template}: unknown body field {name}" for name in body if name not in known]
-        return found
+def coolify_contract() -> VendorContract:
+    """Coolify's file as the contract every stand-in shares checks it (built once per process)."""
+    return VendorContract.load("coolify", loose_formats=LOOSE_FORMATS)
 
 
-@dataclass
-class ReceivedRequest:
-    method: str
-    path: str  # below /api/v1
-    query: dict[str, str]
-    body: Any
-    authorization: str | None
+def reply(payload: Any, status: int = 200) -> Response:
+    """Coolify's answer: JSON, or plain text where Coolify answers a bare string (its version)."""
+    if isinstance(payload, str):
+        return PlainTextResponse(payload, status)
+    return JSONResponse(payload, status)
 
 
 @dataclass
@@ -99,26 +50,26 @@ class Deployment:
 
 Table = dict[str, dict[str, Any]]  # uuid → resource
 Listing = dict[str, list[dict[str, Any]]]  # uuid → its items
-Handler = Callable[[dict[str, str], dict[str, str], Any], Awaitable[tuple[int, Any]]]
 
 
-class FakeCoolify:
-    def __init__(self, token: str = "coolify-test-token", *, contract: OpenApiContract | None = None,
+class FakeCoolify(StandIn):
+    """`token` is the API token it takes (`read_only_token`, if given, may only read); `stage_seconds` is how long
+    a deployment stays queued, then in progress; `failure_rate` answers that share of calls 500; `seed` fixes
+    the uuids it makes."""
+
+    def __init__(self, token: str = "coolify-test-token", *, contract: VendorContract | None = None,
                  stage_seconds: float = 0.2, version: str = "4.3.11", delay_seconds: float = 0.0,
                  failure_rate: float = 0.0, read_only_token: str | None = None, seed: int = 7,
                  validate_get_only: bool = False) -> None:
+        super().__init__(contract or coolify_contract, API_PREFIX, delay_seconds)
         self.token = token
         self.read_only_token = read_only_token
-        self.contract = contract if contract is not None else OpenApiContract.load()
         self.stage_seconds = stage_seconds
         self.version = version
-        self.delay_seconds = delay_seconds
         self.failure_rate = failure_rate
         self.validate_get_only = validate_get_only  # behave like Coolify before 4.2
         self.rate_limited_for: float = 0  # seconds of Retry-After to answer with, while > 0
         self.next_deployment_fails = False
-        self.requests: deque[ReceivedRequest] = deque(maxlen=5000)  # the latest: a sandbox runs for hours
-        self.violations: list[str] = []
         self._random = random.Random(seed)
         self._ids = 0
         self.projects: Table = {"prj1": {"id": 1, "uuid": "prj1", "name": "kids-ascension", "description": "main"}}
@@ -151,79 +102,41 @@ class FakeCoolify:
         self.deployments: dict[str, Deployment] = {}
         self.rollback_images: Listing = {"app1": [{"tag": "abc123", "created_at": "2026-11-28T10:00:00Z"},
                                                   {"tag": "def456", "created_at": "2026-11-27T10:00:00Z"}]}
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._declare_routes()
 
-    # -- plumbing -----------------------------------------------------------------------------------
+    # -- checks and refusals ----------------------------------------------------------------------------
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._endpoint,
-                                       methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+    def problems(self, request: ReceivedRequest, pairs: list[tuple[str, str]], raw_body: bytes,
+                 content_type: str | None) -> list[str]:
+        found = [] if request.headers.get("accept") == "application/json" else [
+            f"{request.method} {request.path}: sent without Accept: application/json"]
+        if self.validate_get_only and request.method == "GET" and request.path.endswith("/validate"):
+            return found  # the route of Coolify before 4.2, which its file (4.3) no longer has
+        return super().problems(request, pairs, raw_body, content_type) + found
 
-    def _route(self, method: str, template: str) -> Callable[[Handler], Handler]:
-        pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
-
-        def register(handler: Handler) -> Handler:
-            self._routes.append((method, pattern, handler))
-            return handler
-
-        return register
-
-    def _new_uuid(self) -> str:
-        self._ids += 1
-        return f"{uuid_module.UUID(int=self._random.getrandbits(128)).hex[:7]}{self._ids}"
-
-    def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
-        return [r for r in self.requests if r.method == method and r.path == path]
-
-    async def _endpoint(self, request: Request) -> Response:
-        path = request.url.path
-        if path == "/api/health":
-            return PlainTextResponse("OK")
-        if not path.startswith("/api/v1/"):
-            return JSONResponse({"message": "Not found."}, 404)
-        api_path = path[len("/api/v1"):]
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = raw
-        query = dict(request.query_params)
-        method = request.method
-        self.requests.append(ReceivedRequest(method, api_path, query, body, request.headers.get("authorization")))
-        if self.contract and not (method == "GET" and self.validate_get_only and api_path.endswith("/validate")):
-            self.violations += self.contract.problems(method, api_path, query, body)
-        if request.headers.get("accept") != "application/json":
-            self.violations.append(f"{method} {api_path}: sent without Accept: application/json")
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
-        given = request.headers.get("authorization", "")
+    async def gate(self, call: Call) -> Response | None:
+        given = call.request.authorization or ""
         if given not in (f"Bearer {self.token}", f"Bearer {self.read_only_token}"):
             return JSONResponse({"message": "Unauthenticated."}, 401)
-        if method != "GET" and given == f"Bearer {self.read_only_token}":
+        if call.request.method != "GET" and given == f"Bearer {self.read_only_token}":
             return JSONResponse({"message": "You are not allowed to perform this action."}, 403)
         if self.failure_rate and self._random.random() < self.failure_rate:
             return JSONResponse({"message": "Server Error"}, 500)
         if self.rate_limited_for:
             return JSONResponse({"message": "Rate limit exceeded. Please try again later."}, 429,
                                 headers={"Retry-After": str(int(self.rate_limited_for))})
-        allowed_methods = []
-        for route_method, pattern, handler in self._routes:
-            match = pattern.match(api_path)
-            if not match:
-                continue
-            if route_method != method:
-                allowed_methods.append(route_method)
-                continue
-            status, payload = await handler(match.groupdict(), query, body)
-            if isinstance(payload, str):
-                return PlainTextResponse(payload, status)
-            return JSONResponse(payload, status)
-        if allowed_methods == ["POST"] and method == "GET":
+        return None
+
+    def missing(self, call: Call) -> Response:
+        if call.request.api and call.request.method == "GET" and self.methods_for(call.request.path) == ["POST"]:
             return JSONResponse({"message": "This endpoint has changed to a POST request."}, 405)
         return JSONResponse({"message": "Not found."}, 404)
 
     # -- behaviour ----------------------------------------------------------------------------------
+
+    def _new_uuid(self) -> str:
+        self._ids += 1
+        return f"{uuid_module.UUID(int=self._random.getrandbits(128)).hex[:7]}{self._ids}"
 
     def deployment_status(self, deployment: Deployment) -> str:
         if deployment.cancelled:
@@ -251,87 +164,112 @@ class FakeCoolify:
         return deployment
 
     @staticmethod
-    def _invalid(errors: dict[str, list[str]]) -> tuple[int, Any]:
-        return 422, {"message": "Validation failed.", "errors": errors}
+    def _invalid(errors: dict[str, list[str]]) -> Response:
+        return JSONResponse({"message": "Validation failed.", "errors": errors}, 422)
 
     def _declare_routes(self) -> None:
-        route = self._route
+        route = self.route
 
-        def listing(store: dict[str, dict[str, Any]]) -> Handler:
-            async def handler(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-                return 200, list(store.values())
+        def not_found() -> Response:
+            return JSONResponse(NOT_FOUND, 404)
+
+        def listing(store: Table) -> RouteHandler:
+            async def handler(call: Call) -> Response:
+                return reply(list(store.values()))
             return handler
 
-        def one(store: dict[str, dict[str, Any]]) -> Handler:
-            async def handler(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-                found = store.get(params["uuid"])
-                return (200, found) if found else (404, NOT_FOUND)
+        def one(store: Table) -> RouteHandler:
+            async def handler(call: Call) -> Response:
+                found = store.get(call.params["uuid"])
+                return reply(found) if found else not_found()
             return handler
 
-        def set_status(store: dict[str, dict[str, Any]], status: str, message: str) -> Handler:
-            async def handler(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-                found = store.get(params["uuid"])
+        def set_status(store: Table, status: str, message: str) -> RouteHandler:
+            async def handler(call: Call) -> Response:
+                found = store.get(call.params["uuid"])
                 if not found:
-                    return 404, NOT_FOUND
+                    return not_found()
                 found["status"] = status
-                return 200, {"message": message}
+                return reply({"message": message})
             return handler
 
-        def logs(store: dict[str, dict[str, Any]]) -> Handler:
-            async def handler(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-                if params["uuid"] not in store:
-                    return 404, NOT_FOUND
-                lines = int(query.get("lines", 100))
-                return 200, {"logs": "\n".join(f"log line {n}" for n in range(1, lines + 1))}
+        def logs(store: Table) -> RouteHandler:
+            async def handler(call: Call) -> Response:
+                if call.params["uuid"] not in store:
+                    return not_found()
+                lines = int(call.query.get("lines", 100))
+                return reply({"logs": "\n".join(f"log line {n}" for n in range(1, lines + 1))})
             return handler
 
-        async def version(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            return 200, self.version
-
-        async def list_applications(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            tag = query.get("tag")
-            return 200, [a for a in self.applications.values() if tag is None or tag in a["tags"]]
-
-        async def deploy(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            application = self.applications.get(query.get("uuid", ""))
-            if application is None:
-                return 404, NOT_FOUND
-            deployment = self._queue_deployment(application["uuid"])
-            return 200, {"deployments": [{"message": f"Application {application['name']} deployment queued.",
-                                          "resource_uuid": application["uuid"],
-                                          "deployment_uuid": deployment.uuid}]}
-
-        def queue(status: str, message: str) -> Handler:
-            async def handler(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-                application = self.applications.get(params["uuid"])
+        def queue(status: str, message: str) -> RouteHandler:
+            async def handler(call: Call) -> Response:
+                application = self.applications.get(call.params["uuid"])
                 if application is None:
-                    return 404, NOT_FOUND
+                    return not_found()
                 application["status"] = status
                 deployment = self._queue_deployment(application["uuid"])
-                return 200, {"message": message, "deployment_uuid": deployment.uuid}
+                return reply({"message": message, "deployment_uuid": deployment.uuid})
             return handler
 
-        async def envs(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.applications:
-                return 404, NOT_FOUND
-            return 200, self.envs.get(params["uuid"], [])
+        @route("GET", "/api/health", api=False)
+        async def health(call: Call) -> Response:
+            return PlainTextResponse("OK")
 
-        async def rollback_images(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.applications:
-                return 404, NOT_FOUND
-            return 200, self.rollback_images.get(params["uuid"], [])
+        @route("GET", "/version")
+        async def version(call: Call) -> Response:
+            return reply(self.version)
 
-        async def rollback(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.applications:
-                return 404, NOT_FOUND
-            tags = [image["tag"] for image in self.rollback_images.get(params["uuid"], [])]
-            if not isinstance(body, dict) or body.get("commit") not in tags:
+        @route("GET", "/applications")
+        async def list_applications(call: Call) -> Response:
+            tag = call.query.get("tag")
+            return reply([a for a in self.applications.values() if tag is None or tag in a["tags"]])
+
+        route("GET", "/applications/{uuid}")(one(self.applications))
+
+        @route("POST", "/deploy")
+        async def deploy(call: Call) -> Response:
+            application = self.applications.get(call.query.get("uuid", ""))
+            if application is None:
+                return not_found()
+            deployment = self._queue_deployment(application["uuid"])
+            return reply({"deployments": [{"message": f"Application {application['name']} deployment queued.",
+                                           "resource_uuid": application["uuid"],
+                                           "deployment_uuid": deployment.uuid}]})
+
+        route("POST", "/applications/{uuid}/start")(queue("running:healthy", "Deployment request queued."))
+        route("POST", "/applications/{uuid}/restart")(queue("running:healthy", "Restart request queued."))
+        route("POST", "/applications/{uuid}/stop")(set_status(self.applications, "exited:unhealthy",
+                                                              "Application stopping request queued."))
+        route("GET", "/applications/{uuid}/logs")(logs(self.applications))
+
+        @route("GET", "/applications/{uuid}/envs")
+        async def envs(call: Call) -> Response:
+            if call.params["uuid"] not in self.applications:
+                return not_found()
+            return reply(self.envs.get(call.params["uuid"], []))
+
+        @route("GET", "/applications/{uuid}/rollback-images")
+        async def rollback_images(call: Call) -> Response:
+            if call.params["uuid"] not in self.applications:
+                return not_found()
+            return reply(self.rollback_images.get(call.params["uuid"], []))
+
+        @route("POST", "/applications/{uuid}/rollback")
+        async def rollback(call: Call) -> Response:
+            if call.params["uuid"] not in self.applications:
+                return not_found()
+            tags = [image["tag"] for image in self.rollback_images.get(call.params["uuid"], [])]
+            if not isinstance(call.body, dict) or call.body.get("commit") not in tags:
                 return self._invalid({"commit": ["The selected commit is invalid."]})
-            deployment = self._queue_deployment(params["uuid"])
-            return 200, {"message": "Rollback queued.", "deployment_uuid": deployment.uuid}
+            deployment = self._queue_deployment(call.params["uuid"])
+            return reply({"message": "Rollback queued.", "deployment_uuid": deployment.uuid})
 
-        async def create_database(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            body = body if isinstance(body, dict) else {}
+        route("GET", "/databases")(listing(self.databases))
+
+        @route("POST", "/databases/{kind}")
+        async def create_database(call: Call) -> Response:
+            body = call.body if isinstance(call.body, dict) else {}
+            kind = call.params["kind"]
             missing = [name for name in ("server_uuid", "project_uuid", "environment_name", "environment_uuid")
                        if not body.get(name)]
             if missing:
@@ -340,13 +278,23 @@ class FakeCoolify:
             if body["server_uuid"] not in self.servers:
                 return self._invalid({"server_uuid": ["Server not found."]})
             uuid = self._new_uuid()
-            self.databases[uuid] = {"id": len(self.databases) + 1, "uuid": uuid,
-                                    "name": body.get("name") or f"{params['kind']}-{uuid}",
-                                    "status": "exited", "database_type": f"standalone-{params['kind']}"}
-            return 201, {"uuid": uuid, "internal_db_url": f"{params['kind']}://user:pass@{uuid}:5432/db"}
+            self.databases[uuid] = {"id": len(self.databases) + 1, "uuid": uuid, "name": body.get("name")
+                                    or f"{kind}-{uuid}", "status": "exited", "database_type": f"standalone-{kind}"}
+            return reply({"uuid": uuid, "internal_db_url": f"{kind}://user:pass@{uuid}:5432/db"}, 201)
 
-        async def create_server(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            body = body if isinstance(body, dict) else {}
+        route("GET", "/databases/{uuid}")(one(self.databases))
+        route("POST", "/databases/{uuid}/start")(set_status(self.databases, "running:healthy",
+                                                            "Database starting request queued."))
+        route("POST", "/databases/{uuid}/stop")(set_status(self.databases, "exited",
+                                                           "Database stopping request queued."))
+        route("POST", "/databases/{uuid}/restart")(set_status(self.databases, "running:healthy",
+                                                              "Database restarting request queued."))
+        route("GET", "/databases/{uuid}/logs")(logs(self.databases))
+        route("GET", "/servers")(listing(self.servers))
+
+        @route("POST", "/servers")
+        async def create_server(call: Call) -> Response:
+            body = call.body if isinstance(call.body, dict) else {}
             errors = {name: [f"The {name} field is required."] for name in ("name", "ip", "private_key_uuid")
                       if not body.get(name)}
             if body.get("private_key_uuid") and body["private_key_uuid"] not in self.keys:
@@ -357,106 +305,52 @@ class FakeCoolify:
             self.servers[uuid] = {"id": len(self.servers) + 1, "uuid": uuid, "name": body["name"],
                                   "ip": body["ip"], "port": body.get("port", 22), "user": body.get("user", "root"),
                                   "description": body.get("description"), "settings": {"is_reachable": False}}
-            return 201, {"uuid": uuid}
+            return reply({"uuid": uuid}, 201)
 
-        async def validate_server(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.servers:
-                return 404, NOT_FOUND
-            return 201, {"message": "Validation started."}
+        route("GET", "/servers/{uuid}")(one(self.servers))
 
-        async def create_project(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
+        @route("GET" if self.validate_get_only else "POST", "/servers/{uuid}/validate")
+        async def validate_server(call: Call) -> Response:
+            if call.params["uuid"] not in self.servers:
+                return not_found()
+            return reply({"message": "Validation started."}, 201)
+
+        @route("GET", "/resources")
+        async def resources(call: Call) -> Response:
+            everything = [*self.applications.values(), *self.databases.values(), *self.services.values()]
+            return reply([{"uuid": r["uuid"], "name": r["name"], "status": r.get("status")} for r in everything])
+
+        @route("GET", "/servers/{uuid}/resources")
+        async def server_resources(call: Call) -> Response:
+            return await resources(call) if call.params["uuid"] in self.servers else not_found()
+
+        @route("GET", "/servers/{uuid}/domains")
+        async def server_domains(call: Call) -> Response:
+            if call.params["uuid"] not in self.servers:
+                return not_found()
+            return reply([{"ip": self.servers[call.params["uuid"]]["ip"],
+                           "domains": [a["fqdn"] for a in self.applications.values()]}])
+
+        route("GET", "/projects")(listing(self.projects))
+
+        @route("POST", "/projects")
+        async def create_project(call: Call) -> Response:
+            body = call.body
             if not isinstance(body, dict) or not body.get("name"):
                 return self._invalid({"name": ["The name field is required."]})
             uuid = self._new_uuid()
             self.projects[uuid] = {"id": len(self.projects) + 1, "uuid": uuid, "name": body["name"],
                                    "description": body.get("description")}
             self.environments[uuid] = [{"id": 1, "uuid": self._new_uuid(), "name": "production"}]
-            return 201, {"uuid": uuid}
+            return reply({"uuid": uuid}, 201)
 
-        async def environments(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            found = self.environments.get(params["uuid"])
-            return (200, found) if found is not None else (404, NOT_FOUND)
-
-        async def service_logs(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.services:
-                return 404, NOT_FOUND
-            if "sub_service_name" not in query:
-                return self._invalid({"sub_service_name": ["The sub service name field is required."]})
-            return 200, {"logs": f"{query['sub_service_name']}: ready"}
-
-        async def running_deployments(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            return 200, [self._deployment_view(d) for d in self.deployments.values()
-                         if self.deployment_status(d) in ("queued", "in_progress")]
-
-        async def application_deployments(params: dict[str, str], query: dict[str, str],
-                                          body: Any) -> tuple[int, Any]:
-            found = [self._deployment_view(d) for d in reversed(self.deployments.values())
-                     if d.application_uuid == params["uuid"]]
-            skip, take = int(query.get("skip", 0)), int(query.get("take", 10))
-            return 200, {"count": len(found), "deployments": found[skip:skip + take]}
-
-        async def get_deployment(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            deployment = self.deployments.get(params["uuid"])
-            return (200, self._deployment_view(deployment)) if deployment else (404, NOT_FOUND)
-
-        async def cancel(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            deployment = self.deployments.get(params["uuid"])
-            if deployment is None:
-                return 404, NOT_FOUND
-            status = self.deployment_status(deployment)
-            if status not in ("queued", "in_progress"):
-                return 400, {"message": f"Deployment cannot be cancelled. Current status: {status}"}
-            deployment.cancelled = True
-            return 200, {"message": "Deployment cancelled successfully.", "deployment_uuid": deployment.uuid,
-                         "status": "cancelled-by-user"}
-
-        async def resources(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            everything = [*self.applications.values(), *self.databases.values(), *self.services.values()]
-            return 200, [{"uuid": r["uuid"], "name": r["name"], "status": r.get("status")} for r in everything]
-
-        async def server_resources(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.servers:
-                return 404, NOT_FOUND
-            return await resources(params, query, body)
-
-        async def server_domains(params: dict[str, str], query: dict[str, str], body: Any) -> tuple[int, Any]:
-            if params["uuid"] not in self.servers:
-                return 404, NOT_FOUND
-            return 200, [{"ip": self.servers[params["uuid"]]["ip"],
-                          "domains": [a["fqdn"] for a in self.applications.values()]}]
-
-        route("GET", "/version")(version)
-        route("GET", "/applications")(list_applications)
-        route("GET", "/applications/{uuid}")(one(self.applications))
-        route("POST", "/deploy")(deploy)
-        route("POST", "/applications/{uuid}/start")(queue("running:healthy", "Deployment request queued."))
-        route("POST", "/applications/{uuid}/restart")(queue("running:healthy", "Restart request queued."))
-        route("POST", "/applications/{uuid}/stop")(set_status(self.applications, "exited:unhealthy",
-                                                              "Application stopping request queued."))
-        route("GET", "/applications/{uuid}/logs")(logs(self.applications))
-        route("GET", "/applications/{uuid}/envs")(envs)
-        route("GET", "/applications/{uuid}/rollback-images")(rollback_images)
-        route("POST", "/applications/{uuid}/rollback")(rollback)
-        route("GET", "/databases")(listing(self.databases))
-        route("POST", "/databases/{kind}")(create_database)
-        route("GET", "/databases/{uuid}")(one(self.databases))
-        route("POST", "/databases/{uuid}/start")(set_status(self.databases, "running:healthy",
-                                                            "Database starting request queued."))
-        route("POST", "/databases/{uuid}/stop")(set_status(self.databases, "exited",
-                                                           "Database stopping request queued."))
-        route("POST", "/databases/{uuid}/restart")(set_status(self.databases, "running:healthy",
-                                                              "Database restarting request queued."))
-        route("GET", "/databases/{uuid}/logs")(logs(self.databases))
-        route("GET", "/servers")(listing(self.servers))
-        route("POST", "/servers")(create_server)
-        route("GET", "/servers/{uuid}")(one(self.servers))
-        route("GET" if self.validate_get_only else "POST", "/servers/{uuid}/validate")(validate_server)
-        route("GET", "/servers/{uuid}/resources")(server_resources)
-        route("GET", "/servers/{uuid}/domains")(server_domains)
-        route("GET", "/projects")(listing(self.projects))
-        route("POST", "/projects")(create_project)
         route("GET", "/projects/{uuid}")(one(self.projects))
-        route("GET", "/projects/{uuid}/environments")(environments)
+
+        @route("GET", "/projects/{uuid}/environments")
+        async def environments(call: Call) -> Response:
+            found = self.environments.get(call.params["uuid"])
+            return reply(found) if found is not None else not_found()
+
         route("GET", "/services")(listing(self.services))
         route("GET", "/services/{uuid}")(one(self.services))
         route("POST", "/services/{uuid}/start")(set_status(self.services, "running:healthy",
@@ -465,10 +359,42 @@ class FakeCoolify:
                                                           "Service stopping request queued."))
         route("POST", "/services/{uuid}/restart")(set_status(self.services, "running:healthy",
                                                              "Service restaring request queued."))
-        route("GET", "/services/{uuid}/logs")(service_logs)
-        route("GET", "/deployments")(running_deployments)
-        route("GET", "/deployments/applications/{uuid}")(application_deployments)
-        route("GET", "/deployments/{uuid}")(get_deployment)
-        route("POST", "/deployments/{uuid}/cancel")(cancel)
-        route("GET", "/resources")(resources)
+
+        @route("GET", "/services/{uuid}/logs")
+        async def service_logs(call: Call) -> Response:
+            if call.params["uuid"] not in self.services:
+                return not_found()
+            if "sub_service_name" not in call.query:
+                return self._invalid({"sub_service_name": ["The sub service name field is required."]})
+            return reply({"logs": f"{call.query['sub_service_name']}: ready"})
+
+        @route("GET", "/deployments")
+        async def running_deployments(call: Call) -> Response:
+            return reply([self._deployment_view(d) for d in self.deployments.values()
+                          if self.deployment_status(d) in ("queued", "in_progress")])
+
+        @route("GET", "/deployments/applications/{uuid}")
+        async def application_deployments(call: Call) -> Response:
+            found = [self._deployment_view(d) for d in reversed(self.deployments.values())
+                     if d.application_uuid == call.params["uuid"]]
+            skip, take = int(call.query.get("skip", 0)), int(call.query.get("take", 10))
+            return reply({"count": len(found), "deployments": found[skip:skip + take]})
+
+        @route("GET", "/deployments/{uuid}")
+        async def get_deployment(call: Call) -> Response:
+            deployment = self.deployments.get(call.params["uuid"])
+            return reply(self._deployment_view(deployment)) if deployment else not_found()
+
+        @route("POST", "/deployments/{uuid}/cancel")
+        async def cancel(call: Call) -> Response:
+            deployment = self.deployments.get(call.params["uuid"])
+            if deployment is None:
+                return not_found()
+            status = self.deployment_status(deployment)
+            if status not in ("queued", "in_progress"):
+                return reply({"message": f"Deployment cannot be cancelled. Current status: {status}"}, 400)
+            deployment.cancelled = True
+            return reply({"message": "Deployment cancelled successfully.", "deployment_uuid": deployment.uuid,
+                          "status": "cancelled-by-user"})
+
         route("GET", "/security/keys")(listing(self.keys))

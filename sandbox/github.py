@@ -6,6 +6,7 @@ checked against `sandbox/openapi/github.json` (`sandbox/contract.py`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import time
@@ -45,7 +46,7 @@ class FakeGitHub(StandIn):
     def __init__(self, token: str = "ghp-test-token", *, app_id: str = "4242", app_key: PublicKeyTypes | None = None,
                  installation_id: str = "77", clock: Callable[[], float] = time.time, run_details: bool = True,
                  contract: VendorContract | None = None, delay_seconds: float = 0.0) -> None:
-        super().__init__(contract if contract is not None else VendorContract.load("github"), "", delay_seconds)
+        super().__init__(contract or functools.partial(VendorContract.load, "github"), "", delay_seconds)
         self.token = token
         self.app_id = app_id
         self.app_key = app_key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ class FakeN8n(StandIn):
 
     def __init__(self, api_key: str = "n8n-test-key", *, clock: Callable[[], float] = time.time,
                  contract: VendorContract | None = None, delay_seconds: float = 0.0) -> None:
-        super().__init__(contract if contract is not None else VendorContract.load("n8n"), API_PREFIX, delay_seconds)
+        super().__init__(contract or functools.partial(VendorContract.load, "n8n"), API_PREFIX, delay_seconds)
         self.api_key = api_key
         self.clock = clock
         self.missing_scopes: set[str] = set()

@@ -1,6 +1,9 @@
-"""What the vendor stand-ins (GitHub, Cloudflare, n8n) share: a Starlette app that routes by path template,
-keeps the latest requests, and checks every request to the vendor's API against the vendor's own OpenAPI file
-(`sandbox/contract.py`), recording what the real API would refuse in `violations`."""
+"""What the vendor stand-ins (Coolify, GitHub, Cloudflare, n8n) share: a Starlette app that routes by path
+template, keeps the latest requests, and checks every request to the vendor's API against the vendor's own
+OpenAPI file (`sandbox/contract.py`), recording what the real API would refuse in `violations`.
+
+A stand-in builds its contract at its first request, not when it is made: openapi-core and the vendor's file
+load on the thread that serves it, off the console's start-up path."""
 
 from __future__ import annotations
 
@@ -52,14 +55,15 @@ class Call:
 
 
 RouteHandler = Callable[[Call], Awaitable[Response]]
+ContractSource = VendorContract | Callable[[], VendorContract] | None  # a contract, how to build one, or none
 
 
 class StandIn:
     """Subclasses declare their routes with `route` and may refuse a request first in `gate` (a credential,
     a rate limit); `missing` answers a path no route takes, in the vendor's shape."""
 
-    def __init__(self, contract: VendorContract | None, api_prefix: str = "", delay_seconds: float = 0.0) -> None:
-        self.contract = contract
+    def __init__(self, contract: ContractSource, api_prefix: str = "", delay_seconds: float = 0.0) -> None:
+        self._contract = contract
         self.api_prefix = api_prefix
         self.delay_seconds = delay_seconds
         self.requests: deque[ReceivedRequest] = deque(maxlen=5000)  # the latest: a sandbox runs for hours
@@ -79,12 +83,31 @@ class StandIn:
 
         return register
 
+    @property
+    def contract(self) -> VendorContract | None:
+        """The vendor's contract, built the first time it is needed."""
+        if self._contract is not None and not isinstance(self._contract, VendorContract):
+            self._contract = self._contract()
+        return self._contract
+
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self._endpoint,
                                        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])])
 
     def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.method == method and r.path == path]
+
+    def methods_for(self, path: str) -> list[str]:
+        """The methods the API routes take on `path` (below the API's prefix)."""
+        return [method for method, pattern, _, for_api in self._routes if for_api and pattern.match(path)]
+
+    def problems(self, request: ReceivedRequest, pairs: list[tuple[str, str]], raw_body: bytes,
+                 content_type: str | None) -> list[str]:
+        """What the vendor's API would refuse about an API request, by its contract (none without one)."""
+        contract = self.contract
+        if contract is None:
+            return []
+        return contract.problems(request.method, request.path, pairs, request.headers, raw_body, content_type)
 
     async def gate(self, call: Call) -> Response | None:
         """A refusal before the route runs (an API call with a wrong credential, say); None lets it through."""
@@ -107,9 +130,8 @@ class StandIn:
         headers = {name.lower(): value for name, value in request.headers.items()}
         received = ReceivedRequest(request.method, path, dict(pairs), headers, body, api)
         self.requests.append(received)
-        if api and self.contract is not None:
-            self.violations += self.contract.problems(request.method, path, pairs, received.headers, raw_body,
-                                                      request.headers.get("content-type"))
+        if api:
+            self.violations += self.problems(received, pairs, raw_body, request.headers.get("content-type"))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         for method, pattern, handler, for_api in self._routes:

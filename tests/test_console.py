@@ -18,6 +18,7 @@ from textual.pilot import Pilot
 
 from console.app import ConsoleApp
 from console.modals.permission_request import PermissionRequestModal
+from console.screens.dashboard import call_row
 from console.widgets.lines_table import LinesTable
 from gateway_core.auth import create_agent
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
@@ -172,7 +173,7 @@ async def test_a_call_that_was_not_denied_does_not_read_denied(tmp_path: Path) -
         calls = app.dashboard.query_one("#calls", LinesTable)
         await until(pilot, lambda: calls.row_count >= 1)  # drawn under the modal the request opened
         assert modal_open(app)
-        assert calls.rows[0].cells[4] == "pending" and calls.rows[0].tone == "warning"
+        assert calls.rows[0].cells[5] == "pending" and calls.rows[0].tone == "warning"
 
 
 async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
@@ -182,8 +183,13 @@ async def test_calls_appear_in_the_live_table(tmp_path: Path) -> None:
         calls = app.dashboard.query_one("#calls", LinesTable)
         await until(pilot, lambda: calls.row_count >= 1)
         assert app.state.calls[0].error_code == -32002
+        async with httpx.AsyncClient(base_url=app.runtime.gateway_url or "",  # type: ignore[union-attr]
+                                     headers={"authorization": f"Bearer {token}"}) as client:
+            await client.post("/mcp/execute", json={"command": "/mcp-echo nope"})
+        await until(pilot, lambda: calls.row_count == 2)
+        assert [row.cells[2] for row in calls.rows] == ["/", "rpc"]  # which way each came in, newest first
         services = app.dashboard.query_one("#services", LinesTable)
-        await until(pilot, lambda: (services.row("echo") or ())[4:6] == ("1", "1"))  # calls, errors
+        await until(pilot, lambda: (services.row("echo") or ())[4:6] == ("2", "2"))  # calls, errors
         # The configured service a row of its own; the ten not configured one line, so the calls get the rows.
         assert services.row_count == 2
         folded = services.row("not-configured")
@@ -231,12 +237,12 @@ async def test_slash_filters_the_calls_table(tmp_path: Path) -> None:
         await until(pilot, lambda: calls.row_count == 2)
         await pilot.press("slash", *"nope")
         await until(pilot, lambda: calls.row_count == 1)
-        assert calls.rows[0].cells[3] == "nope"
+        assert calls.rows[0].cells[4] == "nope"
         await pilot.press("escape")
         await until(pilot, lambda: calls.row_count == 2)
         # What is on screen matches: the status as shown (ok), and the agent by the name shown.
         await pilot.press("slash", *" ok")
-        await until(pilot, lambda: calls.row_count == 1 and calls.rows[0].cells[4] == "ok")
+        await until(pilot, lambda: calls.row_count == 1 and calls.rows[0].cells[5] == "ok")
         await pilot.press("escape")
         app._load_agent_names()
         await until(pilot, lambda: bool(app.state.agent_names))
@@ -385,7 +391,8 @@ async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> An
     await pilot.press("c")
     operations = app.operations_screen
     await until(pilot, lambda: app.screen is operations and operations.service is not None)
-    assert operations.service is not None and operations.service.name == "coolify"  # the configured one
+    operations.show_service("coolify")  # the sandbox configures five services: Coolify is not the first listed
+    assert operations.service is not None and operations.service.name == "coolify" and operations.service.configured
     await operations.choose(name)  # what enter on the operation list does
     return operations
 
@@ -418,6 +425,7 @@ async def test_restart_from_the_coolify_screen_goes_through_the_gateway_as_the_o
         await until(pilot, lambda: any(c.operation == "restart-application" for c in app.state.calls))
         call = next(c for c in app.state.calls if c.operation == "restart-application")
         assert call.agent_id == "operator:alice" and call.status == "success" and call.cost_usd > 0
+        assert call.via == "console" and call_row(call, app.state).cells[2] == "op"  # as the calls table shows it
         assert app.runtime is not None
         await app.runtime.gateway.recorder.flush()
         audit = await app.runtime.gateway.store.list_audit()

@@ -30,15 +30,15 @@ NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
 SHOWN_GATEWAY_ADDRESS = "127.0.0.1:8100"  # what the header says, whatever port was bound
 SIZES = [(80, 24), (120, 40)]
 
-CALLS = [
-    CallRecord(f"01900000-0000-7000-8000-00000000000{n}", NOW - 60 + n * 7, agent, "mcp.execute", "coolify", operation,
-               status, code, duration, tokens, cost, f"rpc-{n}")
-    for n, (agent, operation, status, code, duration, tokens, cost) in enumerate([
-        ("agent-monitor", "list-applications", "success", None, 41.2, 200, 0.0006),
-        ("agent-monitor", "get-application", "success", None, 18.9, 200, 0.0006),
-        ("agent-deployer", "restart-application", "denied", -32004, 3.1, 0, 0.0),
-        ("operator:alice", "list-applications", "success", None, 22.4, 200, 0.0006),
-        ("agent-monitor", "get-application-logs", "error", -32007, 12.0, 0, 0.0),
+CALLS = [  # one of each way in: JSON-RPC, MCP, the slash form, the console
+    CallRecord(f"01900000-0000-7000-8000-00000000000{n}", NOW - 60 + n * 7, agent, method, "coolify", operation,
+               status, code, duration, tokens, cost, f"rpc-{n}", via=via)
+    for n, (agent, method, via, operation, status, code, duration, tokens, cost) in enumerate([
+        ("agent-monitor", "mcp.execute", "rpc", "list-applications", "success", None, 41.2, 200, 0.0006),
+        ("agent-monitor", "tools/call", "mcp", "get-application", "success", None, 18.9, 200, 0.0006),
+        ("agent-deployer", "slash", "slash", "restart-application", "denied", -32004, 3.1, 0, 0.0),
+        ("operator:alice", "console.execute", "console", "list-applications", "success", None, 22.4, 200, 0.0006),
+        ("agent-monitor", "mcp.execute", "rpc", "get-application-logs", "error", -32007, 12.0, 0, 0.0),
     ])
 ]
 REQUEST = PermissionRequestEvent(
@@ -106,6 +106,7 @@ async def restart_form(app: ConsoleApp, pilot: Pilot[None]) -> None:
     await pilot.press("c")
     coolify: Any = app.operations_screen
     await until(pilot, lambda: app.screen is coolify and coolify.service is not None)
+    coolify.show_service("coolify")  # the sandbox configures five services: the first listed is not Coolify
     await coolify.choose("restart-application")
     picker = coolify.query_one("#field-uuid", Select)
     await until(pilot, lambda: "web" in coolify.query_one("#form").picked_names.get("uuid", {}).values())

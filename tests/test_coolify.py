@@ -23,7 +23,7 @@ from gateway_core.handlers.coolify import (
     CoolifyOperation,
     CoolifyRoute,
 )
-from sandbox.coolify import FakeCoolify, OpenApiContract
+from sandbox.coolify import FakeCoolify, coolify_contract
 from tests.cli import mcp_console
 from tests.servers import RunningGateway, run_gateway, serve_asgi
 
@@ -199,7 +199,7 @@ async def test_the_eighteen_and_the_extras_are_all_declared() -> None:
 
 
 def test_the_project_carries_coolifys_own_openapi_file() -> None:
-    contract = OpenApiContract.load()  # package data: no ../shared needed
+    contract = coolify_contract()  # package data: no ../shared needed
     assert contract.spec["info"]["title"] == "Coolify" and "/applications/{uuid}/restart" in contract.spec["paths"]
     shared = Path(__file__).resolve().parents[2] / "shared" / "coolify" / "openapi.json"
     if shared.is_file():  # beside a checkout that has it, the copy must be the same file
@@ -217,7 +217,7 @@ def _concrete_paths(declared: CoolifyOperation, route: CoolifyRoute) -> list[str
 
 
 def test_every_declared_route_exists_in_coolifys_openapi_with_its_method_and_required_fields() -> None:
-    contract = OpenApiContract.load()
+    contract = coolify_contract()
     for declared in COOLIFY_OPERATIONS:
         fields = set(declared.args_model.model_fields)
         for route in declared.routes:

@@ -1,5 +1,5 @@
 """The mem0 handler through the gateway over real HTTP, against stand-ins of the upstream's own FastAPI wrapper and
-of the stock mem0 server (tests/mem0_server.py): every operation and alias, the nested answers unwrapped, scoping
+of the stock mem0 server (sandbox/mem0.py): every operation and alias, the nested answers unwrapped, scoping
 by user, the error mapping, health, and the upstream bugs not to repeat."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 
 from gateway_core.handlers.mem0 import MEM0_OPERATIONS, Mem0Handler
+from sandbox.mem0 import MemoryStore, ozean_wrapper, stock_server
 from tests.agent_client import AgentClient
-from tests.mem0_server import MemoryStore, ozean_wrapper, stock_server
 from tests.servers import RunningGateway, run_gateway, serve_asgi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

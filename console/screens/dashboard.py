@@ -22,7 +22,7 @@ from gateway_core.store import CallRecord
 # Widths that fit 80 columns (wider content is cut with an ellipsis; the ledger keeps it whole).
 SERVICE_COLUMNS = (Column("service", 10), Column("status", 16), Column("latency", 14), Column("checked", 7),
                    Column("calls", 6, True), Column("errors", 6, True), Column("cost", 8, True))
-CALL_COLUMNS = (Column("time", 8), Column("agent", 12, grows=True), Column("service", 10),
+CALL_COLUMNS = (Column("time", 8), Column("agent", 8, grows=True), Column("via", 3), Column("service", 10),
                 Column("operation", 17, grows=True), Column("status", 7), Column("took", 5, True),
                 Column("tok", 4, True), Column("cost", 6, True))
 AGENT_COLUMNS = (Column("agent", 16, grows=True), Column("calls", 6, True), Column("cost", 8, True))
@@ -31,6 +31,9 @@ SERVICE_TONE = {"down": "error", "degraded": "warning"}
 
 
 SHOWN_STATUS = {"success": "ok", "timed_out": "timeout"}  # seven characters at most
+# Which way a call came in, in three characters: `rpc` (JSON-RPC), `mcp`, `/` (the slash form, as its commands are
+# written) or `op` (an operator's console, as the agent column names operators).
+SHOWN_VIA = {"slash": "/", "console": "op"}
 
 
 def call_status(record: CallRecord) -> str:
@@ -48,8 +51,9 @@ def took(duration_ms: float) -> str:
 def call_row(record: CallRecord, state: ConsoleState) -> Row:
     # Narrow columns: an operator reads "op:"; the ledger keeps the full name.
     agent = state.agent_name(record.agent_id).replace("operator:", "op:", 1)
-    cells = (clock_time(record.ts), agent, record.service or "-", record.operation or record.method or "-",
-             call_status(record), took(record.duration_ms), str(record.tokens), f"{record.cost_usd:.4f}")
+    cells = (clock_time(record.ts), agent, SHOWN_VIA.get(record.via, record.via), record.service or "-",
+             record.operation or record.method or "-", call_status(record), took(record.duration_ms),
+             str(record.tokens), f"{record.cost_usd:.4f}")
     tone = "error" if record.status == "error" else None if record.status == "success" else "warning"
     return Row(record.id, cells, tone)
 
@@ -73,7 +77,7 @@ class DashboardScreen(ConsoleScreen):
         with Horizontal(id="lower"):
             with Vertical(id="calls-pane"):
                 yield Static("Calls, newest first", id="calls-title", classes="section-title")
-                yield FilterField("filter calls: agent, service, operation, status (esc clears)", "calls",
+                yield FilterField("filter calls: agent, via, service, operation, status (esc clears)", "calls",
                                   id="calls-filter")
                 yield LinesTable(CALL_COLUMNS, id="calls")
             with Vertical(id="agents-pane"):
@@ -114,9 +118,13 @@ class DashboardScreen(ConsoleScreen):
                                                describe_age(now - report.checked_at) if report is not None else "-",
                                                str(service.used.calls), str(service.used.errors),
                                                money(service.used.cost_usd)), SERVICE_TONE.get(service.status)))
-        unconfigured = [service.name for service in listed if not service.configured]
-        if unconfigured:  # one line for them all: the calls table below gets the rows
-            services.append(Row("not-configured", (f" ○ not configured: {', '.join(unconfigured)}",), spans=True))
+        unconfigured = [service for service in listed if not service.configured]
+        services += [Row(service.name, (f" ○ {service.name}: not in the sandbox; for a real server set "
+                                        f"{' and '.join(service.missing_settings)}",), spans=True)
+                     for service in unconfigured if service.name in self.state.not_in_sandbox]
+        others = [service.name for service in unconfigured if service.name not in self.state.not_in_sandbox]
+        if others:  # one line for them all: the calls table below gets the rows
+            services.append(Row("not-configured", (f" ○ not configured: {', '.join(others)}",), spans=True))
         services_table.styles.height = len(services) + 1
         services_table.show(services)
         usage = sorted(gateway.today().by_caller.items(), key=lambda item: -item[1].cost_usd)
