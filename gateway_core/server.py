@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import gc
 import json
 import logging
 import platform
@@ -27,6 +27,7 @@ from gateway_core import __version__
 from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
+from gateway_core.lazy_import import import_in_thread
 from gateway_core.models import (
     RPC_BODY_METHOD,
     SLASH_METHOD,
@@ -128,7 +129,7 @@ class McpRoute:
 
     async def _run(self) -> None:
         try:
-            module = await asyncio.to_thread(importlib.import_module, "gateway_core.mcp_front_door")
+            [module] = await import_in_thread("gateway_core.mcp_front_door")
             front_door: McpFrontDoor = module.McpFrontDoor(self._gateway, self._bound_host)
             async with front_door.run():
                 self._front_door = front_door
@@ -373,6 +374,7 @@ async def serve_until_signalled(
             return 1
         if on_listening is not None:
             on_listening()
+        gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection's scan
         await asyncio.gather(*serving)
     finally:
         await cleanup()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway_core.errors import ServiceUnavailable
+from gateway_core.lazy_import import import_in_thread
 from gateway_core.mcp_upstreams.failures import StartFailed
 from gateway_core.mcp_upstreams.launch import UpstreamLaunch
 
@@ -34,16 +35,10 @@ def backoff_seconds(attempt: int) -> float:
     return min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2.0 ** min(attempt, 16)) * random.uniform(0.8, 1.2)
 
 
-def _import_slow_modules() -> None:
-    import jsonschema  # type: ignore[import-untyped]  # noqa: F401 - the listing's schema checks need it next
-
-    import gateway_core.mcp_upstreams.connection  # noqa: F401 - the MCP SDK
-
-
 async def _connection_module() -> None:
-    """Imports the MCP SDK (about a second) and jsonschema in a thread, so the event loop (the console's) keeps
-    drawing."""
-    await asyncio.to_thread(_import_slow_modules)
+    """Imports the MCP SDK (about a second) and jsonschema (the listing's schema checks need it next) in a
+    thread, so the event loop (the console's) keeps drawing."""
+    await import_in_thread("jsonschema", "gateway_core.mcp_upstreams.connection")
 
 
 class UpstreamChild:
