@@ -251,6 +251,21 @@ async def test_slash_filters_the_calls_table(tmp_path: Path) -> None:
         assert all(row.cells[1] == "deployer" for row in calls.rows)
 
 
+async def test_at_120_columns_the_calls_table_shows_agents_and_operations_whole(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        assert app.runtime is not None
+        gateway = app.runtime.gateway
+        agent, token = await create_agent(gateway.store, gateway.hasher, "sandbox-deployer-2", "test")
+        await gateway.authenticator.refresh()
+        await gateway.store.add_grant(agent.id, "echo", None, None, "test")
+        await agent_call(app, token, "echo-everything-you-are-sent")
+        app._load_agent_names()
+        calls = app.dashboard.query_one("#calls", LinesTable)
+        await until(pilot, lambda: calls.row_count == 1 and calls.rows[0].cells[1] == "sandbox-deployer-2")
+        line = "".join(segment.text for segment in calls.render_line(1))
+    assert "sandbox-deployer-2" in line and "echo-everything-you-are-sent" in line, line
+
+
 async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmation(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         token = await agent_token(app)

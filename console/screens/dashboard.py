@@ -26,7 +26,9 @@ CALL_COLUMNS = (Column("time", 8), Column("agent", 8, grows=True), Column("via",
                 Column("operation", 17, grows=True), Column("status", 7), Column("took", 5, True),
                 Column("tok", 4, True), Column("cost", 6, True))
 AGENT_COLUMNS = (Column("agent", 16, grows=True), Column("calls", 6, True), Column("cost", 8, True))
-WIDE_COLUMNS = 110
+# Cost by agent shows beside the calls only from here: narrower, the calls table would cut agents' names
+# ("sandbox-deployer-2" read "sandbox…" at 120 columns); `$` still shows it there.
+WIDE_COLUMNS = 140
 SERVICE_TONE = {"down": "error", "degraded": "warning"}
 
 
@@ -86,7 +88,7 @@ class DashboardScreen(ConsoleScreen):
         yield KeysFooter()
 
     def on_resize(self, event: events.Resize) -> None:
-        # Cost by agent shows beside the calls on wide terminals. (Textual's breakpoints would recompute
+        # Cost by agent shows beside the calls on wide terminals (WIDE_COLUMNS). (Textual's breakpoints would recompute
         # on every screen switch; a resize is rarer.)
         self.set_class(event.size.width >= WIDE_COLUMNS, "-wide")
 
