@@ -102,12 +102,10 @@ async def test_the_agents_call_every_stand_in_and_the_dashboard_shows_them_live(
         for name in served:
             row = services.row(name)
             assert row is not None and "healthy" in row[1] and int(row[4]) > 0, row
-        assert services.row("postgres") == (" ○ postgres: not in the sandbox; for a real server set POSTGRES_KA_URL"
-                                            " or POSTGRES_KIDS_ASCENSION_URL or POSTGRES_KA_HOST or POSTGRES_OL_URL or"
-                                            " POSTGRES_OZEAN_LICHT_URL or POSTGRES_OL_HOST or POSTGRES_SHARED_URL or"
-                                            " POSTGRES_SHARED_HOST or MCP_CONSOLE_POSTGRES__DATABASES",)
-        assert services.row("minio") == (" ○ minio: not in the sandbox; for a real server set MINIO_ENDPOINT and"
-                                         " MINIO_ACCESS_KEY and MINIO_SECRET_KEY",)
+        assert services.row("postgres") == (" ○ postgres: not in the sandbox: for a real one set POSTGRES_KA_URL"
+                                            " (or one of 8 others)",)
+        assert services.row("minio") == (" ○ minio: not in the sandbox: for a real one set MINIO_ENDPOINT,"
+                                         " MINIO_ACCESS_KEY, MINIO_SECRET_KEY",)
         assert all(gateway.usage.by_service[name].cost_usd > 0 for name in served), gateway.usage.by_service
         screen = app.export_screenshot()
         credentials = (sandbox.coolify.token, sandbox.mem0.api_key, sandbox.github.token, sandbox.cloudflare.token,

@@ -3,6 +3,8 @@ first and filterable; and what each agent (and operator) spent today."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -36,6 +38,15 @@ SHOWN_STATUS = {"success": "ok", "timed_out": "timeout"}  # seven characters at 
 # Which way a call came in, in three characters: `rpc` (JSON-RPC), `mcp`, `/` (the slash form, as its commands are
 # written) or `op` (an operator's console, as the agent column names operators).
 SHOWN_VIA = {"slash": "/", "console": "op"}
+
+
+def settings_to_set(missing: Sequence[str]) -> str:
+    """What to set, in a line: of settings that are alternatives ("A or B or C") the first is named."""
+    named = []
+    for setting in missing:
+        first, *others = setting.split(" or ")
+        named.append(f"{first} (or one of {len(others)} others)" if others else first)
+    return ", ".join(named)
 
 
 def call_status(record: CallRecord) -> str:
@@ -121,8 +132,8 @@ class DashboardScreen(ConsoleScreen):
                                                str(service.used.calls), str(service.used.errors),
                                                money(service.used.cost_usd)), SERVICE_TONE.get(service.status)))
         unconfigured = [service for service in listed if not service.configured]
-        services += [Row(service.name, (f" ○ {service.name}: not in the sandbox; for a real server set "
-                                        f"{' and '.join(service.missing_settings)}",), spans=True)
+        services += [Row(service.name, (f" ○ {service.name}: not in the sandbox: for a real one set "
+                                        f"{settings_to_set(service.missing_settings)}",), spans=True)
                      for service in unconfigured if service.name in self.state.not_in_sandbox]
         others = [service.name for service in unconfigured if service.name not in self.state.not_in_sandbox]
         if others:  # one line for them all: the calls table below gets the rows
