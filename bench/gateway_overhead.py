@@ -106,14 +106,28 @@ end
 """
 
 
-# What a Streamable HTTP client sends with each POST (mcp.md §1); stateless, so no initialize comes first.
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+TOOL = "echo_echo"
+TOOL_ARGUMENTS = {"message": "x"}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+# What a Streamable HTTP client sends with each POST (mcp.md §1), in each era of the protocol. 2025-11-25: no
+# initialize first (stateless), answered as SSE. 2026-07-28 (what the SDK's `auto` clients speak): every request
+# carries its protocol version and capabilities in `_meta` and names itself in headers; a quick answer is JSON.
+MCP_ERAS: dict[str, tuple[dict[str, str], dict[str, object]]] = {
+    "2025-11-25": ({**ACCEPT, "MCP-Protocol-Version": "2025-11-25"},
+                   {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": TOOL, "arguments": TOOL_ARGUMENTS}}),
+    "2026-07-28": ({**ACCEPT, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": TOOL},
+                   {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": TOOL, "arguments": TOOL_ARGUMENTS,
+                               "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                         "io.modelcontextprotocol/clientCapabilities": {}}}}),
+}
 
 
-def wrk(url: str, body: dict[str, object], token: str | None, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, body: dict[str, object], token: str | None, seconds: int, connections: int,
+        extra_headers: dict[str, str] | None = None) -> dict[str, float]:
     """A closed-loop load from wrk (one thread), so the client costs the machine little."""
-    headers = {**({"Authorization": f"Bearer {token}"} if token else {}),
-               **(MCP_HEADERS if url.endswith("/mcp") else {})}
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(extra_headers or {})}
     lua_headers = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % {"body": json.dumps(body), "headers": lua_headers})
@@ -134,12 +148,14 @@ def figures(result: dict[str, float]) -> dict[str, float]:
             "p99_ms": round(result["p99_ms"], 3)}
 
 
-async def check_mcp_call(url: str, body: dict[str, object], token: str) -> None:
+async def check_mcp_call(url: str, era: str, token: str) -> None:
     """One call the way wrk sends it, read whole: the load must measure successful tool results, and wrk sees only
     the HTTP status (a tool error is a 200 too)."""
+    headers, body = MCP_ERAS[era]
     async with httpx.AsyncClient() as client:
-        response = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}", **MCP_HEADERS})
-    data = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+        response = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}", **headers})
+    data = ([response.json()] if response.headers.get("content-type", "").startswith("application/json") else
+            [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")])
     if response.status_code != 200 or not data or data[-1].get("result", {}).get("isError") is not False:
         raise SystemExit(f"the /mcp call does not succeed: {response.status_code} {response.text[:500]}")
 
@@ -173,17 +189,18 @@ async def bench(args: argparse.Namespace) -> None:
     direct_body = {"message": "x"}
     rpc_body = {"jsonrpc": "2.0", "id": 1, "method": "mcp.execute",
                 "params": {"service": "echo", "operation": "echo", "args": ["x"]}}
-    mcp_body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "echo_echo", "arguments": {"message": "x"}}}
+    mcp_headers, mcp_body = MCP_ERAS["2025-11-25"]
+    modern_headers, modern_body = MCP_ERAS["2026-07-28"]
     echo_url, rpc_url, mcp_url = upstream_url + "/echo", gateway_url + "/mcp/rpc", gateway_url + "/mcp"
     try:
-        await check_mcp_call(mcp_url, mcp_body, token)
+        for era in MCP_ERAS:
+            await check_mcp_call(mcp_url, era, token)
         wrk(echo_url, direct_body, None, 2, args.connections)  # warm-up
         warm = wrk(rpc_url, rpc_body, token, 2, args.connections)
-        warm_mcp = wrk(mcp_url, mcp_body, token, 2, args.connections)
+        warm_mcp = wrk(mcp_url, mcp_body, token, 2, args.connections, mcp_headers)
         direct = wrk(echo_url, direct_body, None, args.seconds, args.connections)
         through = wrk(rpc_url, rpc_body, token, args.seconds, args.connections)
-        through_mcp = wrk(mcp_url, mcp_body, token, args.seconds, args.connections)
+        through_mcp = wrk(mcp_url, mcp_body, token, args.seconds, args.connections, mcp_headers)
         early_calls = int(warm["calls"] + through["calls"] + warm_mcp["calls"] + through_mcp["calls"])
         memory_early = memory_kib(gateway.pid)
         done = early_calls
@@ -193,8 +210,9 @@ async def bench(args: argparse.Namespace) -> None:
         # One client at a time: the latency of a call on its own, without queueing behind others.
         direct_alone = wrk(echo_url, direct_body, None, args.seconds, 1)
         through_alone = wrk(rpc_url, rpc_body, token, args.seconds, 1)
-        mcp_alone = wrk(mcp_url, mcp_body, token, args.seconds, 1)
-        done += int(through_alone["calls"] + mcp_alone["calls"])
+        mcp_alone = wrk(mcp_url, mcp_body, token, args.seconds, 1, mcp_headers)
+        modern_alone = wrk(mcp_url, modern_body, token, args.seconds, 1, modern_headers)
+        done += int(through_alone["calls"] + mcp_alone["calls"] + modern_alone["calls"])
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(30)
@@ -218,6 +236,8 @@ async def bench(args: argparse.Namespace) -> None:
         "gateway_added_1_client": added(direct_alone, through_alone),
         "through_mcp_front_door_1_client": figures(mcp_alone),
         "mcp_added_over_legacy_1_client": added(through_alone, mcp_alone),
+        "through_mcp_front_door_2026_era_1_client": figures(modern_alone),
+        "mcp_2026_era_added_over_legacy_1_client": added(through_alone, modern_alone),
         "gateway_memory_kib": {f"rss_after_{early_calls}_calls": memory_early["VmRSS"],
                                f"rss_after_{done}_calls": memory_late["VmRSS"], "peak": memory_late["VmHWM"]},
         "gateway_calls": done,
