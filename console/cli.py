@@ -22,7 +22,7 @@ from gateway_core.server import new_fast_loop
 
 DESCRIPTION = """\
 The operator's console: the MCP gateway and our orchestrator run inside it; services, calls and cost live;
-permission requests pop up to be decided from the keyboard; Coolify operations by hand; the audit log.
+permission requests pop up to be decided from the keyboard; any service's operations by hand; the audit log.
 Press ? inside for every key."""
 
 EPILOG = """\
@@ -34,6 +34,7 @@ commands (each has --help):
   grants         add, list or revoke what agents may use
   operators      add, list or revoke operators (their tokens attach consoles)
   calls          export the calls ledger
+  mcp-stdio      an MCP server on stdio for clients that only start those (token in MCP_CONSOLE_TOKEN)
 
 examples:
   mcp-console --sandbox                  try it: stand-ins of five services and three agents calling them

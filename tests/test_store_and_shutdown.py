@@ -218,7 +218,7 @@ async def test_mcp_console_serve_runs_the_gateway_and_our_orchestrator_headless(
 async def test_help_names_the_console_options_and_the_commands() -> None:
     result = await mcp_console("--help")
     for expected in ("--sandbox", "--sandbox-agents", "--no-gateway", "--read-only", "--gateway-port",
-                     "--orchestrator-url", "serve", "agents", "grants"):
+                     "--orchestrator-url", "serve", "agents", "grants", "attach", "mcp-stdio"):
         assert expected in result.stdout
 
 
