@@ -240,7 +240,7 @@ class Gateway:
             missing = [] if given is not None else self.settings.missing_settings(spec)
             handler = given
             if handler is None and handler_class is not None and not missing:
-                handler = handler_class.from_settings(self.settings)
+                handler = handler_class.from_settings(self.settings, self.clock)
             services[name] = ServiceState(
                 spec=spec,
                 declared=handler_class.operations if handler_class is not None else OperationTable(()),

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway_core.catalog import ServiceSpec
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.errors import ServiceUnavailable
 from gateway_core.handlers import ServiceHandler
@@ -78,7 +79,7 @@ class EchoHandler(ServiceHandler):
         self.client = UpstreamClient(base_url)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         raise NotImplementedError("the echo handler is built by tests with its upstream's address")
 
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:

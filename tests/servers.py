@@ -14,6 +14,7 @@ import uvicorn
 
 from gateway_core.auth import create_agent, create_operator
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
+from gateway_core.clock import Clock, system_clock
 from gateway_core.config import load_settings
 from gateway_core.gateway import Gateway
 from gateway_core.handlers import ServiceHandler
@@ -64,6 +65,7 @@ async def run_gateway(
     extra_specs: tuple[ServiceSpec, ...] = (ECHO_SPEC,),
     handler_classes: dict[str, type[ServiceHandler]] | None = None,
     handlers: dict[str, ServiceHandler] | None = None,
+    clock: Clock = system_clock,
     **settings: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Our gateway with the echo service (and any `extra_specs`) beside the default catalog, on a
@@ -71,7 +73,7 @@ async def run_gateway(
     async with serve_asgi(create_echo_upstream()) as upstream_url:
         settings.setdefault("store", {"path": db_path})
         gateway = await Gateway.open(
-            load_settings(None, **settings),
+            load_settings(None, **settings), clock,
             catalog=Catalog((*DEFAULT_CATALOG, *extra_specs)),
             handlers={**{spec.name: EchoHandler(upstream_url) for spec in extra_specs if spec.name.startswith("echo")},
                       **(handlers or {})},

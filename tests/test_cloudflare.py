@@ -11,14 +11,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from gateway_core.clock import Clock, FrozenClock
-from gateway_core.config import Settings
-from gateway_core.handlers.cloudflare import CLOUDFLARE_OPERATIONS, CloudflareHandler
+from gateway_core.handlers.cloudflare import CLOUDFLARE_OPERATIONS
 from sandbox.cloudflare import ACCOUNT_ID, API_PREFIX, DNS_ANSWER_ONLY, OTHER_ZONE_ID, ZONE_ID, FakeCloudflare
 from sandbox.contract import VendorContract, openapi_file
 from sandbox.stand_in import ReceivedRequest
@@ -28,15 +27,6 @@ from tests.servers import RunningGateway, run_gateway, serve_asgi
 
 TOKEN = "cf-test-token-0123456789"
 NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z: analytics spans are computed on this clock, not today's
-
-
-def handler_class(clock: Clock) -> type[CloudflareHandler]:
-    class TestCloudflare(CloudflareHandler):
-        @classmethod
-        def from_settings(cls, settings: Settings, clock: Clock = clock) -> Self:
-            return super().from_settings(settings, clock)
-
-    return TestCloudflare
 
 
 @dataclass(kw_only=True)
@@ -62,7 +52,7 @@ async def cloudflare_gateway(tmp_path: Path, fake: FakeCloudflare | None = None,
         settings.setdefault("cloudflare_account_id", ACCOUNT_ID)
         settings.setdefault("cloudflare_zone_id", ZONE_ID)
         async with run_gateway(tmp_path / "gw.db", extra_specs=(),
-                               handler_classes={"cloudflare": handler_class(clock or FrozenClock(NOON))},
+                               clock=clock or FrozenClock(NOON),
                                **settings) as gw:
             agent_id, agent_token = await gw.add_agent()
             await gw.grant(agent_id, "cloudflare")

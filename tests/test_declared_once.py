@@ -17,6 +17,7 @@ from textual.widgets import Select
 
 from console.app import ConsoleApp
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
+from gateway_core.clock import Clock
 from gateway_core.config import Settings, load_settings
 from gateway_core.errors import ResourceNotFound
 from gateway_core.handlers import ServiceHandler
@@ -54,7 +55,7 @@ class NotesHandler(ServiceHandler):
                       "n2": {"id": "n2", "title": "on call", "text": "alice this week"}}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls()
 
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:

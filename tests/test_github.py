@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway_core.clock import Clock, FrozenClock, system_clock
-from gateway_core.config import Settings
 from gateway_core.handlers.github import GITHUB_OPERATIONS, GitHubHandler
 from gateway_core.handlers.github_app import repaired_pem
 from sandbox.contract import VendorContract, openapi_file
@@ -47,16 +46,10 @@ def pem(key: rsa.RSAPrivateKey, form: str) -> str:
     return text
 
 
-def handler_class(clock: Clock = system_clock) -> type[GitHubHandler]:
-    """The handler on the test's clock, following runs without a real wait."""
-    class TestGitHub(GitHubHandler):
-        poll_seconds = 0.01
+class QuickPollingGitHub(GitHubHandler):
+    """The handler following runs without a real wait."""
 
-        @classmethod
-        def from_settings(cls, settings: Settings, clock: Clock = clock) -> Self:
-            return super().from_settings(settings, clock)
-
-    return TestGitHub
+    poll_seconds = 0.01
 
 
 @dataclass(kw_only=True)
@@ -74,7 +67,8 @@ async def github_gateway(tmp_path: Path, fake: FakeGitHub | None = None, clock: 
         settings.setdefault("github_pat", TOKEN)
     async with serve_asgi(fake.app()) as url:
         settings.setdefault("github_api_url", url)
-        async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"github": handler_class(clock)},
+        async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"github": QuickPollingGitHub},
+                               clock=clock,
                                **settings) as gw:
             agent_id, agent_token = await gw.add_agent()
             await gw.grant(agent_id, "github")

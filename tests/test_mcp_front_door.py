@@ -22,6 +22,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway_core.catalog import ServiceSpec
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.errors import ValidationFailed
 from gateway_core.handlers import ServiceHandler
@@ -560,7 +561,7 @@ class PicturesHandler(ServiceHandler):
     ])
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PicturesHandler:
+    def from_settings(cls, settings: Settings, clock: Clock) -> PicturesHandler:
         return cls()
 
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from gateway_core.clock import FrozenClock
 from gateway_core.handlers.mem0 import MEM0_OPERATIONS, Mem0Handler
 from sandbox.mem0 import MemoryStore, ozean_wrapper, stock_server
 from tests.agent_client import AgentClient
@@ -32,6 +33,7 @@ class Mem0:
     client: AgentClient
     gateway: RunningGateway
     agent_id: str
+NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +51,7 @@ async def mem0_gateway(tmp_path: Path, store: MemoryStore, flavor: str = "ozean"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mem0]:
     async with mem0_gateway(tmp_path_factory.mktemp("mem0"), MemoryStore(api_key=API_KEY),
-                            mem0_api_key=API_KEY) as running:
+                            mem0_api_key=API_KEY, clock=FrozenClock(NOON)) as running:
         yield running
 
 
@@ -78,7 +80,7 @@ async def test_remember_sends_the_wrappers_body_and_unwraps_the_nested_id(mem0: 
     method, path, body = mem0.store.requests[-1]
     assert (method, path, body["user_id"], body["content"]) == ("POST", "/memory/add", "alice", SECRET_TEXT)
     assert body["metadata"]["source"] == "mcp-gateway" and body["metadata"]["topic"] == "ops"
-    assert body["metadata"]["timestamp"].endswith("+00:00")
+    assert body["metadata"]["timestamp"] == "2026-01-01T12:00:00.000+00:00"  # the gateway's clock, not today's
 
 
 async def test_search_unwraps_results_and_applies_the_threshold_here(mem0: Mem0) -> None:

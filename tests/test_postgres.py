@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from gateway_core.clock import system_clock
 from gateway_core.config import load_settings, settings_environment
 from gateway_core.handlers.postgres import POSTGRES_OPERATIONS, PostgresHandler, highest_placeholder
 from tests.agent_client import AgentClient
@@ -172,7 +173,7 @@ async def test_not_configured_is_said_and_pools_open_only_when_used(cluster: Clu
         refused = await client.error("list-tables", database="kids-ascension")
     assert refused["code"] == -32001 and refused["data"]["status"] == "not_configured"
     assert "POSTGRES_KA_URL" in refused["message"]
-    handler = PostgresHandler.from_settings(load_settings(None, **postgres_settings(cluster)))
+    handler = PostgresHandler.from_settings(load_settings(None, **postgres_settings(cluster)), system_clock)
     assert all(state.pool is None for state in handler._pools.values())  # built without a connection
     assert (await handler.health()).status == "healthy"
     assert all(state.pool is not None for state in handler._pools.values())

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway_core.catalog import ServiceSpec
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.events import CallFinished, EventBus, HealthChecked
 from gateway_core.health import HealthReport
@@ -38,7 +39,7 @@ class NeedyHandler(EchoHandler):
         self.url = url
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(settings.setting("COOLIFY_API_URL") or "")
 
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.health import HealthReport
 from gateway_core.operations import Operation, OperationArgs, OperationTable
@@ -21,8 +22,9 @@ class ServiceHandler(ABC):
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        """Builds the handler; called only when the service's required settings are present."""
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
+        """Builds the handler; called only when the service's required settings are present. `clock` is the
+        runtime's one clock: any time a handler stamps or reckons with comes from it."""
 
     @abstractmethod
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:

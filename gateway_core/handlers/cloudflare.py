@@ -477,7 +477,7 @@ class CloudflareHandler(ServiceHandler):
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock = system_clock) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(settings.setting("CLOUDFLARE_API_URL") or CLOUDFLARE_API_URL,
                    settings.setting("CLOUDFLARE_API_TOKEN") or "", settings.setting("CLOUDFLARE_ACCOUNT_ID") or "",
                    settings.setting("CLOUDFLARE_ZONE_ID"), settings.upstream_timeout_seconds, clock)

@@ -17,6 +17,7 @@ from typing import Any, Literal, Self, cast
 
 from pydantic import Field
 
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.errors import (
     RateLimitExceeded,
@@ -344,7 +345,7 @@ class CoolifyHandler(ServiceHandler):
         self._methods_learnt: dict[str, str] = {}  # route path → the method this Coolify takes it with
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(settings.setting("COOLIFY_API_URL") or "", settings.setting("COOLIFY_API_TOKEN") or "",
                    settings.coolify_timeout_seconds, settings.coolify_poll_seconds)
 

@@ -578,7 +578,7 @@ class GitHubHandler(ServiceHandler):
         self._app = GitHubApp(app, self._client_with, clock, self._exchange) if app else None
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock = system_clock) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         """A personal token when one is set (GITHUB_PAT, else GITHUB_TOKEN), else the App."""
         token = settings.setting("GITHUB_PAT") or settings.setting("GITHUB_TOKEN")
         app = None if token else AppCredentials(settings.setting("GITHUB_APP_ID") or "",

@@ -17,6 +17,7 @@ from typing import Any, Literal, Self, cast
 
 from pydantic import Field
 
+from gateway_core.clock import Clock, system_clock
 from gateway_core.config import Settings
 from gateway_core.errors import (
     InvalidParams,
@@ -96,9 +97,12 @@ class Mem0Operation(Operation):
     reported_as: str = ""  # `data.operation`, the upstream's name for it
 
 
+# The call's time among its values, for what a route's body stamps (a remembered memory's `timestamp`).
+CALLED_AT = "_called_at"
+
+
 def _remembered_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {**values["metadata"], "source": "mcp-gateway",
-            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")}
+    return {**values["metadata"], "source": "mcp-gateway", "timestamp": values[CALLED_AT]}
 
 
 def _records(answer: Any) -> list[dict[str, Any]]:
@@ -220,16 +224,17 @@ class Mem0Handler(ServiceHandler):
     operations = OperationTable(MEM0_OPERATIONS)
 
     def __init__(self, api_url: str, api_key: str | None = None, flavor: Flavor = "ozean",
-                 timeout_seconds: float = 30.0) -> None:
+                 timeout_seconds: float = 30.0, clock: Clock = system_clock) -> None:
         headers = {"Accept": "application/json", **({"X-API-Key": api_key} if api_key else {})}
         self._client = UpstreamClient(api_url.strip().rstrip("/"), headers, timeout_seconds)
         self._flavor = flavor
+        self._clock = clock
         self._backend: str | None = None  # what the server last said it stores memories in
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(settings.setting("MEM0_API_URL") or "", settings.setting("MEM0_API_KEY"), settings.mem0_api_flavor,
-                   settings.http_timeout_ms / 1000)
+                   settings.http_timeout_ms / 1000, clock)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -237,6 +242,8 @@ class Mem0Handler(ServiceHandler):
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:
         declared = cast(Mem0Operation, operation)  # this handler's table holds only Mem0Operations
         values = args.model_dump()
+        values[CALLED_AT] = datetime.datetime.fromtimestamp(self._clock(), datetime.UTC).isoformat(
+            timespec="milliseconds")
         if not declared.routes:
             return await self._health_result()
         route = declared.routes.get(self._flavor)

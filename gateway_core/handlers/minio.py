@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
+from gateway_core.clock import Clock, system_clock
 from gateway_core.config import Settings
 from gateway_core.errors import (
     GatewayError,
@@ -156,7 +157,7 @@ def _delete(handler: MinioHandler, values: dict[str, Any]) -> dict[str, Any]:
     handler.client.stat_object(values["bucket"], values["fileKey"])  # a missing object is -32007, not a success
     handler.client.remove_object(values["bucket"], values["fileKey"])
     return {"success": True, "bucket": values["bucket"], "fileKey": values["fileKey"],
-            "deletedAt": _iso(datetime.datetime.now(datetime.UTC))}
+            "deletedAt": _iso(handler.now())}
 
 
 def _stat(handler: MinioHandler, values: dict[str, Any]) -> dict[str, Any]:
@@ -303,8 +304,9 @@ class MinioHandler(ServiceHandler):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
                  region: str = "us-east-1", default_bucket: str | None = None, auto_create_buckets: bool = False,
                  limits: UploadLimits | None = None, presigned_seconds: int = 300,
-                 timeout_seconds: float = 30.0) -> None:
+                 timeout_seconds: float = 30.0, clock: Clock = system_clock) -> None:
         self.endpoint, self.secure = endpoint, secure
+        self._clock = clock
         self._credentials = (access_key, secret_key, region)
         self._default_bucket = default_bucket
         self._auto_create = auto_create_buckets
@@ -314,7 +316,7 @@ class MinioHandler(ServiceHandler):
         self._client: Minio | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         given = (settings.setting("MINIO_ENDPOINT") or "").strip().rstrip("/")
         parsed = urlsplit(given if "://" in given else f"//{given}")
         secure = parsed.scheme == "https" if parsed.scheme else settings.minio_use_ssl
@@ -326,7 +328,7 @@ class MinioHandler(ServiceHandler):
                                        math.floor(settings.max_file_size_mb * (1 << 20)),
                                        settings.server.max_body_bytes),
                    presigned_seconds=settings.presigned_url_expiry_seconds,
-                   timeout_seconds=settings.http_timeout_ms / 1000)
+                   timeout_seconds=settings.http_timeout_ms / 1000, clock=clock)
 
     @property
     def client(self) -> Minio:
@@ -404,10 +406,15 @@ class MinioHandler(ServiceHandler):
                                    {"kind": "bucket", "id": bucket})
         self.client.make_bucket(bucket, location=self._credentials[2])
 
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+
     def presigned(self, bucket: str, key: str, seconds: int | None) -> dict[str, Any]:
         expires_in = seconds or self._presigned_seconds
-        url = self.client.presigned_get_object(bucket, key, expires=datetime.timedelta(seconds=expires_in))
-        expires_at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=expires_in)
+        signed_at = self.now()  # the URL's expiry and the one we state are reckoned from the same moment
+        url = self.client.presigned_get_object(bucket, key, expires=datetime.timedelta(seconds=expires_in),
+                                               request_date=signed_at)
+        expires_at = signed_at + datetime.timedelta(seconds=expires_in)
         return {"url": url, "expiresIn": expires_in, "expiresAt": _iso(expires_at)}
 
     # -- health -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
+from gateway_core.clock import Clock
 from gateway_core.config import Settings
 from gateway_core.errors import (
     Conflict,
@@ -382,7 +383,7 @@ class N8nHandler(ServiceHandler):
         self._webhook_timeout = webhook_timeout_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(settings.setting("N8N_API_URL") or "", settings.setting("N8N_API_KEY") or "",
                    settings.setting("N8N_WEBHOOK_URL"), settings.upstream_timeout_seconds,
                    settings.n8n_webhook_timeout_ms / 1000)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 from pydantic import AliasChoices, Field
 
+from gateway_core.clock import Clock
 from gateway_core.config import PostgresDatabaseSettings, Settings
 from gateway_core.errors import (
     Conflict,
@@ -499,7 +500,7 @@ class PostgresHandler(ServiceHandler):
         self._connection_errors: Counter[str] = Counter()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         return cls(databases_from_settings(settings), PoolSettings(
             settings.db_pool_min, settings.db_pool_max, settings.db_idle_timeout_ms / 1000,
             settings.default_timeout_ms / 1000, settings.db_query_timeout_ms, settings.postgres.lock_timeout_ms))

@@ -72,7 +72,7 @@ class McpUpstreamHandler(ServiceHandler):
         self._reaper: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, clock: Clock) -> Self:
         raise TypeError("an MCP upstream's handler is built by the gateway from its launch, not from the settings")
 
     def live_operations(self) -> OperationTable:
