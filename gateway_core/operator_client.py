@@ -81,6 +81,7 @@ from gateway_core.orchestrator.client import (
     OrchestratorUnavailable,
     RouteMissing,
     UnknownRequest,
+    describe_stream_failure,
 )
 from gateway_core.orchestrator.models import (
     Decided,
@@ -425,17 +426,11 @@ def _close_reason(code: int | None, reason: str | None) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, websockets.exceptions.InvalidStatus):
-        return f"the gateway refused the stream (HTTP {exc.response.status_code})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
     if isinstance(exc, GatewayUnreachable):
         return exc.message
     if isinstance(exc, ValidationError):
         return "the stream sent something this console cannot read"
-    return f"{type(exc).__name__}: {exc}"[:200]
+    return describe_stream_failure(exc, "the gateway refused the stream")
 
 
 def _transport(exc: httpx.TransportError) -> str:

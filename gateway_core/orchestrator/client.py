@@ -293,7 +293,7 @@ class OrchestratorClient:
                         yield event
                 reason = "the orchestrator closed the connection"
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                reason = _describe(exc)
+                reason = describe_stream_failure(exc)
             attempt += 1
             delay = min(self._max_backoff, 0.1 * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
             yield LinkState("reconnecting", round(delay, 1), reason)
@@ -301,9 +301,10 @@ class OrchestratorClient:
             yield LinkState("connecting")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_stream_failure(exc: BaseException, refused: str = "the orchestrator refused the feed") -> str:
+    """Why a WebSocket feed broke, in a few words for a header or a log; `refused` names who said no."""
     if isinstance(exc, websockets.exceptions.InvalidStatus):
-        return f"the orchestrator refused the feed (HTTP {exc.response.status_code})"
+        return f"{refused} (HTTP {exc.response.status_code})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
