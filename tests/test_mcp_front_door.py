@@ -20,6 +20,7 @@ import mcp_types as types
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
 
 from gateway_core.catalog import ServiceSpec
 from gateway_core.clock import Clock
@@ -91,6 +92,16 @@ def refusal_in(raised: BaseException) -> MCPError:
         return refusal_in(raised.exceptions[0])
     assert isinstance(raised, MCPError), raised
     return raised
+
+
+def first_progress() -> tuple[asyncio.Event, ProgressFnT]:
+    """A progress callback, and an event set by the first notification it hears (the call is under way)."""
+    heard_once = asyncio.Event()
+
+    async def heard(progress: float, total: float | None, message: str | None) -> None:
+        heard_once.set()
+
+    return heard_once, heard
 
 
 def text_of(result: types.CallToolResult) -> str:
@@ -343,11 +354,7 @@ async def test_a_call_whose_client_goes_away_is_recorded_as_cancelled(tmp_path: 
     async with run_gateway(tmp_path / "gw.db", mcp=FAST_PROGRESS) as gw:
         agent_id, token = await gw.add_agent()
         await gw.grant(agent_id, "echo")
-        running = asyncio.Event()
-
-        async def heard(value: float, total: float | None, message: str | None) -> None:
-            running.set()
-
+        running, heard = first_progress()
         async with mcp_client(gw.url, token) as client:
             call = asyncio.create_task(client.call_tool("echo_nap", {"seconds": 30}, progress_callback=heard))
             await running.wait()  # the upstream call is under way
@@ -387,11 +394,7 @@ async def test_an_agent_with_too_many_calls_running_is_told_to_wait_a_second(tmp
     async with run_gateway(tmp_path / "gw.db", mcp={**FAST_PROGRESS, "max_calls_per_agent": 1}) as gw:
         agent_id, token = await gw.add_agent()
         await gw.grant(agent_id, "echo")
-        running = asyncio.Event()
-
-        async def heard(value: float, total: float | None, message: str | None) -> None:
-            running.set()
-
+        running, heard = first_progress()
         async with mcp_client(gw.url, token) as client:
             napping = asyncio.create_task(client.call_tool("echo_nap", {"seconds": 1}, progress_callback=heard))
             await running.wait()
@@ -420,11 +423,7 @@ async def test_beyond_max_inflight_a_request_is_refused_with_retry_after(tmp_pat
     async with run_gateway(tmp_path / "gw.db", mcp={**FAST_PROGRESS, "max_inflight": 1}) as gw:
         agent_id, token = await gw.add_agent()
         await gw.grant(agent_id, "echo")
-        running = asyncio.Event()
-
-        async def heard(value: float, total: float | None, message: str | None) -> None:
-            running.set()
-
+        running, heard = first_progress()
         async with mcp_client(gw.url, token, "auto") as client:  # auto: no initialize round trip to count
             napping = asyncio.create_task(client.call_tool("echo_nap", {"seconds": 1}, progress_callback=heard))
             await running.wait()
