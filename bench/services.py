@@ -12,7 +12,7 @@ them, on uvloop as the gateway is.
 Each route, one call at a time:
   straight   postgres: asyncpg doing what the handler does for `query`: a pool with the handler's settings and
              codecs, a connection acquired and released per call, BEGIN READ ONLY + SET LOCAL statement_timeout
-             and lock_timeout, the statement prepared, its rows (as asyncpg Records) read through a cursor up to
+             and lock_timeout, the statement prepared, its rows (as asyncpg Records) read through a portal up to
              limit + 1, ROLLBACK. The rows' JSON form is not made: that is part of what the gateway adds.
              minio: the `minio` client's stat_object, called directly (a blocking call, the library's own way).
   reference  postgres: the same SELECT as `pool.fetch` (no transaction, asyncpg's statement cache: the floor).
@@ -195,11 +195,7 @@ def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: in
             await connection.execute(preamble)
             try:
                 statement = await connection.prepare(sql)
-                records: list[asyncpg.Record] = []
-                async for record in statement.cursor(*params, prefetch=limit + 1):
-                    if len(records) == limit:
-                        break
-                    records.append(record)
+                records = (await (await statement.cursor(*params)).fetch(limit + 1))[:limit]
             finally:
                 await connection.execute("ROLLBACK")
         if len(records) != rows:

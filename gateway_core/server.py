@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import platform
 import signal
@@ -27,6 +26,7 @@ from gateway_core import __version__
 from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
+from gateway_core.json_bytes import json_bytes
 from gateway_core.lazy_import import import_in_thread
 from gateway_core.models import (
     RPC_BODY_METHOD,
@@ -76,7 +76,7 @@ def _json(status: int, body: Any) -> Response:
         return Response(status_code=204)
     # A refused body or header block is not read any further: closing the connection is how to stop it.
     headers = {"connection": "close"} if status in (413, 431) else None
-    return Response(json.dumps(body, separators=(",", ":"), default=str), status, headers,
+    return Response(json_bytes(body), status, headers,
                     media_type="application/json")
 
 

@@ -269,14 +269,21 @@ async def test_sql_over_ten_thousand_characters_is_refused_before_anything(pg: A
 async def test_values_come_as_node_postgres_gave_them(pg: AgentClient) -> None:
     data = await pg.data("query", ["SELECT id, name, updated_at, created_at, is_deleted, balance, limit_value, tags, "
                                    "scores, profile, avatar, '1 day 2 hours'::interval AS span, 1.5::float8 AS f, "
-                                   "'2024-05-06 07:08:09'::timestamp AS naive, 'p'::\"char\" AS kind "
+                                   "'2024-05-06 07:08:09'::timestamp AS naive, 'p'::\"char\" AS kind, "
+                                   "'2024-05-06 07:08:09.000123+00'::timestamptz AS micro, "
+                                   "ARRAY['2024-05-06 09:08:09.5+02'::timestamptz, NULL] AS stamps, "
+                                   "1 AS twice, now() AS twice, now() AS last, 1 AS last "
                                    "FROM users WHERE id = 2"],
                        database="ka-db")
     assert data["rows"] == [{"id": "2", "name": "user 2", "updated_at": "2024-05-06T07:08:09.123Z",
                              "created_at": "2024-01-02", "is_deleted": False, "balance": "3.00", "limit_value": 2,
                              "tags": ["a", "b"], "scores": ["2", "9007199254740993"], "profile": {"n": 2},
                              "avatar": "\\x00ff", "span": "1 day 02:00:00", "f": 1.5,
-                             "naive": "2024-05-06T07:08:09.000Z", "kind": "p"}]
+                             "naive": "2024-05-06T07:08:09.000Z", "kind": "p",
+                             "micro": "2024-05-06T07:08:09.000123Z", "stamps": ["2024-05-06T07:08:09.500Z", None],
+                             "twice": data["rows"][0]["twice"], "last": 1}]
+    # Of columns sharing a name the last is the row's, converted as its own type.
+    assert data["rows"][0]["twice"].endswith("Z")
     fields = {field["name"]: (field["dataType"], field["typeName"]) for field in data["fields"]}
     assert fields["id"] == (20, "int8") and fields["profile"] == (3802, "jsonb") and fields["scores"][1] == "int8[]"
 

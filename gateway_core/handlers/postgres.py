@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import time
@@ -43,6 +42,7 @@ from gateway_core.handlers.postgres_values import (
     prepare_connection,
 )
 from gateway_core.health import HealthReport, HealthStatus
+from gateway_core.json_bytes import json_bytes
 from gateway_core.operations import NoArgs, Operation, OperationArgs, OperationTable, Picker, Target
 
 if TYPE_CHECKING:
@@ -397,14 +397,15 @@ class DatabaseSession:
         attributes = statement.get_attributes()
         fields = [{"name": attribute.name, "dataType": attribute.type.oid, "typeName": attribute.type.name}
                   for attribute in attributes]
-        json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name))
+        json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
                                     for attribute in attributes])
+        records = await (await statement.cursor(*bound)).fetch(limit + 1)  # one round trip, the portal capped
         rows: list[dict[str, Any]] = []
-        size, truncated = 0, False
-        async for record in statement.cursor(*bound, prefetch=limit + 1):
+        size, truncated = 0, len(records) > limit
+        for record in records[:limit]:
             row = json_row_of(record)
-            size += len(json.dumps(row))
-            if len(rows) == limit or size > MAX_RESULT_BYTES:
+            size += len(json_bytes(row))
+            if size > MAX_RESULT_BYTES:
                 truncated = True
                 break
             rows.append(row)

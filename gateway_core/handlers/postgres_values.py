@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from gateway_core.errors import InvalidParams
 
 # Types whose values cross as PostgreSQL's own text (both ways): their text form is what agents read.
@@ -40,9 +42,15 @@ async def prepare_connection(connection: Any) -> None:
 
 
 def _iso_utc(moment: datetime.datetime) -> str:
+    """As JavaScript's toISOString (what node-postgres's agents read), microseconds kept when there are any.
+    Cut from orjson's RFC 3339 form (…SS[.ffffff] and Z, or no offset if naive): a third of isoformat()'s time,
+    and a 1,000-row result has thousands of these."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds" if moment.microsecond % 1000 else "milliseconds") + "Z"
+        moment = moment.astimezone(datetime.UTC)
+    text = orjson.dumps(moment, option=orjson.OPT_UTC_Z).decode()  # with its quotes
+    if not moment.microsecond:
+        return text[1:20] + ".000Z"
+    return text[1:24 if moment.microsecond % 1000 == 0 else 27] + "Z"
 
 
 def json_value(value: Any) -> Any:
@@ -83,11 +91,11 @@ def _single_character(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def column_converter(type_name: str) -> ColumnConverter:
+def column_converter(type_name: str, kind: str = "scalar") -> ColumnConverter:
     """How one result column's values become JSON, chosen once per statement rather than per value: a result of
     a thousand rows is most of a query's cost in the gateway otherwise."""
-    if type_name in _DECODED_AS_JSON:
-        return None
+    if type_name in _DECODED_AS_JSON or (kind == "array" and type_name.removesuffix("[]") in _DECODED_AS_JSON):
+        return None  # an array of such values decodes as (nested) lists of them
     if type_name == "char":  # asyncpg gives "char" as bytes (and keeps its own codec for it), but it is text
         return _single_character
     if type_name in ("timestamptz", "timestamp"):
@@ -96,10 +104,18 @@ def column_converter(type_name: str) -> ColumnConverter:
 
 
 def json_rows_of(columns: Sequence[tuple[str, ColumnConverter]]) -> Callable[[Any], dict[str, Any]]:
-    """A function making one row's JSON object from a Record whose columns are `columns`."""
+    """A function making one row's JSON object from a Record whose columns are `columns`: the values as decoded,
+    then the converting columns converted (of columns sharing a name, the last one is the row's, as in a dict)."""
+    names = tuple(name for name, _ in columns)
+    converting = [(name, convert) for name, convert in dict(columns).items() if convert is not None]
+
     def row(record: Any) -> dict[str, Any]:
-        return {name: value if convert is None or value is None else convert(value)
-                for (name, convert), value in zip(columns, record.values(), strict=True)}
+        values = dict(zip(names, record.values(), strict=True))
+        for name, convert in converting:
+            value = values[name]
+            if value is not None:
+                values[name] = convert(value)
+        return values
     return row
 
 
