@@ -3,8 +3,8 @@
 Starts a trivial upstream and the gateway (each its own process, on loopback), then drives the same
 calls with wrk three ways: straight to the upstream, as `mcp.execute` through the gateway's whole HTTP
 stack (auth, validation, rate limits, permission, cost, ledger on), and as an MCP `tools/call` through
-the front door at /mcp (the same pipeline behind the official SDK's Streamable HTTP transport,
-stateless, answered as SSE). The differences are the gateway's overhead and what MCP adds to it. It
+the front door at /mcp (the same pipeline behind Streamable HTTP, stateless, answered as SSE: in the
+2025-11-25 era by the door's plain path, in the 2026-07-28 era by the official SDK's transport). The differences are the gateway's overhead and what MCP adds to it. It
 keeps calling up to --total calls and reads the gateway process's memory again, to show that it stays
 flat, and counts the ledger rows after a clean stop.
 

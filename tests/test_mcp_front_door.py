@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -370,6 +371,86 @@ async def test_a_call_whose_client_goes_away_is_recorded_as_cancelled(tmp_path: 
             while not rows:
                 await recorded()
     assert [(row.operation, row.status, row.error_code, row.via) for row in rows] == [("nap", "error", -32800, "mcp")]
+
+
+# -- the plain path: 2025-era calls the door answers without the SDK's per-request machinery ------------------
+
+
+PER_CALL = re.compile(r'(\\?"(?:callId|timestamp)\\?":\\?")[^"\\]*|(\\?"executionTime\\?":)\d+')
+
+
+def without_per_call_values(answer: httpx.Response) -> str:
+    """The response text with what differs from call to call (its id, time and duration) blanked."""
+    return PER_CALL.sub(lambda found: (found[1] or found[2]) + "0", answer.text)
+
+
+@pytest.mark.parametrize("arguments", [{"message": "hi", "times": 2}, {"message": "", "colour": "red"}])
+async def test_a_plain_call_is_answered_as_the_sdk_answers_it(tmp_path: Path, arguments: dict[str, Any]) -> None:
+    """The same call on the door's plain path (no `_meta`) and through the SDK (an empty `_meta` sends it there):
+    the same headers and, but for the call's own id, time and duration, the same bytes, a tool error included."""
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        version = {"MCP-Protocol-Version": "2025-11-25"}
+        plain = await post_mcp(gw.url, tools_call("echo_echo", arguments), token, **version)
+        through_sdk_body = tools_call("echo_echo", arguments)
+        through_sdk_body["params"]["_meta"] = {}
+        through_sdk = await post_mcp(gw.url, through_sdk_body, token, **version)
+        rows = await ledger(gw)
+    sse_headers = ("content-type", "cache-control", "x-accel-buffering", "transfer-encoding")
+    assert plain.status_code == through_sdk.status_code == 200
+    assert [plain.headers.get(name) for name in sse_headers] == [through_sdk.headers.get(name) for name in sse_headers]
+    assert without_per_call_values(plain) == without_per_call_values(through_sdk)
+    assert plain.text.startswith("event: message\r\ndata: {")
+    assert len({the_same_call(row) for row in rows}) == 1 and len(rows) == 2
+
+
+async def test_a_plain_call_held_for_an_operator_keeps_its_stream_alive_and_runs_once_approved(
+        tmp_path: Path) -> None:
+    async with run_linked(tmp_path / "p.db", mcp=FAST_PROGRESS) as linked, \
+            feed(linked.orchestrator_url, linked.operator_token) as operator:
+        _, token = await linked.add_agent()
+        lines: list[str] = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", f"{linked.url}/mcp", json=tools_call("echo_echo", {"message": "hi"}),
+                headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}) as response:
+            request = await operator.next("mcp_permission_request")
+            stream = response.aiter_lines()
+            async for line in stream:  # the headers came while the call waits, then keep-alives come
+                lines.append(line)
+                if line.startswith(":") and len([kept for kept in lines if kept.startswith(":")]) == 2:
+                    break
+            await respond(linked, request["request_id"], True)
+            async for line in stream:
+                lines.append(line)
+        rows = await ledger(linked)
+    answer = json.loads(next(line for line in lines if line.startswith("data: "))[len("data: "):])
+    assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+    assert lines[:2] == [": keep-alive", ""] and "event: message" in lines
+    assert answer["id"] == 7 and answer["result"]["isError"] is False
+    assert answer["result"]["structuredContent"]["data"] == {"echo": "hi"}
+    assert [(row.status, row.permission_request_id, row.via) for row in rows] == [
+        ("success", request["request_id"], "mcp")]
+
+
+async def test_a_plain_call_whose_client_goes_away_is_cancelled_and_its_request_stays_filed(
+        tmp_path: Path) -> None:
+    async with run_linked(tmp_path / "p.db") as linked, \
+            feed(linked.orchestrator_url, linked.operator_token) as operator:
+        _, token = await linked.add_agent()
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", f"{linked.url}/mcp", json=tools_call("echo_wipe", {"target": "prod"}),
+                headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}) as response:
+            request = await operator.next("mcp_permission_request")
+            assert response.status_code == 200
+        rows: list[CallRecord] = []
+        async with asyncio.timeout(10):
+            while not rows:
+                rows[:] = await ledger(linked)
+        filed = await linked.gateway.store.list_permission_requests(status="pending")
+    assert [(row.operation, row.status, row.error_code, row.permission_request_id) for row in rows] == [
+        ("wipe", "error", -32800, request["request_id"])]
+    assert [pending.id for pending in filed] == [request["request_id"]]
 
 
 # -- limits ----------------------------------------------------------------------------------------------------
