@@ -4,9 +4,10 @@ Starts a trivial upstream and the gateway (each its own process, on loopback), t
 calls with wrk three ways: straight to the upstream, as `mcp.execute` through the gateway's whole HTTP
 stack (auth, validation, rate limits, permission, cost, ledger on), and as an MCP `tools/call` through
 the front door at /mcp (the same pipeline behind Streamable HTTP, stateless, answered as SSE: in the
-2025-11-25 era by the door's plain path, in the 2026-07-28 era by the official SDK's transport). The differences are the gateway's overhead and what MCP adds to it. It
-keeps calling up to --total calls and reads the gateway process's memory again, to show that it stays
-flat, and counts the ledger rows after a clean stop.
+2025-11-25 era by the door's plain path, in the 2026-07-28 era by the official SDK's transport). The
+differences are the gateway's overhead and what MCP adds to it. It keeps calling up to --total calls and
+reads the gateway process's memory again, to show that it stays flat, and counts the ledger rows after a
+clean stop.
 
     apt-get install wrk   # the load generator (C, so the client costs the machine little)
     .venv/bin/python bench/gateway_overhead.py [--connections 8] [--seconds 10] [--total 100000]
@@ -21,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,12 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from tests.ports import free_port  # noqa: E402
 
 # -- the two server roles, each run in its own process ---------------------------------------------
 

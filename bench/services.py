@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.console_load import percentile  # noqa: E402
-from bench.gateway_overhead import free_port, wait_up  # noqa: E402
+from bench.gateway_overhead import wait_up  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 if TYPE_CHECKING:
     import aiohttp

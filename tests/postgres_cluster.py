@@ -10,13 +10,14 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.ports import free_port
 
 SERVER_USER = "postgres"  # made by Debian's postgresql package; the server runs as it when we are root
 SUPERUSER_PASSWORD = "cluster-superuser-secret"
@@ -31,11 +32,6 @@ def postgres_binaries() -> Path | None:
                       key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0)
     return versions[-1].parent if versions else None
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ def running_cluster() -> Iterator[PostgresCluster]:
         for path in (directory, password_file):
             os.chown(path, server_user.pw_uid, server_user.pw_gid)
     os.chmod(directory, 0o700)
-    port = _free_port()
+    port = free_port()
     run = {"check": True, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
     try:
         subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--no-sync",

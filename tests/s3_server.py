@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+
+from tests.ports import free_port
 
 REGION = "us-east-1"
 
@@ -29,11 +30,6 @@ class S3Server:
     def endpoint(self) -> str:
         return self.url.removeprefix("http://")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _iam_keys(url: str) -> tuple[str, str]:
@@ -50,7 +46,7 @@ def _iam_keys(url: str) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def running_s3(check_signatures: bool = False) -> Iterator[S3Server]:
-    port = _free_port()
+    port = free_port()
     environment = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3" if check_signatures else "inf",
                    "MOTO_ALLOW_NONEXISTENT_REGION": "false"}
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 
@@ -89,6 +89,22 @@ async def run_gateway(
             server.stop()
             await task
             await gateway.aclose()
+
+
+@contextlib.asynccontextmanager
+async def service_gateway(db_path: Path, service: str, agent: tuple[str, str] | None = None,
+                          **run_options: Any) -> AsyncIterator[tuple[RunningGateway, str]]:
+    """A gateway for one service's tests (`run_gateway` without the echo service), and the token of an agent
+    (`agent`: its name and id) granted the whole service."""
+    async with run_gateway(db_path, extra_specs=(), **run_options) as gateway:
+        agent_id, token = await gateway.add_agent(*(agent or ()))
+        await gateway.grant(agent_id, service)
+        yield gateway, token
+
+
+def unexpected(data: Any) -> NoReturn:
+    """For a check written as `condition or unexpected(data)`: fails, showing what came."""
+    raise AssertionError(f"unexpected result: {data}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sandbox.contract import VendorContract, openapi_file
 from sandbox.stand_in import ReceivedRequest
 from tests.agent_client import ServiceClient
 from tests.cli import mcp_console
-from tests.servers import RunningGateway, run_gateway, serve_asgi
+from tests.servers import RunningGateway, run_gateway, serve_asgi, service_gateway, unexpected
 
 TOKEN = "cf-test-token-0123456789"
 NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z: analytics spans are computed on this clock, not today's
@@ -51,11 +51,8 @@ async def cloudflare_gateway(tmp_path: Path, fake: FakeCloudflare | None = None,
         settings.setdefault("cloudflare_api_token", TOKEN)
         settings.setdefault("cloudflare_account_id", ACCOUNT_ID)
         settings.setdefault("cloudflare_zone_id", ZONE_ID)
-        async with run_gateway(tmp_path / "gw.db", extra_specs=(),
-                               clock=clock or FrozenClock(NOON),
-                               **settings) as gw:
-            agent_id, agent_token = await gw.add_agent()
-            await gw.grant(agent_id, "cloudflare")
+        async with service_gateway(tmp_path / "gw.db", "cloudflare", clock=clock or FrozenClock(NOON),
+                                   **settings) as (gw, agent_token):
             yield Cloudflare(fake=fake, gateway=gw, url=gw.url, token=agent_token)
     assert fake.violations == [], "requests the real Cloudflare would not accept"
 
@@ -73,10 +70,6 @@ async def every_operation(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield running
 
 
-def _fail(data: Any) -> None:
-    raise AssertionError(f"unexpected result: {data}")
-
-
 def _first(fake: FakeCloudflare, type_: str) -> dict[str, Any]:
     return next(record for record in fake.records[ZONE_ID].values() if record["type"] == type_)
 
@@ -89,64 +82,65 @@ OPERATIONS: list[tuple[str, Any, tuple[str, str, dict[str, str]], Check]] = [
      ("POST", f"/accounts/{ACCOUNT_ID}/stream/copy", {}),
      lambda d, f: (d["operation"] == "video_uploaded" and d["video"]["status"] == "downloading"
                    and f.videos[d["video"]["id"]]["source"] == "https://videos.example.com/demo.mp4"
-                   and d["video"]["playback"]["hls"].endswith(".m3u8")) or _fail(d)),
+                   and d["video"]["playback"]["hls"].endswith(".m3u8")) or unexpected(d)),
     ("stream-list", [], ("GET", f"/accounts/{ACCOUNT_ID}/stream", {"limit": "100"}),
      lambda d, f: (d["operation"] == "list_videos" and d["total"] == len(f.videos)
                    and {"id", "status", "duration", "created", "thumbnail", "playback"} == set(d["videos"][0]))
-     or _fail(d)),
+     or unexpected(d)),
     ("stream-get", ["00000000000000000000000000000004"],
      ("GET", f"/accounts/{ACCOUNT_ID}/stream/00000000000000000000000000000004", {}),
-     lambda d, f: (d["video"]["status"] == "ready" and d["video"]["meta"] == {"name": "intro.mp4"}) or _fail(d)),
+     lambda d, f: (d["video"]["status"] == "ready" and d["video"]["meta"] == {"name": "intro.mp4"}) or unexpected(d)),
     ("dns-list", [], ("GET", f"/zones/{ZONE_ID}/dns_records", {"page": "1", "per_page": "100"}),
      lambda d, f: (d["operation"] == "list_dns_records" and d["zone_id"] == ZONE_ID
                    and d["total_count"] == len(f.records[ZONE_ID]) and d["next_page"] is None
-                   and set(d["records"][0]) == {"id", "type", "name", "content", "proxied", "ttl"}) or _fail(d)),
+                   and set(d["records"][0]) == {"id", "type", "name", "content", "proxied", "ttl"}) or unexpected(d)),
     ("dns-list", {"zone": ZONE_ID, "type": "MX", "proxied": False},
      ("GET", f"/zones/{ZONE_ID}/dns_records", {"type": "MX", "proxied": "false", "page": "1", "per_page": "100"}),
-     lambda d, f: [record["type"] for record in d["records"]] == ["MX"] or _fail(d)),
+     lambda d, f: [record["type"] for record in d["records"]] == ["MX"] or unexpected(d)),
     ("dns-create", [{"type": "AAAA", "name": "v6.example.com", "content": "2001:db8::1", "proxied": True}],
      ("POST", f"/zones/{ZONE_ID}/dns_records", {}),
      lambda d, f: (d["operation"] == "dns_record_created" and d["record"]["ttl"] == 1
-                   and f.records[ZONE_ID][d["record"]["id"]]["content"] == "2001:db8::1") or _fail(d)),
+                   and f.records[ZONE_ID][d["record"]["id"]]["content"] == "2001:db8::1") or unexpected(d)),
     ("dns-create", ["example.com", {"type": "MX", "name": "example.com", "content": "mx2.example.com",
                                     "priority": 20, "ttl": 3600}],
      ("POST", f"/zones/{ZONE_ID}/dns_records", {}),
-     lambda d, f: f.records[ZONE_ID][d["record"]["id"]]["priority"] == 20 or _fail(d)),
+     lambda d, f: f.records[ZONE_ID][d["record"]["id"]]["priority"] == 20 or unexpected(d)),
     ("dns-update", [RECORD_ID, {"content": "192.0.2.99"}],
      ("PATCH", f"/zones/{ZONE_ID}/dns_records/{RECORD_ID}", {}),
      lambda d, f: (d["operation"] == "dns_record_updated" and d["record"]["content"] == "192.0.2.99"
-                   and f.records[ZONE_ID][RECORD_ID]["comment"] == "the web servers") or _fail(d)),
+                   and f.records[ZONE_ID][RECORD_ID]["comment"] == "the web servers") or unexpected(d)),
     ("dns-delete", [ZONE_ID, "00000000000000000000000000000003"],
      ("DELETE", f"/zones/{ZONE_ID}/dns_records/00000000000000000000000000000003", {}),
      lambda d, f: (d["record_id"] == "00000000000000000000000000000003"
-                   and "00000000000000000000000000000003" not in f.records[ZONE_ID]) or _fail(d)),
+                   and "00000000000000000000000000000003" not in f.records[ZONE_ID]) or unexpected(d)),
     ("list-zones", [], ("GET", "/zones", {"page": "1", "per_page": "20"}),
-     lambda d, f: (d["count"] == 2 and d["zones"][0]["name_servers"]) or _fail(d)),
+     lambda d, f: (d["count"] == 2 and d["zones"][0]["name_servers"]) or unexpected(d)),
     ("get-zone", ["example.org"], ("GET", f"/zones/{OTHER_ZONE_ID}", {}),
-     lambda d, f: (d["zone"]["name"] == "example.org" and d["zone_id"] == OTHER_ZONE_ID) or _fail(d)),
+     lambda d, f: (d["zone"]["name"] == "example.org" and d["zone_id"] == OTHER_ZONE_ID) or unexpected(d)),
     ("get-analytics", [], ("POST", "/graphql", {}),
      lambda d, f: (d["since"] == "2025-12-31T12:00:00.000Z" and d["until"] == "2026-01-01T12:00:00.000Z"
                    and d["granularity"] == "hour" and len(d["series"]) == 24 and d["totals"]["requests"] == 2400)
-     or _fail(d)),
+     or unexpected(d)),
     ("health", [], ("GET", f"/accounts/{ACCOUNT_ID}/tokens/verify", {}),
      lambda d, f: (d["status"] == "healthy" and d["token_status"] == "active" and d["zone"]["name"] == "example.com"
-                   and d["latency"] > 0) or _fail(d)),
+                   and d["latency"] > 0) or unexpected(d)),
     ("dns-get", [RECORD_ID], ("GET", f"/zones/{ZONE_ID}/dns_records/{RECORD_ID}", {}),
-     lambda d, f: (d["record"]["comment"] == "the web servers" and d["record"]["tags"] == ["team:web"]) or _fail(d)),
+     lambda d, f: (d["record"]["comment"] == "the web servers" and d["record"]["tags"] == ["team:web"])
+     or unexpected(d)),
     ("dns-export", [], ("GET", f"/zones/{ZONE_ID}/dns_records/export", {}),
-     lambda d, f: ("www.example.com." in d["zone_file"] and d["lines"] >= 2) or _fail(d)),
+     lambda d, f: ("www.example.com." in d["zone_file"] and d["lines"] >= 2) or unexpected(d)),
     ("purge-cache", {"files": ["https://example.com/app.js"]}, ("POST", f"/zones/{ZONE_ID}/purge_cache", {}),
-     lambda d, f: (f.purges[-1] == {"files": ["https://example.com/app.js"]} and d["purge_id"]) or _fail(d)),
+     lambda d, f: (f.purges[-1] == {"files": ["https://example.com/app.js"]} and d["purge_id"]) or unexpected(d)),
     ("purge-everything", [], ("POST", f"/zones/{ZONE_ID}/purge_cache", {}),
-     lambda d, f: (f.purges[-1] == {"purge_everything": True} and "everything" in d["message"]) or _fail(d)),
+     lambda d, f: (f.purges[-1] == {"purge_everything": True} and "everything" in d["message"]) or unexpected(d)),
     ("stream-direct-upload", {"maxDurationSeconds": 600, "meta": {"name": "upload"}},
      ("POST", f"/accounts/{ACCOUNT_ID}/stream/direct_upload", {}),
-     lambda d, f: (d["uploadURL"].startswith("https://upload.videodelivery.net/") and d["uid"]) or _fail(d)),
+     lambda d, f: (d["uploadURL"].startswith("https://upload.videodelivery.net/") and d["uid"]) or unexpected(d)),
     ("list-workers", [], ("GET", f"/accounts/{ACCOUNT_ID}/workers/scripts", {}),
-     lambda d, f: d["workers"][0]["id"] == "edge-router" or _fail(d)),
+     lambda d, f: d["workers"][0]["id"] == "edge-router" or unexpected(d)),
     ("stream-delete", ["00000000000000000000000000000004"],
      ("DELETE", f"/accounts/{ACCOUNT_ID}/stream/00000000000000000000000000000004", {}),
-     lambda d, f: ("00000000000000000000000000000004" not in f.videos and "deleted" in d["message"]) or _fail(d)),
+     lambda d, f: ("00000000000000000000000000000004" not in f.videos and "deleted" in d["message"]) or unexpected(d)),
 ]
 
 

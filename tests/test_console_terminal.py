@@ -24,14 +24,10 @@ import httpx
 import pytest
 
 from tests.cli import COMMAND, mcp_console
+from tests.ports import free_port
 
 MCP_CONSOLE = Path(sys.executable).parent / "mcp-console"  # the installed entry point, as a user runs it
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tmux(*args: str) -> str:

@@ -25,7 +25,7 @@ from gateway_core.handlers.coolify import (
 )
 from sandbox.coolify import FakeCoolify, coolify_contract
 from tests.cli import mcp_console
-from tests.servers import RunningGateway, run_gateway, serve_asgi
+from tests.servers import RunningGateway, run_gateway, serve_asgi, service_gateway, unexpected
 
 TOKEN = "coolify-test-token"
 
@@ -66,10 +66,8 @@ async def coolify_gateway(tmp_path: Path, fake: FakeCoolify | None = None, url_s
     fake = fake or FakeCoolify(TOKEN, stage_seconds=0.1)
     async with serve_asgi(fake.app()) as url:
         settings.setdefault("coolify_poll_seconds", 0.05)
-        async with run_gateway(tmp_path / "gw.db", extra_specs=(), coolify_api_url=url + url_suffix,
-                               coolify_api_token=token, **settings) as gw:
-            agent_id, agent_token = await gw.add_agent()
-            await gw.grant(agent_id, "coolify")
+        async with service_gateway(tmp_path / "gw.db", "coolify", coolify_api_url=url + url_suffix,
+                                   coolify_api_token=token, **settings) as (gw, agent_token):
             yield Coolify(fake, url, gw, agent_token)
     assert fake.violations == [], "requests the real Coolify would not accept"
 
@@ -85,89 +83,87 @@ Check = Callable[[Any, FakeCoolify], None]
 OPERATIONS: list[tuple[str, Any, tuple[str, str, dict[str, str]], Check]] = [
     ("list-applications", [], ("GET", "/applications", {}),
      lambda d, f: (d["operation"] == "list_applications" and d["count"] == 4
-                   and d["applications"][0]["uuid"] == "app1") or _fail(d)),
+                   and d["applications"][0]["uuid"] == "app1") or unexpected(d)),
     ("list-applications", {"tag": "frontend"}, ("GET", "/applications", {"tag": "frontend"}),
-     lambda d, f: d["count"] == 1 or _fail(d)),
+     lambda d, f: d["count"] == 1 or unexpected(d)),
     ("get-application", ["app1"], ("GET", "/applications/app1", {}),
-     lambda d, f: d["application"]["name"] == "web" or _fail(d)),
+     lambda d, f: d["application"]["name"] == "web" or unexpected(d)),
     ("deploy-application", ["app2", True], ("POST", "/deploy", {"uuid": "app2", "force": "true"}),
      lambda d, f: (d["deployment_uuid"] in f.deployments and d["deployments"][0]["resource_uuid"] == "app2")
-     or _fail(d)),
+     or unexpected(d)),
     ("start-application", {"uuid": "app2", "force": False}, ("POST", "/applications/app2/start", {"force": "false"}),
-     lambda d, f: (f.applications["app2"]["status"] == "running:healthy" and d["deployment_uuid"]) or _fail(d)),
+     lambda d, f: (f.applications["app2"]["status"] == "running:healthy" and d["deployment_uuid"]) or unexpected(d)),
     ("stop-application", ["app1"], ("POST", "/applications/app1/stop", {}),
      lambda d, f: (f.applications["app1"]["status"] == "exited:unhealthy" and "stopping" in d["message"])
-     or _fail(d)),
+     or unexpected(d)),
     ("restart-application", ["app1"], ("POST", "/applications/app1/restart", {}),
-     lambda d, f: d["deployment_uuid"] in f.deployments or _fail(d)),
-    ("list-databases", [], ("GET", "/databases", {}), lambda d, f: d["databases"][0]["uuid"] == "db1" or _fail(d)),
+     lambda d, f: d["deployment_uuid"] in f.deployments or unexpected(d)),
+    ("list-databases", [], ("GET", "/databases", {}), lambda d, f: d["databases"][0]["uuid"] == "db1" or unexpected(d)),
     ("create-database", [{"type": "redis", "server_uuid": "srv1", "project_uuid": "prj1",
                           "environment_name": "production", "environment_uuid": "env1", "name": "cache",
                           "settings": {"redis_password": "pw"}}], ("POST", "/databases/redis", {}),
-     lambda d, f: (f.databases[d["uuid"]]["name"] == "cache" and d["internal_db_url"]) or _fail(d)),
-    ("list-servers", [], ("GET", "/servers", {}), lambda d, f: d["servers"][0]["name"] == "main-server" or _fail(d)),
+     lambda d, f: (f.databases[d["uuid"]]["name"] == "cache" and d["internal_db_url"]) or unexpected(d)),
+    ("list-servers", [], ("GET", "/servers", {}),
+     lambda d, f: d["servers"][0]["name"] == "main-server" or unexpected(d)),
     ("create-server", {"name": "edge", "ip": "10.0.0.9", "private_key_uuid": "key1"}, ("POST", "/servers", {}),
-     lambda d, f: f.servers[d["uuid"]]["ip"] == "10.0.0.9" or _fail(d)),
+     lambda d, f: f.servers[d["uuid"]]["ip"] == "10.0.0.9" or unexpected(d)),
     ("validate-server", ["srv1"], ("POST", "/servers/srv1/validate", {}),
-     lambda d, f: (d["message"] == "Validation started." and "valid" not in d) or _fail(d)),
-    ("list-projects", [], ("GET", "/projects", {}), lambda d, f: d["projects"][0]["uuid"] == "prj1" or _fail(d)),
+     lambda d, f: (d["message"] == "Validation started." and "valid" not in d) or unexpected(d)),
+    ("list-projects", [], ("GET", "/projects", {}), lambda d, f: d["projects"][0]["uuid"] == "prj1" or unexpected(d)),
     ("create-project", ["billing", "invoices"], ("POST", "/projects", {}),
-     lambda d, f: f.projects[d["uuid"]]["description"] == "invoices" or _fail(d)),
-    ("list-services", [], ("GET", "/services", {}), lambda d, f: d["services"][0]["uuid"] == "svc1" or _fail(d)),
+     lambda d, f: f.projects[d["uuid"]]["description"] == "invoices" or unexpected(d)),
+    ("list-services", [], ("GET", "/services", {}), lambda d, f: d["services"][0]["uuid"] == "svc1" or unexpected(d)),
     ("start-service", ["svc1"], ("POST", "/services/svc1/start", {}),
-     lambda d, f: f.services["svc1"]["status"] == "running:healthy" or _fail(d)),
+     lambda d, f: f.services["svc1"]["status"] == "running:healthy" or unexpected(d)),
     ("stop-service", {"uuid": "svc1", "docker_cleanup": True}, ("POST", "/services/svc1/stop",
                                                                  {"docker_cleanup": "true"}),
-     lambda d, f: f.services["svc1"]["status"] == "exited" or _fail(d)),
+     lambda d, f: f.services["svc1"]["status"] == "exited" or unexpected(d)),
     ("get-version", [], ("GET", "/version", {}), lambda d, f: d == {"operation": "get_version", "version": "4.3.11"}
-     or _fail(d)),
+     or unexpected(d)),
     ("get-application-logs", ["app1", 3], ("GET", "/applications/app1/logs", {"lines": "3"}),
-     lambda d, f: d["logs"].count("\n") == 2 or _fail(d)),
-    ("list-deployments", [], ("GET", "/deployments", {}), lambda d, f: d["count"] == 0 or _fail(d)),
+     lambda d, f: d["logs"].count("\n") == 2 or unexpected(d)),
+    ("list-deployments", [], ("GET", "/deployments", {}), lambda d, f: d["count"] == 0 or unexpected(d)),
     ("list-application-deployments", ["app1", 0, 5], ("GET", "/deployments/applications/app1",
                                                        {"skip": "0", "take": "5"}),
-     lambda d, f: (d["count"] == 0 and d["deployments"] == []) or _fail(d)),
+     lambda d, f: (d["count"] == 0 and d["deployments"] == []) or unexpected(d)),
     ("list-application-envs", ["app1"], ("GET", "/applications/app1/envs", {}),
-     lambda d, f: (d["envs"][0]["value"] == "********" and "hunter2" not in json.dumps(d)) or _fail(d)),
+     lambda d, f: (d["envs"][0]["value"] == "********" and "hunter2" not in json.dumps(d)) or unexpected(d)),
     ("list-application-envs", {"uuid": "app1", "reveal": True}, ("GET", "/applications/app1/envs", {}),
-     lambda d, f: "hunter2" in d["envs"][0]["value"] or _fail(d)),
-    ("get-database", ["db1"], ("GET", "/databases/db1", {}), lambda d, f: d["database"]["uuid"] == "db1" or _fail(d)),
+     lambda d, f: "hunter2" in d["envs"][0]["value"] or unexpected(d)),
+    ("get-database", ["db1"], ("GET", "/databases/db1", {}),
+     lambda d, f: d["database"]["uuid"] == "db1" or unexpected(d)),
     ("start-database", ["db1"], ("POST", "/databases/db1/start", {}),
-     lambda d, f: f.databases["db1"]["status"] == "running:healthy" or _fail(d)),
+     lambda d, f: f.databases["db1"]["status"] == "running:healthy" or unexpected(d)),
     ("stop-database", ["db1"], ("POST", "/databases/db1/stop", {}),
-     lambda d, f: f.databases["db1"]["status"] == "exited" or _fail(d)),
+     lambda d, f: f.databases["db1"]["status"] == "exited" or unexpected(d)),
     ("restart-database", ["main-db"], ("POST", "/databases/db1/restart", {}),
-     lambda d, f: d["uuid"] == "db1" or _fail(d)),
+     lambda d, f: d["uuid"] == "db1" or unexpected(d)),
     ("get-database-logs", ["db1"], ("GET", "/databases/db1/logs", {"lines": "100"}),
-     lambda d, f: "log line 100" in d["logs"] or _fail(d)),
+     lambda d, f: "log line 100" in d["logs"] or unexpected(d)),
     ("get-service", ["plausible"], ("GET", "/services/svc1", {}),
-     lambda d, f: d["service"]["uuid"] == "svc1" or _fail(d)),
-    ("restart-service", ["svc1"], ("POST", "/services/svc1/restart", {}), lambda d, f: d["message"] or _fail(d)),
+     lambda d, f: d["service"]["uuid"] == "svc1" or unexpected(d)),
+    ("restart-service", ["svc1"], ("POST", "/services/svc1/restart", {}), lambda d, f: d["message"] or unexpected(d)),
     ("get-service-logs", ["svc1", "clickhouse"], ("GET", "/services/svc1/logs",
                                                   {"sub_service_name": "clickhouse", "lines": "100"}),
-     lambda d, f: d["logs"] == "clickhouse: ready" or _fail(d)),
-    ("get-server", ["main-server"], ("GET", "/servers/srv1", {}), lambda d, f: d["server"]["ip"] or _fail(d)),
+     lambda d, f: d["logs"] == "clickhouse: ready" or unexpected(d)),
+    ("get-server", ["main-server"], ("GET", "/servers/srv1", {}), lambda d, f: d["server"]["ip"] or unexpected(d)),
     ("get-server-resources", ["srv1"], ("GET", "/servers/srv1/resources", {}),
-     lambda d, f: d["count"] == 6 or _fail(d)),
+     lambda d, f: d["count"] == 6 or unexpected(d)),
     ("get-server-domains", ["srv1"], ("GET", "/servers/srv1/domains", {}),
-     lambda d, f: d["domains"][0]["ip"] == "10.0.0.5" or _fail(d)),
-    ("list-resources", [], ("GET", "/resources", {}), lambda d, f: d["count"] == 6 or _fail(d)),
+     lambda d, f: d["domains"][0]["ip"] == "10.0.0.5" or unexpected(d)),
+    ("list-resources", [], ("GET", "/resources", {}), lambda d, f: d["count"] == 6 or unexpected(d)),
     ("list-private-keys", [], ("GET", "/security/keys", {}),
      lambda d, f: (d["private_keys"][0]["fingerprint"] == "SHA256:fake" and "PRIVATE KEY" not in json.dumps(d))
-     or _fail(d)),
+     or unexpected(d)),
     ("get-project", ["kids-ascension"], ("GET", "/projects/prj1", {}),
-     lambda d, f: d["project"]["uuid"] == "prj1" or _fail(d)),
+     lambda d, f: d["project"]["uuid"] == "prj1" or unexpected(d)),
     ("list-environments", ["prj1"], ("GET", "/projects/prj1/environments", {}),
-     lambda d, f: d["environments"][0]["name"] == "production" or _fail(d)),
+     lambda d, f: d["environments"][0]["name"] == "production" or unexpected(d)),
     ("rollback-application", ["app1"], ("GET", "/applications/app1/rollback-images", {}),
-     lambda d, f: d["images"][0]["tag"] == "abc123" or _fail(d)),
+     lambda d, f: d["images"][0]["tag"] == "abc123" or unexpected(d)),
     ("rollback-application", ["app1", "def456"], ("POST", "/applications/app1/rollback", {}),
-     lambda d, f: d["deployment_uuid"] in f.deployments or _fail(d)),
+     lambda d, f: d["deployment_uuid"] in f.deployments or unexpected(d)),
 ]
-
-
-def _fail(data: Any) -> None:
-    raise AssertionError(f"unexpected result: {data}")
 
 
 @pytest.mark.parametrize(("operation", "args", "expected", "check"), OPERATIONS,

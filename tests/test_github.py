@@ -24,7 +24,7 @@ from sandbox.contract import VendorContract, openapi_file
 from sandbox.github import FakeGitHub
 from tests.agent_client import ServiceClient
 from tests.cli import mcp_console
-from tests.servers import RunningGateway, run_gateway, serve_asgi
+from tests.servers import RunningGateway, run_gateway, serve_asgi, service_gateway, unexpected
 
 TOKEN = "ghp-test-token-0123456789"
 JANUARY = 1_767_225_600.0  # 2026-01-01T00:00:00Z: App tests run on a clock of their own, not today's
@@ -67,11 +67,8 @@ async def github_gateway(tmp_path: Path, fake: FakeGitHub | None = None, clock: 
         settings.setdefault("github_pat", TOKEN)
     async with serve_asgi(fake.app()) as url:
         settings.setdefault("github_api_url", url)
-        async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"github": QuickPollingGitHub},
-                               clock=clock,
-                               **settings) as gw:
-            agent_id, agent_token = await gw.add_agent()
-            await gw.grant(agent_id, "github")
+        async with service_gateway(tmp_path / "gw.db", "github", handler_classes={"github": QuickPollingGitHub},
+                                   clock=clock, **settings) as (gw, agent_token):
             yield GitHub(fake=fake, gateway=gw, url=gw.url, token=agent_token)
     assert fake.violations == [], "requests the real GitHub would not accept"
 
@@ -89,87 +86,83 @@ async def every_operation(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield running
 
 
-def _fail(data: Any) -> None:
-    raise AssertionError(f"unexpected result: {data}")
-
-
 Check = Callable[[Any, FakeGitHub], None]
 # Every operation: what the agent sends, the request GitHub must receive, and what the agent gets back.
 OPERATIONS: list[tuple[str, Any, tuple[str, str, dict[str, str]], Check]] = [
     ("list-repos", [], ("GET", "/user/repos", {"sort": "updated", "per_page": "30", "page": "1"}),
      lambda d, f: (d["operation"] == "list_repositories" and d["count"] == 2 and d["next_page"] is None
-                   and d["repositories"][0]["default_branch"] == "trunk") or _fail(d)),
+                   and d["repositories"][0]["default_branch"] == "trunk") or unexpected(d)),
     ("get-repo", ["acme", "web"], ("GET", "/repos/acme/web", {}),
      lambda d, f: (d["operation"] == "get_repository" and d["repository"]["full_name"] == "acme/web"
-                   and d["repository"]["stargazers_count"] == 5) or _fail(d)),
+                   and d["repository"]["stargazers_count"] == 5) or unexpected(d)),
     ("list-prs", ["acme/web"], ("GET", "/repos/acme/web/pulls", {"state": "open", "per_page": "30", "page": "1"}),
      lambda d, f: (d["operation"] == "list_pull_requests" and d["pull_requests"][0]["head_ref"] == "feature-login"
-                   and d["pull_requests"][0]["user"] == "octocat") or _fail(d)),
+                   and d["pull_requests"][0]["user"] == "octocat") or unexpected(d)),
     ("get-pr", ["acme", "web", 2], ("GET", "/repos/acme/web/pulls/2", {}),
      lambda d, f: (d["pull_request"]["head"] == {"ref": "feature-login", "sha": f.branches["acme/web"][
-         "feature-login"]["sha"]} and d["pull_request"]["mergeable"] is True) or _fail(d)),
+         "feature-login"]["sha"]} and d["pull_request"]["mergeable"] is True) or unexpected(d)),
     ("create-pr", ["acme", "web", {"title": "Try it", "head": "feature-login"}], ("POST", "/repos/acme/web/pulls", {}),
      lambda d, f: (d["operation"] == "pull_request_created" and f.pulls["acme/web"][d["pull_request"]["number"]][
-         "base"]["ref"] == "trunk" and d["message"]) or _fail(d)),
+         "base"]["ref"] == "trunk" and d["message"]) or unexpected(d)),
     ("merge-pr", ["acme", "web", 2], ("PUT", "/repos/acme/web/pulls/2/merge", {}),
      lambda d, f: (d == {"operation": "pull_request_merged", "owner": "acme", "repo": "web", "pull_number": 2,
                          "merged": True, "sha": d["sha"], "message": "Pull Request successfully merged"}
-                   and f.pulls["acme/web"][2]["merge_method"] == "merge") or _fail(d)),
+                   and f.pulls["acme/web"][2]["merge_method"] == "merge") or unexpected(d)),
     ("approve-pr", ["acme", "web", 2], ("POST", "/repos/acme/web/pulls/2/reviews", {}),
      lambda d, f: (d["state"] == "APPROVED" and d["review_id"]
                    and f.requests_to("POST", "/repos/acme/web/pulls/2/reviews")[-1].body == {
-                       "event": "APPROVE", "body": "Approved by MCP Gateway"}) or _fail(d)),
+                       "event": "APPROVE", "body": "Approved by MCP Gateway"}) or unexpected(d)),
     ("list-issues", ["acme", "web"], ("GET", "/repos/acme/web/issues", {"per_page": "30", "page": "1"}),
      lambda d, f: ([issue["number"] for issue in d["issues"]] == [3, 1]
-                   and d["issues"][0]["labels"] == ["enhancement"]) or _fail(d)),
+                   and d["issues"][0]["labels"] == ["enhancement"]) or unexpected(d)),
     ("get-issue", ["acme", "web", 1], ("GET", "/repos/acme/web/issues/1", {}),
      lambda d, f: (d["issue"]["title"] == "Login button does nothing" and d["issue"]["user"] == "octocat")
-     or _fail(d)),
+     or unexpected(d)),
     ("create-issue", ["acme", "web", {"title": "Broken footer", "labels": ["bug"]}],
      ("POST", "/repos/acme/web/issues", {}),
      lambda d, f: (d["operation"] == "issue_created"
-                   and f.issues["acme/web"][d["issue"]["number"]]["labels"] == [{"name": "bug"}]) or _fail(d)),
+                   and f.issues["acme/web"][d["issue"]["number"]]["labels"] == [{"name": "bug"}]) or unexpected(d)),
     ("update-issue", ["acme", "web", 1, {"title": "Login button broken"}], ("PATCH", "/repos/acme/web/issues/1", {}),
      lambda d, f: (d["issue"]["title"] == "Login button broken"
                    and f.requests_to("PATCH", "/repos/acme/web/issues/1")[-1].body == {"title": "Login button broken"})
-     or _fail(d)),
+     or unexpected(d)),
     ("close-issue", ["acme", "web", 3], ("PATCH", "/repos/acme/web/issues/3", {}),
      lambda d, f: (d["state"] == "closed" and f.requests_to("PATCH", "/repos/acme/web/issues/3")[-1].body == {
-         "state": "closed", "state_reason": "completed"}) or _fail(d)),
+         "state": "closed", "state_reason": "completed"}) or unexpected(d)),
     ("create-comment", ["acme", "web", 1, "Looking into it"], ("POST", "/repos/acme/web/issues/1/comments", {}),
      lambda d, f: (d["comment"]["body"] == "Looking into it"
-                   and f.comments[("acme/web", 1)][-1]["id"] == d["comment"]["id"]) or _fail(d)),
+                   and f.comments[("acme/web", 1)][-1]["id"] == d["comment"]["id"]) or unexpected(d)),
     ("list-comments", ["acme", "web", 1], ("GET", "/repos/acme/web/issues/1/comments", {"per_page": "30", "page": "1"}),
-     lambda d, f: (d["issue_number"] == 1 and d["count"] == len(f.comments.get(("acme/web", 1), []))) or _fail(d)),
+     lambda d, f: (d["issue_number"] == 1 and d["count"] == len(f.comments.get(("acme/web", 1), []))) or unexpected(d)),
     ("list-branches", ["acme", "web"], ("GET", "/repos/acme/web/branches", {"per_page": "30", "page": "1"}),
      lambda d, f: (d["branches"][0] == {"name": "trunk", "protected": True,
-                                        "commit_sha": f.branches["acme/web"]["trunk"]["sha"]}) or _fail(d)),
+                                        "commit_sha": f.branches["acme/web"]["trunk"]["sha"]}) or unexpected(d)),
     ("create-branch", ["acme", "web", {"name": "hotfix"}], ("POST", "/repos/acme/web/git/refs", {}),
      lambda d, f: (d["branch"] == {"name": "hotfix", "ref": "refs/heads/hotfix",
                                    "sha": f.branches["acme/web"]["trunk"]["sha"]}
-                   and f.requests_to("GET", "/repos/acme/web/git/ref/heads%2Ftrunk")) or _fail(d)),
+                   and f.requests_to("GET", "/repos/acme/web/git/ref/heads%2Ftrunk")) or unexpected(d)),
     ("list-workflows", ["acme", "web"], ("GET", "/repos/acme/web/actions/workflows", {"per_page": "30", "page": "1"}),
      lambda d, f: (d["count"] == 1 and d["total_count"] == 1 and d["workflows"][0]["path"].endswith("ci.yml"))
-     or _fail(d)),
+     or unexpected(d)),
     ("trigger-workflow", ["acme", "web", "ci.yml"], ("POST", "/repos/acme/web/actions/workflows/ci.yml/dispatches", {}),
      lambda d, f: (d["operation"] == "workflow_triggered" and d["ref"] == "trunk" and d["run_id"] in f.runs
                    and f.requests_to("POST", "/repos/acme/web/actions/workflows/ci.yml/dispatches")[-1].body == {
-                       "ref": "trunk", "return_run_details": True}) or _fail(d)),
+                       "ref": "trunk", "return_run_details": True}) or unexpected(d)),
     ("health", [], ("GET", "/rate_limit", {}),
      lambda d, f: (d["status"] == "healthy" and d["auth_method"] == "token" and d["user"] == "deploy-bot"
-                   and d["rate_limit"]["remaining"] == 4999 and d["latency"] > 0) or _fail(d)),
+                   and d["rate_limit"]["remaining"] == 4999 and d["latency"] > 0) or unexpected(d)),
     ("list-workflow-runs", ["acme", "web"], ("GET", "/repos/acme/web/actions/runs", {"per_page": "30", "page": "1"}),
-     lambda d, f: [run["id"] for run in d["runs"]] == sorted(f.runs, reverse=True) or _fail(d)),
+     lambda d, f: [run["id"] for run in d["runs"]] == sorted(f.runs, reverse=True) or unexpected(d)),
     ("list-workflow-runs", {"owner": "acme", "repo": "web", "workflowId": 101, "status": "queued"},
      ("GET", "/repos/acme/web/actions/workflows/101/runs", {"status": "queued", "per_page": "30", "page": "1"}),
-     lambda d, f: d["count"] == len([run for run in f.runs.values() if run["status"] == "queued"]) or _fail(d)),
+     lambda d, f: d["count"] == len([run for run in f.runs.values() if run["status"] == "queued"]) or unexpected(d)),
     ("get-rate-limit", [], ("GET", "/rate_limit", {}),
-     lambda d, f: d["resources"]["core"]["limit"] == 5000 or _fail(d)),
+     lambda d, f: d["resources"]["core"]["limit"] == 5000 or unexpected(d)),
     ("get-checks", ["acme", "web", "feature/login"],
      ("GET", "/repos/acme/web/commits/feature%2Flogin/check-runs", {"per_page": "30", "page": "1"}),
-     lambda d, f: (d["check_runs"][0]["conclusion"] == "success") or _fail(d)),
+     lambda d, f: (d["check_runs"][0]["conclusion"] == "success") or unexpected(d)),
     ("list-pr-files", ["acme", "web", 2], ("GET", "/repos/acme/web/pulls/2/files", {"per_page": "30", "page": "1"}),
-     lambda d, f: [file["filename"] for file in d["files"]] == ["web/login.js", "web/login.test.js"] or _fail(d)),
+     lambda d, f: [file["filename"] for file in d["files"]] == ["web/login.js", "web/login.test.js"] or unexpected(d)),
 ]
 
 

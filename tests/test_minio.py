@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import json
 import logging
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,8 +27,9 @@ from starlette.routing import Route
 
 from gateway_core.handlers.minio import MINIO_OPERATIONS, MinioHandler
 from tests.agent_client import AgentClient
+from tests.ports import free_port
 from tests.s3_server import REGION, S3Server, running_s3
-from tests.servers import RunningGateway, run_gateway, serve_asgi
+from tests.servers import RunningGateway, run_gateway, serve_asgi, service_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 FILE = b"%PDF-1.4 a small pdf, not really" * 10
@@ -58,9 +58,8 @@ def minio_settings(server: S3Server, **overrides: Any) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def minio_gateway(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[AgentClient, RunningGateway]]:
     store = Path(tempfile.mkdtemp(dir=tmp_path)) / "gw.db"  # one store per gateway: a test may start several
-    async with run_gateway(store, extra_specs=(), handler_classes={"minio": MinioHandler}, **settings) as gateway:
-        agent_id, token = await gateway.add_agent("uploader", "uploader")
-        await gateway.grant(agent_id, "minio")
+    async with service_gateway(store, "minio", ("uploader", "uploader"), handler_classes={"minio": MinioHandler},
+                               **settings) as (gateway, token):
         yield AgentClient(gateway.url, token, "minio"), gateway
 
 
@@ -69,11 +68,6 @@ async def minio(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Async
     async with minio_gateway(tmp_path_factory.mktemp("minio"), **minio_settings(s3)) as (client, _):
         yield client
 
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- upload ----------------------------------------------------------------------------------------
@@ -234,7 +228,7 @@ async def test_health_reports_buckets_and_a_down_server_is_an_error(minio: Agent
                                                                     tmp_path: Path) -> None:
     health = await minio.data("health")
     assert health["healthy"] is True and health["service"] == "minio" and health["bucketsCount"] >= 1
-    closed = minio_settings(s3, minio_endpoint=f"127.0.0.1:{_closed_port()}")
+    closed = minio_settings(s3, minio_endpoint=f"127.0.0.1:{free_port()}")
     async with minio_gateway(tmp_path, **closed) as (client, gateway):
         down = await client.error("health")
         assert gateway.gateway.service_status("minio") == "down"

@@ -20,7 +20,7 @@ from sandbox.contract import VendorContract, openapi_file
 from sandbox.n8n import FakeN8n
 from tests.agent_client import ServiceClient
 from tests.cli import mcp_console
-from tests.servers import RunningGateway, run_gateway, serve_asgi
+from tests.servers import RunningGateway, run_gateway, serve_asgi, service_gateway, unexpected
 
 KEY = "n8n-test-key-0123456789"
 NIGHTLY = "VzqKEW0ShTXA5vPj"
@@ -44,10 +44,8 @@ async def n8n_gateway(tmp_path: Path, fake: FakeN8n | None = None, url_suffix: s
     async with serve_asgi(fake.app()) as url:
         settings.setdefault("n8n_api_url", url + url_suffix)
         settings.setdefault("n8n_api_key", KEY)
-        async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"n8n": QuickN8n},
-                               **settings) as gw:
-            agent_id, agent_token = await gw.add_agent()
-            await gw.grant(agent_id, "n8n")
+        async with service_gateway(tmp_path / "gw.db", "n8n", handler_classes={"n8n": QuickN8n},
+                                   **settings) as (gw, agent_token):
             yield N8n(fake=fake, gateway=gw, url=gw.url, token=agent_token)
     assert fake.violations == [], "requests the real n8n would not accept"
 
@@ -65,57 +63,53 @@ async def every_operation(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield running
 
 
-def _fail(data: Any) -> None:
-    raise AssertionError(f"unexpected result: {data}")
-
-
 Check = Callable[[Any, FakeN8n], None]
 # Every operation: what the agent sends, the request n8n must receive, and what the agent gets back.
 OPERATIONS: list[tuple[str, Any, tuple[str, str, dict[str, str]], Check]] = [
     ("execute", ["nightly-report", {"day": "monday"}], ("POST", "/webhook/nightly", {}),
      lambda d, f: (d["operation"] == "workflow_executed" and d["workflowId"] == NIGHTLY
                    and d["status"] == "completed" and d["httpStatus"] == 200
-                   and d["data"]["received"] == {"day": "monday"}) or _fail(d)),
+                   and d["data"]["received"] == {"day": "monday"}) or unexpected(d)),
     ("list-workflows", [], ("GET", "/workflows", {"limit": "100"}),
      lambda d, f: (d["operation"] == "list_workflows" and d["total"] == len(f.workflows) and d["nextCursor"] is None
                    and d["workflows"][0] == {"id": NIGHTLY, "name": "nightly-report", "active": True, "nodeCount": 2,
                                              "tags": ["reports"], "createdAt": d["workflows"][0]["createdAt"],
-                                             "updatedAt": d["workflows"][0]["updatedAt"]}) or _fail(d)),
+                                             "updatedAt": d["workflows"][0]["updatedAt"]}) or unexpected(d)),
     ("get-workflow", [NIGHTLY], ("GET", f"/workflows/{NIGHTLY}", {}),
-     lambda d, f: (d["workflow"]["name"] == "nightly-report" and len(d["workflow"]["nodes"]) == 2) or _fail(d)),
+     lambda d, f: (d["workflow"]["name"] == "nightly-report" and len(d["workflow"]["nodes"]) == 2) or unexpected(d)),
     ("activate", ["draft"], ("POST", "/workflows/Zz9yX8wV7uT6sR5q/activate", {}),
      lambda d, f: (d == {"operation": "workflow_activated", "workflowId": "Zz9yX8wV7uT6sR5q", "active": True,
                          "message": "Workflow draft activated"} and f.workflows["Zz9yX8wV7uT6sR5q"]["active"])
-     or _fail(d)),
+     or unexpected(d)),
     ("deactivate", ["Zz9yX8wV7uT6sR5q"], ("POST", "/workflows/Zz9yX8wV7uT6sR5q/deactivate", {}),
-     lambda d, f: (d["active"] is False and not f.workflows["Zz9yX8wV7uT6sR5q"]["active"]) or _fail(d)),
+     lambda d, f: (d["active"] is False and not f.workflows["Zz9yX8wV7uT6sR5q"]["active"]) or unexpected(d)),
     ("get-execution", [100], ("GET", "/executions/100", {"includeData": "false"}),
-     lambda d, f: (d["execution"]["status"] == "success" and "data" not in d["execution"]) or _fail(d)),
+     lambda d, f: (d["execution"]["status"] == "success" and "data" not in d["execution"]) or unexpected(d)),
     ("get-execution", {"executionId": 101, "includeData": True}, ("GET", "/executions/101", {"includeData": "true"}),
-     lambda d, f: d["execution"]["data"]["resultData"]["lastNodeExecuted"] == "Summarise" or _fail(d)),
+     lambda d, f: d["execution"]["data"]["resultData"]["lastNodeExecuted"] == "Summarise" or unexpected(d)),
     ("list-executions", [NIGHTLY], ("GET", "/executions", {"workflowId": NIGHTLY, "limit": "20"}),
      lambda d, f: (d["workflowId"] == NIGHTLY and d["executions"][-1]["id"] == "100"
-                   and d["executions"][-1]["duration"] == 0) or _fail(d)),
+                   and d["executions"][-1]["duration"] == 0) or unexpected(d)),
     ("retry-execution", [101], ("POST", "/executions/101/retry", {}),
      lambda d, f: (d["originalExecutionId"] == 101 and f.executions[int(d["newExecutionId"])]["retryOf"] == "101")
-     or _fail(d)),
+     or unexpected(d)),
     ("delete-execution", [100], ("DELETE", "/executions/100", {}),
-     lambda d, f: (100 not in f.executions and d["executionId"] == 100) or _fail(d)),
+     lambda d, f: (100 not in f.executions and d["executionId"] == 100) or unexpected(d)),
     ("list-webhooks", [], ("GET", "/workflows", {"active": "true", "limit": "250"}),
      lambda d, f: ({(hook["httpMethod"], hook["path"]) for hook in d["webhooks"]} >= {("POST", "nightly"),
                                                                                        ("GET", "intake/form")}
                    and "old-intake" not in json.dumps(d)
                    and next(hook for hook in d["webhooks"] if hook["path"] == "nightly")["url"].endswith(
-                       "/webhook/nightly")) or _fail(d)),
+                       "/webhook/nightly")) or unexpected(d)),
     ("test-webhook", ["nightly", {"ping": 1}], ("POST", "/webhook/nightly", {}),
      lambda d, f: (d["status"] == 200 and d["url"].endswith("/webhook/nightly") and d["data"]["received"] == {
-         "ping": 1}) or _fail(d)),
+         "ping": 1}) or unexpected(d)),
     ("health", [], ("GET", "/workflows", {"limit": "1"}),
-     lambda d, f: (d["status"] == "healthy" and d["authenticated"] is True and d["latency"] > 0) or _fail(d)),
+     lambda d, f: (d["status"] == "healthy" and d["authenticated"] is True and d["latency"] > 0) or unexpected(d)),
     ("stop-execution", [102], ("POST", "/executions/102/stop", {}),
-     lambda d, f: (d["status"] == "canceled" and f.executions[102]["status"] == "canceled") or _fail(d)),
+     lambda d, f: (d["status"] == "canceled" and f.executions[102]["status"] == "canceled") or unexpected(d)),
     ("list-failed-executions", [], ("GET", "/executions", {"status": "error", "limit": "20"}),
-     lambda d, f: all(execution["status"] == "error" for execution in d["executions"]) or _fail(d)),
+     lambda d, f: all(execution["status"] == "error" for execution in d["executions"]) or unexpected(d)),
 ]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from gateway_core.clock import system_clock
 from gateway_core.config import load_settings, settings_environment
 from gateway_core.handlers.postgres import POSTGRES_OPERATIONS, PostgresHandler, highest_placeholder
 from tests.agent_client import AgentClient
+from tests.ports import free_port
 from tests.postgres_cluster import SUPERUSER_PASSWORD, PostgresCluster, postgres_binaries, running_cluster
-from tests.servers import RunningGateway, run_gateway
+from tests.servers import RunningGateway, service_gateway
 
 # One cluster and (for the tests that need no settings of their own) one gateway for the module: its tests run in
 # the module's event loop.
@@ -114,10 +114,8 @@ def postgres_settings(cluster: Cluster, **overrides: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def postgres_gateway(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[AgentClient, RunningGateway]]:
-    async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"postgres": PostgresHandler},
-                           **settings) as gateway:
-        agent_id, token = await gateway.add_agent()
-        await gateway.grant(agent_id, "postgres")
+    async with service_gateway(tmp_path / "gw.db", "postgres", handler_classes={"postgres": PostgresHandler},
+                               **settings) as (gateway, token):
         yield AgentClient(gateway.url, token, "postgres"), gateway
 
 
@@ -126,11 +124,6 @@ async def pg(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     async with postgres_gateway(tmp_path_factory.mktemp("pg"), **postgres_settings(cluster)) as (client, _):
         yield client
 
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the databases ---------------------------------------------------------------------------------
@@ -181,7 +174,7 @@ async def test_not_configured_is_said_and_pools_open_only_when_used(cluster: Clu
 
 
 async def test_a_database_that_is_down_degrades_health_and_all_down_is_down(cluster: Cluster, tmp_path: Path) -> None:
-    port = _closed_port()
+    port = free_port()
     closed = f"postgresql://{READER}:{READER_PASSWORD}@127.0.0.1:{port}/x"
     async with postgres_gateway(tmp_path, **postgres_settings(cluster, postgres_shared_url=closed)) as (client, gw):
         report = await gw.gateway.health.check("postgres")

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from gateway_core.recorder import Recorder
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
 from gateway_core.store.migrations import MIGRATIONS
 from tests.cli import COMMAND, mcp_console
+from tests.ports import free_port
 
 
 async def test_the_store_is_one_wal_file_migrated_once(tmp_path: Path) -> None:
@@ -137,16 +137,11 @@ async def test_closing_gives_up_on_a_store_that_never_writes_after_its_deadline(
     await store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_after_sigterm_the_ledger_holds_every_call_that_was_answered(tmp_path: Path) -> None:
     db = tmp_path / "gw.db"
     token = json.loads((await mcp_console("agents", "add", "load", "--db", db, "--json")).stdout)["token"]
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port), "--orchestrator-port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answered: set[str] = set()
@@ -194,7 +189,7 @@ def test_gateway_core_never_imports_the_ui() -> None:
 
 
 async def test_mcp_console_serve_runs_the_gateway_and_our_orchestrator_headless(tmp_path: Path) -> None:
-    port, orchestrator_port = _free_port(), _free_port()
+    port, orchestrator_port = free_port(), free_port()
     process = subprocess.Popen([*COMMAND, "serve", "--db", str(tmp_path / "s.db"), "--port", str(port),
                                 "--orchestrator-port", str(orchestrator_port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
