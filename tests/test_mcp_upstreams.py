@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -195,6 +196,66 @@ async def test_a_crashed_upstream_is_restarted_and_its_health_goes_down_and_up(t
     assert statuses[0] != "healthy" and statuses[-1] == "healthy"
     assert gone(first) and second != first
     assert 'mcp_upstream_restarts_total{service="testsrv"} 1.0' in metrics
+
+
+async def test_a_read_whose_connection_is_lost_is_asked_again_once_restarted(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        first = (await client.data("env"))["structuredContent"]["pid"]
+        answered = await client.data("crash_once", {"marker": str(marker)})
+        second = (await client.data("env"))["structuredContent"]["pid"]
+        rows = await ledger(running.gateway)
+    assert answered["structuredContent"] == {"result": "answered after a restart"}
+    assert marker.exists() and gone(first) and second != first  # it did crash, and the new process answered
+    assert [(row.operation, row.status) for row in rows] == [("env", "success"), ("crash_once", "success"),
+                                                             ("env", "success")]
+
+
+async def test_per_agent_isolation_gives_each_agent_its_own_child(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(isolation="per_agent")) as running:
+        alice, bob = await agent(running), await agent(running)
+        await listed(running.gateway)
+        alices = [(await alice.data("env"))["structuredContent"]["pid"] for _ in range(2)]
+        bobs = (await bob.data("env"))["structuredContent"]["pid"]
+    assert alices[0] == alices[1] and bobs != alices[0]  # one child per agent, kept between its calls
+    assert gone(alices[0]) and gone(bobs)  # each stopped with the gateway
+
+
+async def test_a_risk_a_new_listing_changes_is_taken_logged_and_audited(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway_core.mcp.testsrv")
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        state = running.gateway.services["testsrv"]  # its operations: the live table, a new one each listing
+        await client.data("grow", {"name": "sprout"})
+        await listed(running.gateway, "sprout")
+        before = state.operations["sprout"].risk
+        await client.data("grow", {"name": "sprout", "destructive": True})
+        await until(lambda: state.operations["sprout"].risk == "destructive", STARTS)
+        audit = [event for event in await running.gateway.store.list_audit(50)
+                 if event.action == "mcp.tool_risk_changed"]
+    assert before == "read"
+    assert [(event.actor, event.subject, event.detail) for event in audit] == [
+        ("mcp:testsrv", "testsrv.sprout", {"service": "testsrv", "tool": "sprout", "before": "read",
+                                           "after": "destructive"})]
+    assert "tool sprout is now destructive (was read)" in caplog.text
+
+
+async def test_measured_cost_counts_what_a_tool_call_put_into_the_context(tmp_path: Path) -> None:
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(), cost={"mode": "measured"}) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        added = await client.result("add", {"a": 2, "b": 3})
+        picture = await client.result("picture")
+    # The arguments' JSON and the text block (its structured twin not counted again), four characters a token.
+    assert added["metadata"]["tokensUsed"] == math.ceil((len('{"a":2,"b":3}') + len("5")) / 4)
+    assert added["metadata"]["cost"] == pytest.approx(added["metadata"]["tokensUsed"] * 3.0 / 1_000_000)
+    # An image block counts as 4,000 characters, whatever its size.
+    assert [block["type"] for block in picture["data"]["content"]] == ["image"]
+    assert picture["metadata"]["tokensUsed"] == math.ceil((len("{}") + 4000) / 4)
 
 
 async def test_a_listed_change_brings_the_new_tool_and_a_tool_found_gone_goes(tmp_path: Path) -> None:

@@ -63,14 +63,18 @@ def build_server() -> MCPServer:
         return Image(data=PIXEL, format="png")
 
     @server.tool()
-    async def grow(name: str, ctx: Context) -> str:
-        """Adds a read-only tool called `name`, then tells the client the tool list changed."""
+    async def grow(name: str, ctx: Context, destructive: bool = False) -> str:
+        """Adds a tool called `name` (read-only, or destructive: replacing one of that name), then tells the
+        client the tool list changed."""
 
         def grown(text: str = "") -> str:
             return f"{name} says {text}"
 
+        if destructive:
+            server.remove_tool(name)
         server.add_tool(grown, name=name, description=f"grown as {name}",
-                        annotations=ToolAnnotations(readOnlyHint=True))
+                        annotations=ToolAnnotations(destructiveHint=True) if destructive
+                        else ToolAnnotations(readOnlyHint=True))
         await ctx.session.send_tool_list_changed()
         return f"grew {name}"
 
@@ -83,6 +87,15 @@ def build_server() -> MCPServer:
     @server.tool(annotations=ToolAnnotations(destructiveHint=True))
     def crash() -> str:
         """Ends the process at once, mid-call."""
+        os._exit(3)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def crash_once(marker: str) -> str:
+        """Ends the process mid-call unless the file `marker` exists (which it makes first): the process the
+        gateway starts next answers."""
+        if os.path.exists(marker):
+            return "answered after a restart"
+        open(marker, "w").close()
         os._exit(3)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
