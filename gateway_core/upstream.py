@@ -1,7 +1,9 @@
 """The HTTP client handlers call their upstreams with: one pooled session per upstream.
 
 aiohttp rather than httpx on this path: measured here, a keep-alive POST costs ~0.47 ms with aiohttp
-and ~1.33 ms with httpx (bench/gateway_overhead.py), and this path is the gateway's own overhead."""
+and ~1.33 ms with httpx (bench/gateway_overhead.py), and this path is the gateway's own overhead. It is
+imported on a worker thread before the first request (about 0.12 s, most of it building its TLS contexts):
+neither the console's first frame nor the event loop waits for it."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from gateway_core import __version__
+from gateway_core.lazy_import import import_in_thread
+
+if TYPE_CHECKING:
+    import aiohttp
 
 USER_AGENT = f"mcp-console/{__version__}"
 
@@ -21,6 +25,16 @@ USER_AGENT = f"mcp-console/{__version__}"
 def without_userinfo(url: str) -> str:
     """The URL for messages and logs: `user:password@` taken out, if an operator put it there."""
     return re.sub(r"//[^/@]*@", "//", url)
+
+
+_client_library_loaded = False
+
+
+async def _load_client_library() -> None:
+    global _client_library_loaded
+    if not _client_library_loaded:
+        await import_in_thread("aiohttp")
+        _client_library_loaded = True
 
 
 class UpstreamTimeoutError(Exception):
@@ -53,24 +67,30 @@ class UpstreamClient:
         self.base_url = base_url.rstrip("/")
         self.display_url = without_userinfo(self.base_url)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
+        import aiohttp  # loaded by request() first: a look-up in sys.modules
+
         # Created on first use, inside the running loop that will use it.
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout, connector=connector)
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
+                                                  timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
         return self._session
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       json_body: Any = None, timeout_seconds: float | None = None) -> UpstreamResponse:
+        await _load_client_library()
+        import aiohttp  # loaded just above, on a worker thread: a look-up in sys.modules
+
         url = self.base_url + path
-        timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds is not None else self._timeout
+        session = self._ensure_session()
+        timeout = session.timeout if timeout_seconds is None else aiohttp.ClientTimeout(total=timeout_seconds)
         try:
-            async with self._ensure_session().request(method, url, params=params, json=json_body,
-                                                      timeout=timeout) as response:
+            async with session.request(method, url, params=params, json=json_body, timeout=timeout) as response:
                 body = await response.read()
                 return UpstreamResponse(response.status, response.headers, body)
         except TimeoutError:

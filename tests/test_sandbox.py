@@ -31,7 +31,7 @@ IMPORTED = time.perf_counter()  # the console's modules loaded, as `mcp-console`
 # Modules that cost tenths of a second to import (the MCP SDK ~0.8 s) or that only a call needs: none may load
 # before the console's first frame.
 HEAVY = ("mcp", "mcp_types", "openapi_core", "githubkit", "asyncpg", "psycopg", "aiobotocore", "botocore",
-         "jsonschema", "cryptography", "jwt")
+         "jsonschema", "cryptography", "jwt", "aiohttp")
 ROOT = Path(__file__).resolve().parents[1]
 FOUND = "first frame: "  # the probe's line on stdout
 UNREACHABLE = "192.0.2.1"  # TEST-NET-1: a connection there hangs rather than fails, so waiting on it would show
