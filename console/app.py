@@ -45,6 +45,7 @@ from console.messages import (
     ShowCalls,
     ShowScreen,
     StatusChanged,
+    ToolsChanged,
 )
 from console.modals.confirm import ConfirmModal
 from console.modals.permission_request import ALL_SCOPES, Decision, PermissionRequestModal
@@ -67,6 +68,7 @@ from gateway_core.events import (
     OperatorsChanged,
     PermissionEvent,
     Resynced,
+    ToolsListed,
 )
 from gateway_core.gateway import OperatorCaller
 from gateway_core.operator_api import GatewayView, LocalGateway
@@ -280,6 +282,8 @@ class ConsoleApp(App[None]):
                 self._permission_event(event.event)
             elif isinstance(event, Resynced):
                 self._resynced(event)
+            elif isinstance(event, ToolsListed):
+                self._tell_screens(ToolsChanged)
             elif isinstance(event, LinkChanged | HealthChecked | OperatorsChanged | AttachmentChanged):
                 self._refresh()
 

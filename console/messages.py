@@ -22,6 +22,10 @@ class StatusChanged(Message):
     """A second passed, or the link or a service's health changed: services, usage and the link."""
 
 
+class ToolsChanged(Message):
+    """An MCP upstream listed other tools: the operations shown for it are out of date."""
+
+
 class PermissionsChanged(Message):
     """A decision or a revocation was seen: the grants in force and the history are out of date."""
 

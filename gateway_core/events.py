@@ -15,6 +15,7 @@ from gateway_core.health import HealthReport
 from gateway_core.orchestrator.client import LinkState
 from gateway_core.orchestrator.models import PermissionRequestEvent, PermissionResponseEvent, PermissionRevokedEvent
 from gateway_core.store import CallRecord
+from gateway_core.upstream_tool import UpstreamTool
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,14 @@ class PermissionEvent:
     """A permission request, decision or revoke seen on the orchestrator's feed."""
 
     event: PermissionRequestEvent | PermissionResponseEvent | PermissionRevokedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsListed:
+    """An MCP upstream listed tools other than before (added, gone, or changed): what it serves now."""
+
+    service: str
+    tools: tuple[UpstreamTool, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +79,8 @@ class Resynced:
     pending: tuple[PermissionRequestEvent, ...]
 
 
-GatewayEvent = (CallFinished | HealthChecked | PermissionEvent | LinkChanged | OperatorsChanged | AttachmentChanged
-                | Resynced)
+GatewayEvent = (CallFinished | HealthChecked | PermissionEvent | ToolsListed | LinkChanged | OperatorsChanged
+                | AttachmentChanged | Resynced)
 Listener = Callable[[GatewayEvent], None]
 
 

@@ -31,7 +31,7 @@ from gateway_core.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from gateway_core.events import CallFinished, EventBus, HealthChecked
+from gateway_core.events import CallFinished, EventBus, HealthChecked, ToolsListed
 from gateway_core.handlers import HANDLER_CLASSES, ServiceHandler
 from gateway_core.handlers.caller import serving
 from gateway_core.health import HealthMonitor, HealthReport, HealthStatus
@@ -226,7 +226,8 @@ class Gateway:
         upstreams = resolve_upstreams(self.settings, self.catalog)
         hooks = UpstreamHooks(self.store, self.clock, lambda event: self.recorder.record_audit(event),
                               lambda service: self.metrics.mcp_upstream_restarts.labels(service).inc(),
-                              self._upstream_state_changed, self.settings.health.timeout_seconds)
+                              self._upstream_state_changed, self._upstream_tools_changed,
+                              self.settings.health.timeout_seconds)
         for name, spec in self.catalog.services.items():
             launch = upstreams.get(name)
             if launch is not None and name not in handlers:
@@ -539,6 +540,10 @@ class Gateway:
         check = asyncio.get_running_loop().create_task(self.health.check(service))
         self._health_checks.add(check)
         check.add_done_callback(self._health_checks.discard)
+
+    def _upstream_tools_changed(self, service: str) -> None:
+        tools = self.services[service].operations.values()
+        self.events.publish(ToolsListed(service, tuple(tool for tool in tools if isinstance(tool, UpstreamTool))))
 
     def _health_checked(self, service: str, previous: HealthReport | None, current: HealthReport) -> None:
         checked = HealthChecked(service, previous, current)

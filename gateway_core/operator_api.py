@@ -90,7 +90,7 @@ class GatewayView(Protocol):
 
     def subscribe(self) -> Subscription:
         """The recent calls and the pending requests first, then every finished call, health check, permission
-        event, link change and console attached or gone, from now on."""
+        event, new tool listing, link change and console attached or gone, from now on."""
 
     async def agent_names(self) -> dict[str, str]: ...
 

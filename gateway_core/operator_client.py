@@ -37,6 +37,7 @@ from gateway_core.events import (
     PermissionEvent,
     Resynced,
     Subscription,
+    ToolsListed,
     backlog,
 )
 from gateway_core.gateway import ExecuteOutcome, OperatorCaller
@@ -74,6 +75,7 @@ from gateway_core.operator_models import (
     RunAnswer,
     RunBody,
     ServiceSnapshot,
+    ToolsEvent,
 )
 from gateway_core.orchestrator.client import (
     DecisionConflict,
@@ -95,7 +97,6 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.store import AuditEvent, CallRecord, UsageTotals
 from gateway_core.upstream import without_userinfo
-from gateway_core.upstream_tool import UpstreamTool
 from gateway_core.usage import DailyUsage, Usage
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,12 @@ class RemoteGateway:
             elif isinstance(event.event, PermissionResponseEvent):
                 self._pending.pop(event.event.request_id, None)
             published = PermissionEvent(event.event)
+        elif isinstance(event, ToolsEvent):
+            tools = tuple(tool.operation() for tool in event.tools)
+            copy = self._services.get(event.service)
+            if copy is not None:
+                copy.operations = OperationTable(tools)
+            published = ToolsListed(event.service, tools)
         elif isinstance(event, LinkEvent):
             self._link = event.state
             self._capabilities = event.capabilities or self._capabilities
@@ -410,9 +417,7 @@ def _operations_of(service: ServiceSnapshot) -> OperationTable:
     """A service's operations here: an MCP upstream's as the gateway listed them, a native one's from this build's
     own declaration (the same code as the gateway's, so nothing about them needs to travel)."""
     if service.tools:
-        return OperationTable(UpstreamTool.declare(tool.name, tool.description, tool.input_schema, tool.risk,
-                                                   output_schema=tool.output_schema, annotations=tool.annotations)
-                              for tool in service.tools)
+        return OperationTable(tool.operation() for tool in service.tools)
     handler = HANDLER_CLASSES.get(service.name)
     return handler.operations if handler is not None else OperationTable(())
 

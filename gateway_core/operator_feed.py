@@ -24,6 +24,7 @@ from gateway_core.events import (
     OperatorsChanged,
     PermissionEvent,
     Resynced,
+    ToolsListed,
 )
 from gateway_core.operator_models import (
     CallEvent,
@@ -32,6 +33,8 @@ from gateway_core.operator_models import (
     OperatorEvent,
     OperatorsEvent,
     PermissionFeedEvent,
+    ToolsEvent,
+    ToolSnapshot,
 )
 from gateway_core.orchestrator.models import OrchestratorCapabilities
 from gateway_core.store import CallRecord
@@ -134,6 +137,8 @@ def _wire(entry: _Entry) -> OperatorEvent:
         return HealthEvent(seq=seq, service=event.service, previous=event.previous, current=event.current)
     if isinstance(event, PermissionEvent):
         return PermissionFeedEvent(seq=seq, event=event.event)
+    if isinstance(event, ToolsListed):
+        return ToolsEvent(seq=seq, service=event.service, tools=[ToolSnapshot.of(tool) for tool in event.tools])
     if isinstance(event, LinkChanged):
         return LinkEvent(seq=seq, state=event.state, capabilities=entry.capabilities)
     if isinstance(event, OperatorsChanged):

@@ -21,6 +21,7 @@ from gateway_core.orchestrator.models import (
     PermissionRevokedEvent,
 )
 from gateway_core.store import AuditEvent, CallRecord, UsageTotals
+from gateway_core.upstream_tool import UpstreamTool
 
 PREFIX = "/operator"
 SNAPSHOT_PATH = f"{PREFIX}/snapshot"
@@ -55,6 +56,17 @@ class ToolSnapshot(_Wire):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None
     annotations: dict[str, Any]
+
+    @classmethod
+    def of(cls, tool: UpstreamTool) -> ToolSnapshot:
+        return cls(name=tool.name, description=tool.description, risk=tool.risk, input_schema=dict(tool.input_schema),
+                   output_schema=None if tool.output_schema is None else dict(tool.output_schema),
+                   annotations=dict(tool.annotations))
+
+    def operation(self) -> UpstreamTool:
+        """The same operation, made here."""
+        return UpstreamTool.declare(self.name, self.description, self.input_schema, self.risk,
+                                    output_schema=self.output_schema, annotations=self.annotations)
 
 
 class ServiceSnapshot(_Wire):
@@ -121,6 +133,15 @@ class PermissionFeedEvent(_Wire):
                      Field(discriminator="type")]
 
 
+class ToolsEvent(_Wire):
+    """An MCP upstream's new listing: its tools, all of them, as in the snapshot."""
+
+    type: Literal["tools"] = "tools"
+    seq: int
+    service: str
+    tools: list[ToolSnapshot]
+
+
 class LinkEvent(_Wire):
     type: Literal["link"] = "link"
     seq: int
@@ -134,7 +155,7 @@ class OperatorsEvent(_Wire):
     attached: list[str]
 
 
-OperatorEvent = Annotated[CallEvent | HealthEvent | PermissionFeedEvent | LinkEvent | OperatorsEvent,
+OperatorEvent = Annotated[CallEvent | HealthEvent | PermissionFeedEvent | ToolsEvent | LinkEvent | OperatorsEvent,
                           Field(discriminator="type")]
 OPERATOR_EVENT = TypeAdapter[Any](OperatorEvent)
 

@@ -96,10 +96,7 @@ def snapshot(gateway: Gateway, operator: str, address: str | None) -> OperatorSn
             status=gateway.service_status(name), health=health.reports.get(name),
             latency_history=list(health.latency_history.get(name, ())),
             used=usage.by_service.get(name) or UsageTotals(), operations=list(state.operations),
-            tools=[ToolSnapshot(name=tool.name, description=tool.description, risk=tool.risk,
-                                input_schema=dict(tool.input_schema), annotations=dict(tool.annotations),
-                                output_schema=None if tool.output_schema is None else dict(tool.output_schema))
-                   for tool in state.operations.values() if isinstance(tool, UpstreamTool)],
+            tools=[ToolSnapshot.of(tool) for tool in state.operations.values() if isinstance(tool, UpstreamTool)],
             missing_settings=list(state.missing_settings)) for name, state in gateway.services.items()],
         today=DaySnapshot(starts=usage.today.starts, ends=usage.today.ends, total=usage.today.total,
                           by_caller=usage.today.by_caller),

@@ -412,6 +412,30 @@ async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> An
     return operations
 
 
+async def test_the_operations_screen_shows_a_tool_an_upstream_lists_while_it_is_open(tmp_path: Path) -> None:
+    from textual.widgets import OptionList
+
+    from tests.test_mcp_upstreams import STARTS, stdio
+
+    async with console(tmp_path, settings={"mcp_servers": stdio()}) as (app, pilot):
+        await until(pilot, lambda: app.runtime is not None
+                    and "add" in app.runtime.gateway.services["testsrv"].operations, STARTS)
+        await pilot.press("c")
+        operations = app.operations_screen
+        await until(pilot, lambda: app.screen is operations and operations.service is not None)
+        operations.show_service("testsrv")
+        listed = operations.query_one("#operations", OptionList)
+
+        def shown() -> set[str | None]:
+            return {listed.get_option_at_index(index).id for index in range(listed.option_count)}
+
+        before = shown()
+        assert app.state.gateway is not None
+        await app.state.gateway.run("testsrv", "grow", {"name": "sprout"})
+        await until(pilot, lambda: "sprout" in shown(), STARTS)
+    assert "add" in before and "sprout" not in before
+
+
 async def pick(pilot: Pilot[None], screen: Any, field: str, value: str) -> None:
     from textual.widgets import Select
 

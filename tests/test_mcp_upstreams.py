@@ -21,14 +21,15 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gateway_core.events import GatewayEvent, HealthChecked
+from gateway_core.events import GatewayEvent, HealthChecked, ToolsListed
 from gateway_core.gateway import Gateway
 from gateway_core.mcp_upstreams.child import MAX_BACKOFF_SECONDS, backoff_seconds
+from gateway_core.operations import OperationTable
 from gateway_core.operator_client import RemoteGateway
 from gateway_core.store import CallRecord
 from gateway_core.upstream_tool import UpstreamTool
 from tests.agent_client import AgentClient
-from tests.servers import DroppingProxy, RunningGateway, run_gateway, run_linked
+from tests.servers import DroppingProxy, LinkedGateway, RunningGateway, run_gateway, run_linked
 from tests.test_permission_loop import until
 
 TESTSRV = (sys.executable, str(Path(__file__).parent / "mcp_servers" / "testsrv.py"))
@@ -398,17 +399,40 @@ async def test_an_upstream_tool_is_listed_and_called_at_the_front_door(tmp_path:
         ("add", "tools/call", "mcp")]
 
 
+@contextlib.asynccontextmanager
+async def attached_to(linked: LinkedGateway) -> AsyncIterator[RemoteGateway]:
+    """A console's view of `linked` once testsrv listed its tools, attached as its operator."""
+    await listed(linked.gateway)
+    assert linked.operator_token is not None
+    remote = RemoteGateway(linked.url, linked.operator_token)
+    await remote.connect()
+    try:
+        yield remote
+    finally:
+        await remote.aclose()
+
+
+def testsrv_operations(remote: RemoteGateway) -> OperationTable:
+    return next(view for view in remote.services() if view.name == "testsrv").operations
+
+
+async def test_an_attached_console_learns_a_new_listing_as_it_happens(tmp_path: Path) -> None:
+    async with run_linked(tmp_path / "p.db", mcp_servers=stdio()) as linked, attached_to(linked) as remote:
+        events = remote.subscribe()
+        before = set(testsrv_operations(remote))
+        await remote.run("testsrv", "grow", {"name": "sprout"})
+        await until(lambda: "sprout" in testsrv_operations(remote), STARTS)
+        sprout = testsrv_operations(remote)["sprout"]
+        heard = [event for event in iter(events.get_nowait, None) if isinstance(event, ToolsListed)]
+        events.close()
+    assert "sprout" not in before and isinstance(sprout, UpstreamTool) and sprout.risk == "read"
+    assert [(event.service, "sprout" in {tool.name for tool in event.tools}) for event in heard] == [("testsrv", True)]
+
+
 async def test_an_attached_console_has_the_upstreams_tools_as_operations_and_runs_them(tmp_path: Path) -> None:
-    async with run_linked(tmp_path / "p.db", mcp_servers=stdio()) as linked:
-        await listed(linked.gateway)
-        assert linked.operator_token is not None
-        remote = RemoteGateway(linked.url, linked.operator_token)
-        await remote.connect()
-        try:
-            operations = next(view for view in remote.services() if view.name == "testsrv").operations
-            outcome = await remote.run("testsrv", "add", {"a": 2, "b": 3})
-        finally:
-            await remote.aclose()
+    async with run_linked(tmp_path / "p.db", mcp_servers=stdio()) as linked, attached_to(linked) as remote:
+        operations = testsrv_operations(remote)
+        outcome = await remote.run("testsrv", "add", {"a": 2, "b": 3})
     add = operations["add"]
     assert isinstance(add, UpstreamTool) and add.risk == "read"
     assert add.input_schema["required"] == ["a", "b"] and add.positional_fields == ["a", "b"]

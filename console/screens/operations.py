@@ -18,7 +18,7 @@ from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.keymap import OPERATIONS_KEYS, bindings
-from console.messages import OpenOperations
+from console.messages import OpenOperations, ToolsChanged
 from console.modals.confirm import ConfirmModal
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
@@ -69,6 +69,9 @@ class OperationsScreen(ConsoleScreen):
     def on_screen_resume(self) -> None:
         if self.service is None:
             self.show_service(None)
+
+    def on_tools_changed(self, message: ToolsChanged) -> None:
+        self.show_service(None)  # the service shown, with its operations as listed now
 
     def _services(self) -> list[ServiceView]:
         """The services that declare operations, configured ones first."""

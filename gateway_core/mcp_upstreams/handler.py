@@ -46,6 +46,7 @@ class UpstreamHooks:
     audit: Callable[[AuditEvent], None]
     restarted: Callable[[str], None]  # a child of this service started again (the restarts metric)
     state_changed: Callable[[str], None]  # the shared child's state changed: check its health now
+    tools_changed: Callable[[str], None]  # a listing changed the service's tools (consoles are told)
     ping_timeout_seconds: float
 
 
@@ -62,6 +63,7 @@ class McpUpstreamHandler(ServiceHandler):
         self.timeout_seconds = launch.settings.timeout_seconds
         self.log = logging.getLogger(f"gateway_core.mcp.{launch.service}")
         self._tools = OperationTable(())
+        self._listing: list[dict[str, Any]] = []  # what the table was made of, as listed (and kept in the store)
         self.listed = asyncio.Event()  # set once there are tools to serve: listed now, or kept from before
         self.listed_live = False
         self._http: httpx2.AsyncClient | None = None  # an HTTP upstream's one client, made on its first start
@@ -86,7 +88,9 @@ class McpUpstreamHandler(ServiceHandler):
         kept = (await self.hooks.store.mcp_tools()).get(self.launch.service)
         if kept is not None:
             try:
-                self._tools = tools_table(json.loads(kept[1]), self.launch.settings, self.log, check_schemas=False)
+                listing = json.loads(kept[1])
+                self._tools = tools_table(listing, self.launch.settings, self.log, check_schemas=False)
+                self._listing = listing
                 self.listed.set()
             except (ValueError, TypeError):
                 self.log.warning("the kept tool listing cannot be read: waiting for a new one")
@@ -215,10 +219,12 @@ class McpUpstreamHandler(ServiceHandler):
         added = [name for name in table if name not in self._tools]
         if added and self.listed_live:
             self.log.info("new tools: %s", ", ".join(added))
-        self._tools = table
+        kept = [entry for entry in listing if isinstance(entry, dict) and entry.get("name") in table]
+        changed, self._listing, self._tools = kept != self._listing, kept, table
         self.listed_live = True
         self.listed.set()
-        kept = [entry for entry in listing if isinstance(entry, dict) and entry.get("name") in table]
+        if changed:
+            self.hooks.tools_changed(self.launch.service)
         await self.hooks.store.save_mcp_tools(self.launch.service, json.dumps(kept))
 
     # -- health --------------------------------------------------------------------------------------
