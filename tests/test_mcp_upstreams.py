@@ -236,6 +236,7 @@ async def test_a_risk_a_new_listing_changes_is_taken_logged_and_audited(
         before = state.operations["sprout"].risk
         await client.data("grow", {"name": "sprout", "destructive": True})
         await until(lambda: state.operations["sprout"].risk == "destructive", STARTS)
+        await running.gateway.recorder.flush()  # the audit log is written in batches
         audit = [event for event in await running.gateway.store.list_audit(50)
                  if event.action == "mcp.tool_risk_changed"]
     assert before == "read"
@@ -412,17 +413,17 @@ async def attached_to(linked: LinkedGateway) -> AsyncIterator[RemoteGateway]:
         await remote.aclose()
 
 
-def testsrv_operations(remote: RemoteGateway) -> OperationTable:
+def operations_of_testsrv(remote: RemoteGateway) -> OperationTable:
     return next(view for view in remote.services() if view.name == "testsrv").operations
 
 
 async def test_an_attached_console_learns_a_new_listing_as_it_happens(tmp_path: Path) -> None:
     async with run_linked(tmp_path / "p.db", mcp_servers=stdio()) as linked, attached_to(linked) as remote:
         events = remote.subscribe()
-        before = set(testsrv_operations(remote))
+        before = set(operations_of_testsrv(remote))
         await remote.run("testsrv", "grow", {"name": "sprout"})
-        await until(lambda: "sprout" in testsrv_operations(remote), STARTS)
-        sprout = testsrv_operations(remote)["sprout"]
+        await until(lambda: "sprout" in operations_of_testsrv(remote), STARTS)
+        sprout = operations_of_testsrv(remote)["sprout"]
         heard = [event for event in iter(events.get_nowait, None) if isinstance(event, ToolsListed)]
         events.close()
     assert "sprout" not in before and isinstance(sprout, UpstreamTool) and sprout.risk == "read"
@@ -431,7 +432,7 @@ async def test_an_attached_console_learns_a_new_listing_as_it_happens(tmp_path: 
 
 async def test_an_attached_console_has_the_upstreams_tools_as_operations_and_runs_them(tmp_path: Path) -> None:
     async with run_linked(tmp_path / "p.db", mcp_servers=stdio()) as linked, attached_to(linked) as remote:
-        operations = testsrv_operations(remote)
+        operations = operations_of_testsrv(remote)
         outcome = await remote.run("testsrv", "add", {"a": 2, "b": 3})
     add = operations["add"]
     assert isinstance(add, UpstreamTool) and add.risk == "read"
