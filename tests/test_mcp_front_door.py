@@ -19,6 +19,8 @@ import httpx
 import httpx2
 import mcp_types as types
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
@@ -403,6 +405,42 @@ async def test_a_plain_call_is_answered_as_the_sdk_answers_it(tmp_path: Path, ar
     assert without_per_call_values(plain) == without_per_call_values(through_sdk)
     assert plain.text.startswith("event: message\r\ndata: {")
     assert len({the_same_call(row) for row in rows}) == 1 and len(rows) == 2
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+def answers_alike(url: str, token: str) -> None:
+    """Hypothesis, on a worker thread with a blocking client: any arguments and id, the plain path's answer is
+    the SDK's (a success, a validation error, whatever the pipeline says)."""
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2025-11-25"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(arguments=st.dictionaries(st.sampled_from(["message", "times", "colour"]), JSON_VALUES, max_size=3),
+               rpc_id=st.integers() | st.text(max_size=6))
+        def alike(arguments: dict[str, Any], rpc_id: int | str) -> None:
+            message = {"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call",
+                       "params": {"name": "echo_echo", "arguments": arguments}}
+            plain = client.post("/mcp", content=json.dumps(message))
+            message["params"]["_meta"] = {}  # type: ignore[index]
+            through_sdk = client.post("/mcp", content=json.dumps(message))
+            assert plain.status_code == through_sdk.status_code == 200
+            assert without_per_call_values(plain) == without_per_call_values(through_sdk)
+
+        alike()
+
+
+@pytest.mark.filterwarnings(  # the server's own use of `random` lands between draws (see test_hostile_input)
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning")
+async def test_for_any_arguments_the_plain_path_answers_as_the_sdk(tmp_path: Path) -> None:
+    unlimited = {"max_requests": 1_000_000, "window_ms": 60_000}
+    async with run_gateway(tmp_path / "gw.db", rate_limit={"per_agent": unlimited,
+                                                           "per_service": {"echo": unlimited}}) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        await asyncio.to_thread(answers_alike, gw.url, token)
 
 
 async def test_a_plain_call_held_for_an_operator_keeps_its_stream_alive_and_runs_once_approved(
