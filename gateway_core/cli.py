@@ -23,6 +23,7 @@ from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.clock import iso_utc
 from gateway_core.config import ConfigError, Settings, load_settings
 from gateway_core.handlers import HANDLER_CLASSES
+from gateway_core.mcp_upstreams import upstream_specs
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.runtime import open_runtime
 from gateway_core.server import HttpServer, run_fast, serve_until_signalled
@@ -257,10 +258,15 @@ async def cmd_operators_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_grant_target(service: str, operation: str | None) -> str:
-    spec = Catalog(DEFAULT_CATALOG).resolve(service)
+def _check_grant_target(service: str, operation: str | None, settings: Settings) -> str:
+    """The service's name; UsageError for a service neither the catalog nor `[mcp_servers]` has, or an operation
+    its declaration does not (an MCP server's tools are not known here: any name is taken)."""
+    catalog = Catalog(DEFAULT_CATALOG)
+    catalog = catalog.extended(upstream_specs(settings, catalog))
+    spec = catalog.resolve(service)
     if spec is None:
-        raise UsageError(f"unknown service {service!r}; services: {', '.join(s.name for s in DEFAULT_CATALOG)}")
+        names = ", ".join(catalog.services)
+        raise UsageError(f"unknown service {service!r}; services: {names}")
     handler = HANDLER_CLASSES.get(spec.name)
     if operation is not None and handler is not None and operation not in handler.operations:
         raise UsageError(f"{spec.name} has no operation {operation!r}; it has: {', '.join(handler.operations)}")
@@ -268,9 +274,10 @@ def _check_grant_target(service: str, operation: str | None) -> str:
 
 
 async def cmd_grants_add(args: argparse.Namespace) -> int:
-    service = _check_grant_target(args.service, args.operation)
+    settings = _settings(args)
+    service = _check_grant_target(args.service, args.operation, settings)
     lasts = parse_duration(args.expires_in) if args.expires_in else None
-    store = await _open_store(_settings(args))
+    store = await _open_store(settings)
     expires_at = store.clock() + lasts if lasts is not None else None
     try:
         grant = await store.add_grant(args.agent_id, service, args.operation, expires_at, _actor())

@@ -9,6 +9,8 @@ import contextlib
 import itertools
 import json
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -37,9 +39,11 @@ from gateway_core.ratelimit import RateLimit
 from gateway_core.store import CallRecord
 from gateway_core.tool_names import MAX_TOOL_NAME, ToolNames, hashed_tool_name, plain_tool_name
 from gateway_core.upstream_tool import UpstreamTool
+from tests.cli import COMMAND, mcp_console
 from tests.echo_service import ECHO_SPEC
+from tests.ports import free_port
 from tests.servers import LinkedGateway, RunningGateway, run_gateway, run_linked
-from tests.test_mcp_upstreams import stdio
+from tests.test_mcp_upstreams import STARTS, TESTSRV, stdio
 from tests.test_permission_loop import until
 from tests.test_permissions import feed, respond
 from tests.test_wire_contract import execute
@@ -489,6 +493,49 @@ async def test_a_plain_call_whose_client_goes_away_is_cancelled_and_its_request_
     assert [(row.operation, row.status, row.error_code, row.permission_request_id) for row in rows] == [
         ("wipe", "error", -32800, request["request_id"])]
     assert [pending.id for pending in filed] == [request["request_id"]]
+
+
+async def serving(url: str) -> None:
+    """Returns once the gateway at `url` answers /health."""
+    async with asyncio.timeout(STARTS), httpx.AsyncClient() as http:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{url}/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+
+
+async def test_two_gateway_processes_on_one_store_serve_the_front_door_alike(tmp_path: Path) -> None:
+    """Stateless, so any process answers any request: two `mcp-console serve` on one store, each running the MCP
+    upstream, both called by the SDK's client in both modes; the one ledger holds every call."""
+    db, config = tmp_path / "shared.db", tmp_path / "gateway.toml"
+    config.write_text(f"[mcp_servers.testsrv]\ncommand = {json.dumps(list(TESTSRV))}\n")
+    agent = json.loads((await mcp_console("agents", "add", "shared", "--db", db, "--json")).stdout)
+    await mcp_console("grants", "add", agent["id"], "testsrv", "--db", db, "--config", config)
+    ports = [free_port(), free_port()]
+    gateways = [subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--config", str(config), "--port", str(port),
+                                  "--orchestrator-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True) for port in ports]
+    sums: list[Any] = []
+    try:
+        for port in ports:
+            url = f"http://127.0.0.1:{port}"
+            await serving(url)
+            for mode in ("legacy", "auto"):
+                async with mcp_client(url, agent["token"], mode) as client:
+                    listed = await client.list_tools()  # waits for the upstream's first listing
+                    result = await client.call_tool("testsrv_add", {"a": port, "b": 1})
+                    sums.append((any(tool.name == "testsrv_add" for tool in listed.tools), structured(result)))
+    finally:
+        for gateway in gateways:
+            gateway.send_signal(signal.SIGTERM)
+        exits = [gateway.wait(30) for gateway in gateways]
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT agent_id, operation, status, via FROM calls WHERE service = 'testsrv'")
+        recorded = sorted(rows.fetchall())
+    assert exits == [0, 0]
+    assert sums == [(True, {"result": port + 1}) for port in ports for _ in range(2)]
+    assert recorded == [(agent["id"], "add", "success", "mcp")] * 4
 
 
 # -- limits ----------------------------------------------------------------------------------------------------
