@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from mcp import Client, StdioServerParameters, stdio_client
 
 from gateway_core.mcp_stdio import TOKEN_ENVIRONMENT
 from tests.cli import COMMAND, mcp_console
+from tests.ports import free_port
 from tests.servers import run_gateway
 from tests.test_mcp_front_door import FAST_PROGRESS, ledger, mcp_client, structured
 
@@ -96,3 +99,33 @@ async def test_nothing_the_bridge_starts_inherits_the_token(tmp_path: Path) -> N
                                                        stderr=subprocess.PIPE)
         stdout, _ = await process.communicate()
     assert stdout.decode().split() == ["2", "False"]
+
+
+async def test_a_bridge_started_before_its_gateway_waits_for_it(tmp_path: Path) -> None:
+    """A client's configuration may start the bridge before the gateway is up (both at login): the bridge retries
+    for UNREACHABLE_RETRY_SECONDS, so a gateway that comes up a moment later is served."""
+    db = tmp_path / "gw.db"
+    token = json.loads((await mcp_console("agents", "add", "early", "--db", db, "--json")).stdout)["token"]
+    port = free_port()
+    parameters = StdioServerParameters(
+        command=COMMAND[0], args=[*COMMAND[1:], "mcp-stdio", "--url", f"http://127.0.0.1:{port}/mcp"],
+        env={TOKEN_ENVIRONMENT: token})
+    gateway: subprocess.Popen[bytes] | None = None
+
+    async def start_gateway_later() -> None:
+        nonlocal gateway
+        await asyncio.sleep(1.5)  # the bridge has tried, and failed, at least once by then
+        gateway = subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port), "--orchestrator-port",
+                                    "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    later = asyncio.create_task(start_gateway_later())
+    try:
+        with (tmp_path / "bridge.log").open("w") as errlog:
+            async with Client(stdio_client(parameters, errlog=errlog), mode="legacy") as client:
+                listed = await client.list_tools()
+    finally:
+        await later
+        assert gateway is not None
+        gateway.send_signal(signal.SIGTERM)
+        exit_code = gateway.wait(30)
+    assert listed.tools == [] and exit_code == 0  # no service configured: served, with nothing to list
