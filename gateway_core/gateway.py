@@ -71,6 +71,7 @@ from gateway_core.recorder import Recorder
 from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import AuditEvent, CallRecord, SQLiteStore
 from gateway_core.store.records import CallStatus, CallVia, ledger_text, refusal_status
+from gateway_core.upstream import load_client_library
 from gateway_core.upstream_tool import ToolArguments, UpstreamTool, measured_chars
 from gateway_core.usage import Usage
 
@@ -258,6 +259,7 @@ class Gateway:
         for state in self.services.values():
             if state.handler is not None:
                 await state.handler.start()
+        await load_client_library()  # before the first checks: their latency is the upstreams', not an import's
         self.health.start()
         await self.permissions.start()
 

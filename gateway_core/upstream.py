@@ -30,7 +30,9 @@ def without_userinfo(url: str) -> str:
 _client_library_loaded = False
 
 
-async def _load_client_library() -> None:
+async def load_client_library() -> None:
+    """Imports aiohttp on a worker thread, the first time: the gateway does so before its first health checks, so
+    that their latency is the upstreams' own."""
     global _client_library_loaded
     if not _client_library_loaded:
         await import_in_thread("aiohttp")
@@ -83,7 +85,7 @@ class UpstreamClient:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       json_body: Any = None, timeout_seconds: float | None = None) -> UpstreamResponse:
-        await _load_client_library()
+        await load_client_library()
         import aiohttp  # loaded just above, on a worker thread: a look-up in sys.modules
 
         url = self.base_url + path
