@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import threading
 from types import ModuleType
+
+# One import at a time: the MCP SDK's client and server packages import each other, and two threads importing
+# them at once (the front door and an upstream starting together) deadlock on the module locks, which Python
+# breaks by handing one of them a partly initialized module ("cannot import name 'Server'").
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def _import_all(names: tuple[str, ...]) -> list[ModuleType]:
-    return [importlib.import_module(name) for name in names]
+    with _ONE_AT_A_TIME:
+        return [importlib.import_module(name) for name in names]
 
 
 async def import_in_thread(*names: str) -> list[ModuleType]:

@@ -513,9 +513,10 @@ async def test_two_gateway_processes_on_one_store_serve_the_front_door_alike(tmp
     agent = json.loads((await mcp_console("agents", "add", "shared", "--db", db, "--json")).stdout)
     await mcp_console("grants", "add", agent["id"], "testsrv", "--db", db, "--config", config)
     ports = [free_port(), free_port()]
+    logs = [tmp_path / f"gateway-{port}.log" for port in ports]
     gateways = [subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--config", str(config), "--port", str(port),
-                                  "--orchestrator-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 text=True) for port in ports]
+                                  "--orchestrator-port", "0"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+                for port, log in zip(ports, logs, strict=True)]
     sums: list[Any] = []
     try:
         for port in ports:
