@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from gateway_core.events import GatewayEvent, HealthChecked, ToolsListed
 from gateway_core.gateway import Gateway
+from gateway_core.mcp_upstreams import child as child_module
 from gateway_core.mcp_upstreams.child import MAX_BACKOFF_SECONDS, backoff_seconds
 from gateway_core.operations import OperationTable
 from gateway_core.operator_client import RemoteGateway
@@ -258,6 +259,20 @@ async def test_measured_cost_counts_what_a_tool_call_put_into_the_context(tmp_pa
     # An image block counts as 4,000 characters, whatever its size.
     assert [block["type"] for block in picture["data"]["content"]] == ["image"]
     assert picture["metadata"]["tokensUsed"] == math.ceil((len("{}") + 4000) / 4)
+
+
+async def test_an_sdk_that_cannot_be_loaded_leaves_the_upstream_down_saying_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken_install() -> None:  # what a damaged environment does; it cannot be made to happen here
+        raise ImportError("cannot import name 'Server' from partially initialized module 'mcp.server'")
+
+    monkeypatch.setattr(child_module, "_connection_module", broken_install)
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
+        await until(lambda: (report := running.gateway.health.reports.get("testsrv")) is not None
+                    and report.status == "down", STARTS)
+        report = running.gateway.health.reports["testsrv"]
+    # Stopping returned (the supervision had ended instead of dying with the error), and the screen says why.
+    assert report.message.startswith("the MCP SDK could not be loaded (cannot import name 'Server'")
 
 
 async def test_a_listed_change_brings_the_new_tool_and_a_tool_found_gone_goes(tmp_path: Path) -> None:

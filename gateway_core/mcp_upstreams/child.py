@@ -143,7 +143,14 @@ class UpstreamChild:
             future.set_result(outcome)
 
     async def _supervise(self) -> None:
-        await _connection_module()
+        try:
+            await _connection_module()
+        except ImportError as exc:  # a broken install: no start can succeed; say so rather than wait forever
+            self.problem = f"the MCP SDK could not be loaded ({exc})"
+            self._log.error("%s cannot start: %s", self.label, self.problem)
+            self._set_state("down")
+            self._settle(StartFailed(self.problem))
+            return
         from gateway_core.mcp_upstreams.connection import UpstreamConnection
 
         attempt = 0
