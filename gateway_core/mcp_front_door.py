@@ -450,10 +450,11 @@ class McpFrontDoor:
 
     def _plain_call(self, request: Request, message: dict[str, Any]) -> _PlainCall | None:
         """The call, when the door can answer it exactly as the SDK would without it: a 2025-era (handshake)
-        request, SSE accepted, a well-formed message whose params are a known tool's name and arguments only.
-        Anything else (a `_meta`, so a progress token too; an unknown tool; the 2026 wire; a header the SDK would
-        refuse) goes to the SDK. A stateless 2025 request costs the SDK a transport, a session, a dispatcher and
-        several tasks: about 1.2 ms a call on the development machine, more than the rest of the call."""
+        request, SSE accepted, a well-formed message whose params are a tool's name and arguments only (an unknown
+        name is `_tool_call`'s to answer, as on the SDK's path). Anything else (a `_meta`, so a progress token too;
+        the 2026 wire; a header the SDK would refuse) goes to the SDK. A stateless 2025 request costs the SDK a
+        transport, a session, a dispatcher and several tasks: about 1.2 ms a call on the development machine, more
+        than the rest of the call."""
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, types.DEFAULT_NEGOTIATED_VERSION)
         if version not in HANDSHAKE_PROTOCOL_VERSIONS:
             return None
@@ -466,9 +467,7 @@ class McpFrontDoor:
         if not isinstance(params, dict) or not params.keys() <= _PLAIN_PARAMS_KEYS:
             return None
         name, arguments = params.get("name"), params.get("arguments")
-        if not isinstance(name, str) or name not in self.listing().operations:
-            return None
-        if arguments is not None and not isinstance(arguments, dict):
+        if not isinstance(name, str) or (arguments is not None and not isinstance(arguments, dict)):
             return None
         return _PlainCall(rpc_id, name, arguments, version)
 

@@ -390,16 +390,20 @@ def without_per_call_values(answer: httpx.Response) -> str:
     return PER_CALL.sub(lambda found: (found[1] or found[2]) + "0", answer.text)
 
 
-@pytest.mark.parametrize("arguments", [{"message": "hi", "times": 2}, {"message": "", "colour": "red"}])
-async def test_a_plain_call_is_answered_as_the_sdk_answers_it(tmp_path: Path, arguments: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("tool", "arguments"), [("echo_echo", {"message": "hi", "times": 2}),
+                                                ("echo_echo", {"message": "", "colour": "red"}),
+                                                ("echo_shout", {"message": "hi"})])
+async def test_a_plain_call_is_answered_as_the_sdk_answers_it(tmp_path: Path, tool: str,
+                                                             arguments: dict[str, Any]) -> None:
     """The same call on the door's plain path (no `_meta`) and through the SDK (an empty `_meta` sends it there):
-    the same headers and, but for the call's own id, time and duration, the same bytes, a tool error included."""
+    the same headers and, but for the call's own id, time and duration, the same bytes, a tool error and an
+    unknown tool's protocol error included."""
     async with run_gateway(tmp_path / "gw.db") as gw:
         agent_id, token = await gw.add_agent()
         await gw.grant(agent_id, "echo")
         version = {"MCP-Protocol-Version": "2025-11-25"}
-        plain = await post_mcp(gw.url, tools_call("echo_echo", arguments), token, **version)
-        through_sdk_body = tools_call("echo_echo", arguments)
+        plain = await post_mcp(gw.url, tools_call(tool, arguments), token, **version)
+        through_sdk_body = tools_call(tool, arguments)
         through_sdk_body["params"]["_meta"] = {}
         through_sdk = await post_mcp(gw.url, through_sdk_body, token, **version)
         rows = await ledger(gw)
