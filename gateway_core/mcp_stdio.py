@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import mcp_types as types
@@ -24,6 +23,7 @@ from mcp.server.stdio import stdio_server
 
 from gateway_core import __version__
 from gateway_core.errors import AuthenticationRequired
+from gateway_core.upstream import without_userinfo
 
 TOKEN_ENVIRONMENT: Final = "MCP_CONSOLE_TOKEN"
 URL_ENVIRONMENT: Final = "MCP_CONSOLE_URL"
@@ -40,12 +40,6 @@ _PROGRESS_TOKEN: Final = "progress_token"
 
 def default_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/mcp"
-
-
-def _shown(url: str) -> str:
-    """The URL as messages may show it: without any user or password in it."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _leaves(error: BaseException) -> Iterator[BaseException]:
@@ -131,11 +125,11 @@ async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr) -
         try:
             gateway = await _connect(stack, url, token)
         except _Refused as refusal:
-            print(f"mcp-console mcp-stdio: the gateway at {_shown(url)} refused the token in {TOKEN_ENVIRONMENT} "
-                  f"({refusal})", file=errors, flush=True)
+            print(f"mcp-console mcp-stdio: the gateway at {without_userinfo(url)} refused the token in "
+                  f"{TOKEN_ENVIRONMENT} ({refusal})", file=errors, flush=True)
             return EXIT_REFUSED
         except TimeoutError:
-            print(f"mcp-console mcp-stdio: no gateway answered at {_shown(url)} within "
+            print(f"mcp-console mcp-stdio: no gateway answered at {without_userinfo(url)} within "
                   f"{UNREACHABLE_RETRY_SECONDS:g} s (--url or {URL_ENVIRONMENT} names another)",
                   file=errors, flush=True)
             return EXIT_UNREACHABLE

@@ -8,10 +8,10 @@ neither the console's first frame nor the event loop waits for it."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway_core import __version__
 from gateway_core.lazy_import import import_in_thread
@@ -23,8 +23,10 @@ USER_AGENT = f"mcp-console/{__version__}"
 
 
 def without_userinfo(url: str) -> str:
-    """The URL for messages and logs: `user:password@` taken out, if an operator put it there."""
-    return re.sub(r"//[^/@]*@", "//", url)
+    """The URL for messages and logs: `user:password@` taken out, if an operator put it there (up to the last
+    `@` of the authority, so a password written with an `@` in it goes too)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _client_library_loaded = False
