@@ -20,6 +20,7 @@ import pytest_asyncio
 from gateway_core.clock import system_clock
 from gateway_core.config import load_settings, settings_environment
 from gateway_core.handlers.postgres import POSTGRES_OPERATIONS, PostgresHandler, highest_placeholder
+from gateway_core.handlers.postgres_values import timestamp_text
 from tests.agent_client import AgentClient
 from tests.ports import free_port
 from tests.postgres_cluster import SUPERUSER_PASSWORD, PostgresCluster, postgres_binaries, running_cluster
@@ -74,7 +75,10 @@ async def _prepare(server: PostgresCluster) -> None:
     await admin.execute(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'; GRANT pg_read_all_data, "
                         f"pg_read_all_stats TO {READER}; CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'; "
                         f"CREATE ROLE {OWNER} LOGIN PASSWORD '{OWNER_PASSWORD}'; GRANT pg_read_all_stats, "
-                        f"pg_signal_backend TO {OWNER}")
+                        f"pg_signal_backend TO {OWNER}; "
+                        # A role whose own defaults would write timestamps another way: the gateway's session wins.
+                        f"ALTER ROLE {WRITER} SET DateStyle = 'SQL, DMY'; "
+                        f"ALTER ROLE {WRITER} SET TimeZone = 'Asia/Kolkata'")
     for database in SETUP:
         await admin.execute(f'CREATE DATABASE "{database}"' + (f" OWNER {OWNER}" if database == "kids-ascension"
                                                                else ""))
@@ -279,6 +283,50 @@ async def test_values_come_as_node_postgres_gave_them(pg: AgentClient) -> None:
     assert data["rows"][0]["twice"].endswith("Z")
     fields = {field["name"]: (field["dataType"], field["typeName"]) for field in data["fields"]}
     assert fields["id"] == (20, "int8") and fields["profile"] == (3802, "jsonb") and fields["scores"][1] == "int8[]"
+
+
+async def test_values_past_the_agents_forms_keep_postgresqls_text(pg: AgentClient) -> None:
+    data = await pg.data("query", ["SELECT 'infinity'::timestamptz AS forever, "
+                                   "'0044-03-15 12:00+00 BC'::timestamptz AS ides, '12000-01-01'::timestamp AS far, "
+                                   "'0044-03-15 BC'::date AS day, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid AS id, "
+                                   "ARRAY['2024-01-02'::date] AS days, "
+                                   """'{"big": 123456789012345678901234567890, "n": [1.5]}'::jsonb AS doc"""],
+                         database="ka-db")
+    assert data["rows"] == [{"forever": "infinity", "ides": "0044-03-15 12:00:00+00 BC", "far": "12000-01-01 00:00:00",
+                             "day": "0044-03-15 BC", "id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                             "days": ["2024-01-02"], "doc": {"big": 123456789012345678901234567890, "n": [1.5]}}]
+
+
+async def test_records_come_as_text_and_ranges_of_text_values_ask_for_a_cast(pg: AgentClient) -> None:
+    data = await pg.data("query", ["SELECT ROW(1::int8, 'a b', '2024-05-06 09:08:09+02'::timestamptz) AS r"],
+                         database="ka-db")
+    assert data["rows"] == [{"r": '(1,"a b","2024-05-06 07:08:09+00")'}]  # PostgreSQL's text, as node-postgres gave
+    error = await pg.error("query", ["SELECT tstzrange('2024-05-06', '2024-05-07') AS during"], database="ka-db")
+    assert error["code"] == -32009 and "tstzrange" in error["message"] and "::text" in error["message"]
+    cast = await pg.data("query", ["SELECT tstzrange('2024-05-06', '2024-05-07')::text AS during"], database="ka-db")
+    assert cast["rows"] == [{"during": '["2024-05-06 00:00:00+00","2024-05-07 00:00:00+00")'}]
+
+
+async def test_timestamps_are_read_in_utc_whatever_the_role_or_a_statement_set(pg: AgentClient) -> None:
+    """The writable database's role defaults to another DateStyle and TimeZone, and an agent's SET is committed
+    there: every pooled connection still writes ISO in UTC (set at its start, RESET ALL on its release)."""
+    await pg.data("execute", ["SET TimeZone = 'America/New_York'"], database="an")
+    await pg.data("execute", ["SET DateStyle = 'German'"], database="an")
+    for _ in range(4):  # every connection the pool holds
+        data = await pg.data("query", ["SELECT '2024-05-06 09:08:09.25+02'::timestamptz AS at, '2024-05-06'::date AS "
+                                       "day, current_setting('TimeZone') AS zone"], database="an")
+        assert data["rows"] == [{"at": "2024-05-06T07:08:09.250Z", "day": "2024-05-06", "zone": "UTC"}]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-05-06 07:08:09+00", "2024-05-06T07:08:09.000Z"), ("2024-05-06 07:08:09.5+00", "2024-05-06T07:08:09.500Z"),
+    ("2024-05-06 07:08:09.123+00", "2024-05-06T07:08:09.123Z"),
+    ("2024-05-06 07:08:09.000123+00", "2024-05-06T07:08:09.000123Z"),
+    ("2024-05-06 07:08:09.12", "2024-05-06T07:08:09.120Z"),  # a timestamp without zone: taken as UTC
+    ("2024-05-06 12:38:09.5+05:30", "2024-05-06T07:08:09.500Z"), ("2024-05-06 03:08:09-04", "2024-05-06T07:08:09.000Z"),
+    ("-infinity", "-infinity"), ("06.05.2024 07:08:09 UTC", "06.05.2024 07:08:09 UTC")])
+async def test_timestamp_text_is_cut_into_to_iso_string_form(text: str, expected: str) -> None:
+    assert timestamp_text(text) == expected
 
 
 async def test_rows_are_capped_through_a_cursor_and_truncated_only_when_rows_were_dropped(pg: AgentClient) -> None:

@@ -35,6 +35,7 @@ from gateway_core.errors import (
 )
 from gateway_core.handlers.base import ServiceHandler
 from gateway_core.handlers.postgres_values import (
+    SESSION_SETTINGS,
     bind_parameters,
     column_converter,
     json_row,
@@ -400,15 +401,10 @@ class DatabaseSession:
         json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
                                     for attribute in attributes])
         records = await (await statement.cursor(*bound)).fetch(limit + 1)  # one round trip, the portal capped
-        rows: list[dict[str, Any]] = []
-        size, truncated = 0, len(records) > limit
-        for record in records[:limit]:
-            row = json_row_of(record)
-            size += len(json_bytes(row))
-            if size > MAX_RESULT_BYTES:
-                truncated = True
-                break
-            rows.append(row)
+        rows = [json_row_of(record) for record in records[:limit]]
+        truncated = len(records) > limit
+        if len(json_bytes(rows)) > MAX_RESULT_BYTES + len(rows) + 1:  # the rows' own bytes past the cap ("[", "]", ",")
+            rows, truncated = _within_result_cap(rows), True
         return {"rowCount": len(rows), "rows": rows, "fields": fields, "truncated": truncated}
 
     async def write(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
@@ -418,6 +414,16 @@ class DatabaseSession:
         affected = int(counts[-1]) if counts and counts[-1].isdigit() else 0
         return {"command": command, "affectedRows": affected,
                 "rows": [json_row(record) for record in returned[: self.database.max_rows]]}
+
+
+def _within_result_cap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first rows whose JSON adds up to MAX_RESULT_BYTES at most."""
+    size = 0
+    for count, row in enumerate(rows):
+        size += len(json_bytes(row))
+        if size > MAX_RESULT_BYTES:
+            return rows[:count]
+    return rows
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -457,6 +463,11 @@ def database_error(exc: BaseException, database: Database) -> GatewayError | Non
         return InvalidParams(f"Invalid arguments: params: {type(exc).__name__}",
                              {"errors": [{"field": "params", "message": "a parameter does not fit its $n",
                                           "type": "parameter_type"}], **about})
+    if isinstance(exc, asyncpg.UnsupportedClientFeatureError):  # a range or composite of text-coded values
+        named = re.search(r'type "[^"]*"\."([^"]+)"', str(exc))
+        type_name = named.group(1) if named else "a column's type"
+        return ValidationFailed(f"PostgreSQL ({database.name}): the gateway cannot read values of {type_name} from "
+                                "the result: select them as text (the column::text)", about)
     if isinstance(exc, asyncpg.InterfaceError):
         return ServiceUnavailable(f"PostgreSQL ({database.name}): the connection failed ({type(exc).__name__})",
                                   about)
@@ -587,7 +598,7 @@ class PostgresHandler(ServiceHandler):
                         **database.connect, min_size=min(settings.min_size, settings.max_size),
                         max_size=settings.max_size, max_inactive_connection_lifetime=settings.idle_seconds,
                         timeout=settings.connect_seconds, init=prepare_connection,
-                        server_settings={"application_name": database.application_name})
+                        server_settings={**SESSION_SETTINGS, "application_name": database.application_name})
             return state.pool
 
     def _pool_counters(self, database: Database, pool: asyncpg.Pool) -> dict[str, Any]:
