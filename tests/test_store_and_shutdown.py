@@ -33,14 +33,17 @@ async def test_the_store_is_one_wal_file_migrated_once(tmp_path: Path) -> None:
 
 
 async def test_processes_opening_a_new_store_at_the_same_moment_migrate_it_once(tmp_path: Path) -> None:
-    # `mcp-console serve` and `mcp-console agents add` started together on a fresh file both migrate it.
-    path = tmp_path / "s.db"
-    stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(6)))
-    for store in stores:
-        await store.close()
-    with sqlite3.connect(path) as db:
-        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
-    assert versions == [version for version, _ in MIGRATIONS]
+    # `mcp-console serve` and `mcp-console agents add` started together on a fresh file both migrate it. Many
+    # rounds: switching a new file to WAL failed at once, now and then, when another opening held it that moment.
+    for round_number in range(30):
+        path = tmp_path / f"s{round_number}.db"
+        stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(6)))
+        for store in stores:
+            await store.close()
+        with sqlite3.connect(path) as db:
+            versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+            journal_mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert versions == [version for version, _ in MIGRATIONS] and journal_mode == "wal"
 
 
 async def test_the_audit_log_refuses_edits_and_deletions(tmp_path: Path) -> None:

@@ -69,13 +69,32 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another process's lock on the file
+_WAL_SWITCH_PAUSE_SECONDS = 0.01
+
+
+async def _use_wal(connection: aiosqlite.Connection) -> None:
+    """Switches a new file to WAL (a file switched once stays so). The switch needs the file alone for a moment
+    and SQLite does not wait for that, whatever busy_timeout says: another process opening the same new store
+    at that moment made it fail at once ("database is locked"). It is tried again for as long as busy_timeout."""
+    for _ in range(BUSY_TIMEOUT_MS // int(_WAL_SWITCH_PAUSE_SECONDS * 1000)):
+        try:
+            await connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except aiosqlite.OperationalError as exc:
+            if "database is locked" not in str(exc):
+                raise
+        await asyncio.sleep(_WAL_SWITCH_PAUSE_SECONDS)
+    await connection.execute("PRAGMA journal_mode=WAL")  # the last try: its error says why
+
+
 def _reason(exc: BaseException) -> str:
     """What is wrong with a store file, in an operator's words (SQLite's own are terse)."""
     text = str(exc)
     if "file is not a database" in text:
         return "it is not an SQLite database (damaged, or some other file)"
     if "database is locked" in text:
-        return "another process holds it locked (waited 5 s)"
+        return f"another process holds it locked (waited {BUSY_TIMEOUT_MS // 1000} s)"
     if "disk image is malformed" in text:
         return "the file is damaged (SQLite: database disk image is malformed)"
     if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
@@ -117,8 +136,8 @@ class SQLiteStore:
             raise StoreError(f"cannot open the store at {path}: {_reason(exc)}") from None
         try:
             connection.row_factory = aiosqlite.Row
-            await connection.execute("PRAGMA busy_timeout=5000")  # first: a locked file fails in 5 s, not never
-            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: a locked file fails in 5 s
+            await _use_wal(connection)
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
             store = cls(connection, path, clock)
