@@ -23,7 +23,7 @@ from mcp.server.stdio import stdio_server
 
 from gateway_core import __version__
 from gateway_core.errors import AuthenticationRequired
-from gateway_core.upstream import without_userinfo
+from gateway_core.redaction import shown_url
 
 TOKEN_ENVIRONMENT: Final = "MCP_CONSOLE_TOKEN"
 URL_ENVIRONMENT: Final = "MCP_CONSOLE_URL"
@@ -125,11 +125,11 @@ async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr) -
         try:
             gateway = await _connect(stack, url, token)
         except _Refused as refusal:
-            print(f"mcp-console mcp-stdio: the gateway at {without_userinfo(url)} refused the token in "
+            print(f"mcp-console mcp-stdio: the gateway at {shown_url(url)} refused the token in "
                   f"{TOKEN_ENVIRONMENT} ({refusal})", file=errors, flush=True)
             return EXIT_REFUSED
         except TimeoutError:
-            print(f"mcp-console mcp-stdio: no gateway answered at {without_userinfo(url)} within "
+            print(f"mcp-console mcp-stdio: no gateway answered at {shown_url(url)} within "
                   f"{UNREACHABLE_RETRY_SECONDS:g} s (--url or {URL_ENVIRONMENT} names another)",
                   file=errors, flush=True)
             return EXIT_UNREACHABLE

@@ -95,8 +95,8 @@ from gateway_core.orchestrator.models import (
     PermissionResponseEvent,
 )
 from gateway_core.permission_gate import DecisionNotSupported
+from gateway_core.redaction import shown_url
 from gateway_core.store import AuditEvent, CallRecord, UsageTotals
-from gateway_core.upstream import without_userinfo
 from gateway_core.usage import DailyUsage, Usage
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class RemoteGateway:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"cannot attach to {url!r}: give the gateway's URL, such as {DEFAULT_URL}")
-        self.attached_to = without_userinfo(self.url).split("://", 1)[1]
+        self.attached_to = shown_url(self.url).split("://", 1)[1]
         self._read_only = read_only
         self._clock = clock
         self._headers = {"User-Agent": f"mcp-console/{__version__}", "Authorization": f"Bearer {token}"}

@@ -15,6 +15,13 @@ MASK = "********"
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^/@\s]+@", re.IGNORECASE)
 
 
+def shown_url(url: str) -> str:
+    """A URL as messages, logs and screens show it: no `user:password@` (up to the last `@` of the authority, so
+    a password written with an `@` in it goes too), no query and no fragment (either may carry a key)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
+
+
 def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     if lowered == "key" or lowered.endswith("_uuid"):  # a name (an env variable's) or a reference, not a secret

@@ -11,22 +11,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from gateway_core import __version__
 from gateway_core.lazy_import import import_in_thread
+from gateway_core.redaction import shown_url
 
 if TYPE_CHECKING:
     import aiohttp
 
 USER_AGENT = f"mcp-console/{__version__}"
-
-
-def without_userinfo(url: str) -> str:
-    """The URL for messages and logs: `user:password@` taken out, if an operator put it there (up to the last
-    `@` of the authority, so a password written with an `@` in it goes too)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _client_library_loaded = False
@@ -69,7 +62,7 @@ class UpstreamClient:
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, timeout_seconds: float = 30.0,
                  max_connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
-        self.display_url = without_userinfo(self.base_url)
+        self.display_url = shown_url(self.base_url)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections

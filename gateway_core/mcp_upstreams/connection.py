@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 import httpx2
 import mcp_types as types
@@ -35,6 +34,7 @@ from gateway_core.errors import (
 )
 from gateway_core.mcp_upstreams.failures import ConnectionLost, StartFailed
 from gateway_core.mcp_upstreams.launch import UpstreamLaunch
+from gateway_core.redaction import shown_url
 
 MAX_PAGES = 100  # of one tools/list: a server whose cursor never ends cannot hold the listing for ever
 ERROR_TEXT_CHARS = 500  # of an isError result's first text block, as the error's message
@@ -50,12 +50,6 @@ def http_client(launch: UpstreamLaunch) -> httpx2.AsyncClient:
     """The upstream's one HTTP client, kept across reconnections: its headers on every request; a read may
     wait 300 s, as the SDK's own default, since a response stream stays open while the tool runs."""
     return httpx2.AsyncClient(headers=dict(launch.headers), timeout=httpx2.Timeout(30, read=300))
-
-
-def where(url: str) -> str:
-    """An upstream URL as the log and errors show it: no user, password or query (they may hold keys)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 class UpstreamConnection:
@@ -216,7 +210,7 @@ class UpstreamConnection:
         if isinstance(exc, OSError) and self._launch.command is not None:
             return f"cannot start {self._launch.command[0]!r}: {exc.strerror or type(exc).__name__}"
         if isinstance(exc, httpx2.TransportError) and self._launch.url is not None:
-            return f"cannot reach {where(self._launch.url)}: {type(exc).__name__}"
+            return f"cannot reach {shown_url(self._launch.url)}: {type(exc).__name__}"
         if isinstance(exc, MCPError):
             return f"the handshake failed: {exc.message} ({exc.code})"
         return f"the session failed: {type(exc).__name__}"

@@ -36,8 +36,7 @@ from gateway_core.orchestrator.models import (
     RequestFiled,
     parse_event,
 )
-from gateway_core.redaction import redacted
-from gateway_core.upstream import without_userinfo
+from gateway_core.redaction import redacted, shown_url
 
 log = logging.getLogger(__name__)
 Shape = TypeVar("Shape", bound=BaseModel)
@@ -99,7 +98,7 @@ class OrchestratorClient:
     def __init__(self, base_url: str, token: str | None = None, timeout_seconds: float = 3.0,
                  max_backoff_seconds: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.display_url = without_userinfo(self.base_url)
+        self.display_url = shown_url(self.base_url)
         headers = {"User-Agent": f"mcp-console/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
