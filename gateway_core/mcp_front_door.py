@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -48,6 +47,7 @@ from gateway_core.errors import (
     ServiceUnavailable,
 )
 from gateway_core.gateway import ExecuteOutcome, Gateway
+from gateway_core.json_bytes import json_bytes
 from gateway_core.models import CallMetadata, ExecuteOptions, ExecuteParams, error_envelope, parse_json
 from gateway_core.operations import Operation, Risk
 from gateway_core.rpc import RequestAuthentication
@@ -193,8 +193,7 @@ def list_tools(services: Mapping[str, tuple[Operation, ...]]) -> ToolListing:
 
 
 def _text(value: Any) -> types.TextContent:
-    return types.TextContent(type="text", text=value if isinstance(value, str) else json.dumps(
-        value, separators=(",", ":"), default=str))
+    return types.TextContent(type="text", text=value if isinstance(value, str) else json_bytes(value).decode())
 
 
 def success_result(operation: Operation, outcome: ExecuteOutcome) -> types.CallToolResult:
@@ -511,7 +510,7 @@ class McpFrontDoor:
         headers = dict(headers or {})
         if close:  # a refused body or header block is not read any further: closing the connection stops it
             headers["Connection"] = "close"
-        body = json.dumps(error_envelope(None, error), separators=(",", ":"))
+        body = json_bytes(error_envelope(None, error))
         await Response(body, status or error.http_status, headers, media_type="application/json")(
             scope, receive, send)
 
