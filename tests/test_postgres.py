@@ -297,7 +297,7 @@ async def test_values_past_the_agents_forms_keep_postgresqls_text(pg: AgentClien
                              "days": ["2024-01-02"], "doc": {"big": 123456789012345678901234567890, "n": [1.5]}}]
 
 
-async def test_records_come_as_text_and_ranges_of_text_values_ask_for_a_cast(pg: AgentClient) -> None:
+async def test_records_and_ranges_come_as_text_and_ranges_of_text_values_ask_for_a_cast(pg: AgentClient) -> None:
     data = await pg.data("query", ["SELECT ROW(1::int8, 'a b', '2024-05-06 09:08:09+02'::timestamptz) AS r"],
                          database="ka-db")
     assert data["rows"] == [{"r": '(1,"a b","2024-05-06 07:08:09+00")'}]  # PostgreSQL's text, as node-postgres gave
@@ -305,6 +305,9 @@ async def test_records_come_as_text_and_ranges_of_text_values_ask_for_a_cast(pg:
     assert error["code"] == -32009 and "tstzrange" in error["message"] and "::text" in error["message"]
     cast = await pg.data("query", ["SELECT tstzrange('2024-05-06', '2024-05-07')::text AS during"], database="ka-db")
     assert cast["rows"] == [{"during": '["2024-05-06 00:00:00+00","2024-05-07 00:00:00+00")'}]
+    ranges = await pg.data("query", ["SELECT int4range(1, 5) AS a, int4range(NULL, 3, '(]') AS b, "
+                                     "int4range(4, 4) AS c"], database="ka-db")
+    assert ranges["rows"] == [{"a": "[1,5)", "b": "(,4)", "c": "empty"}]  # PostgreSQL's canonical forms
 
 
 async def test_timestamps_are_read_in_utc_whatever_the_role_or_a_statement_set(pg: AgentClient) -> None:

@@ -113,7 +113,20 @@ def json_value(value: Any) -> Any:
         return {str(key): json_value(item) for key, item in value.items()}
     if isinstance(value, Mapping):  # a composite (row) value
         return {str(key): json_value(item) for key, item in value.items()}
-    return str(value)  # uuid, inet, geometric and range types: their text
+    from asyncpg.types import Range  # loaded already: the value came from asyncpg
+
+    if isinstance(value, Range):
+        return _range_text(value)
+    return str(value)  # inet, geometric types: their text
+
+
+def _range_text(value: Any) -> str:
+    """A range as PostgreSQL writes it (`[1,5)`, `(,3]`, `empty`), as node-postgres gave it."""
+    if value.isempty:
+        return "empty"
+    lower = "" if value.lower_inf else json_value(value.lower)
+    upper = "" if value.upper_inf else json_value(value.upper)
+    return f"{'[' if value.lower_inc else '('}{lower},{upper}{']' if value.upper_inc else ')'}"
 
 
 def json_row(record: Any) -> dict[str, Any]:
