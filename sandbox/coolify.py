@@ -201,6 +201,13 @@ class FakeCoolify(StandIn):
                 return reply({"logs": "\n".join(f"log line {n}" for n in range(1, lines + 1))})
             return handler
 
+        def lifecycle(path: str, table: Table, noun: str, restarting: str = "restarting") -> None:
+            """start, stop and restart of a database or service: its status set, Coolify's message answered."""
+            for action, status, doing in (("start", "running:healthy", "starting"), ("stop", "exited", "stopping"),
+                                          ("restart", "running:healthy", restarting)):
+                route("POST", f"/{path}/{{uuid}}/{action}")(set_status(table, status,
+                                                                      f"{noun} {doing} request queued."))
+
         def queue(status: str, message: str) -> RouteHandler:
             async def handler(call: Call) -> Response:
                 application = self.applications.get(call.params["uuid"])
@@ -283,12 +290,7 @@ class FakeCoolify(StandIn):
             return reply({"uuid": uuid, "internal_db_url": f"{kind}://user:pass@{uuid}:5432/db"}, 201)
 
         route("GET", "/databases/{uuid}")(one(self.databases))
-        route("POST", "/databases/{uuid}/start")(set_status(self.databases, "running:healthy",
-                                                            "Database starting request queued."))
-        route("POST", "/databases/{uuid}/stop")(set_status(self.databases, "exited",
-                                                           "Database stopping request queued."))
-        route("POST", "/databases/{uuid}/restart")(set_status(self.databases, "running:healthy",
-                                                              "Database restarting request queued."))
+        lifecycle("databases", self.databases, "Database")
         route("GET", "/databases/{uuid}/logs")(logs(self.databases))
         route("GET", "/servers")(listing(self.servers))
 
@@ -353,12 +355,7 @@ class FakeCoolify(StandIn):
 
         route("GET", "/services")(listing(self.services))
         route("GET", "/services/{uuid}")(one(self.services))
-        route("POST", "/services/{uuid}/start")(set_status(self.services, "running:healthy",
-                                                           "Service starting request queued."))
-        route("POST", "/services/{uuid}/stop")(set_status(self.services, "exited",
-                                                          "Service stopping request queued."))
-        route("POST", "/services/{uuid}/restart")(set_status(self.services, "running:healthy",
-                                                             "Service restaring request queued."))
+        lifecycle("services", self.services, "Service", restarting="restaring")  # Coolify's own spelling
 
         @route("GET", "/services/{uuid}/logs")
         async def service_logs(call: Call) -> Response:
