@@ -27,7 +27,7 @@ from gateway_core.redaction import shown_url
 
 TOKEN_ENVIRONMENT: Final = "MCP_CONSOLE_TOKEN"
 URL_ENVIRONMENT: Final = "MCP_CONSOLE_URL"
-UNREACHABLE_RETRY_SECONDS: Final = 30.0  # a gateway still starting gets this long before the bridge gives up
+UNREACHABLE_RETRY_SECONDS: Final = 30.0  # by default a gateway still starting gets this long (--wait)
 RETRY_INTERVAL_SECONDS: Final = 1.0
 EXIT_REFUSED: Final = 2  # no token, or the gateway refused it
 EXIT_UNREACHABLE: Final = 1
@@ -55,10 +55,10 @@ class _Refused(Exception):
     """The gateway refused the token."""
 
 
-async def _connect(stack: contextlib.AsyncExitStack, url: str, token: str) -> Client:
-    """A client of the front door, entered on `stack`. Retries an unreachable gateway for
-    UNREACHABLE_RETRY_SECONDS; raises _Refused when it refuses the token, TimeoutError when it never answered."""
-    deadline = time.monotonic() + UNREACHABLE_RETRY_SECONDS
+async def _connect(stack: contextlib.AsyncExitStack, url: str, token: str, wait_seconds: float) -> Client:
+    """A client of the front door, entered on `stack`. Retries an unreachable gateway for `wait_seconds`; raises
+    _Refused when it refuses the token, TimeoutError when it never answered."""
+    deadline = time.monotonic() + wait_seconds
     while True:
         attempt = contextlib.AsyncExitStack()
         http = await attempt.enter_async_context(
@@ -77,7 +77,7 @@ async def _connect(stack: contextlib.AsyncExitStack, url: str, token: str) -> Cl
                 raise
             if time.monotonic() >= deadline:
                 raise TimeoutError from None
-            await asyncio.sleep(RETRY_INTERVAL_SECONDS)
+            await asyncio.sleep(min(RETRY_INTERVAL_SECONDS, max(deadline - time.monotonic(), 0.0)))
             continue
         stack.push_async_exit(attempt)
         return client
@@ -115,22 +115,24 @@ def bridge_server(gateway: Client) -> Server[Any]:
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 
-async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr) -> int:
-    """Serves stdio until its input ends; the process's exit code."""
+async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr,
+                     wait_seconds: float = UNREACHABLE_RETRY_SECONDS) -> int:
+    """Serves stdio until its input ends; the process's exit code. A gateway not up yet is waited for
+    `wait_seconds`."""
     if not token:
         print(f"mcp-console mcp-stdio: set {TOKEN_ENVIRONMENT} to the agent's token (mcp-console agents add "
               "NAME prints it); it is never taken from the command line", file=errors, flush=True)
         return EXIT_REFUSED
     async with contextlib.AsyncExitStack() as stack:
         try:
-            gateway = await _connect(stack, url, token)
+            gateway = await _connect(stack, url, token, wait_seconds)
         except _Refused as refusal:
             print(f"mcp-console mcp-stdio: the gateway at {shown_url(url)} refused the token in "
                   f"{TOKEN_ENVIRONMENT} ({refusal})", file=errors, flush=True)
             return EXIT_REFUSED
         except TimeoutError:
             print(f"mcp-console mcp-stdio: no gateway answered at {shown_url(url)} within "
-                  f"{UNREACHABLE_RETRY_SECONDS:g} s (--url or {URL_ENVIRONMENT} names another)",
+                  f"{wait_seconds:g} s (--url or {URL_ENVIRONMENT} names another; --wait waits longer)",
                   file=errors, flush=True)
             return EXIT_UNREACHABLE
         server = bridge_server(gateway)

@@ -77,10 +77,18 @@ async def test_a_missing_or_refused_token_ends_the_bridge_with_exit_2_naming_the
     assert no_option.returncode == 2 and "unrecognized arguments: --token" in no_option.stderr
 
 
-async def _bridge_exit(url: str, token: str | None) -> tuple[int, str]:
+async def test_a_bridge_whose_gateway_never_comes_up_gives_up_after_wait_seconds() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    code, stderr = await _bridge_exit(url, "mcpa_some-token-value", "--wait", "1.5")
+    assert code == 1 and f"no gateway answered at {url} within 1.5 s" in stderr and "--wait" in stderr
+    bad = await mcp_console("mcp-stdio", "--url", url, "--wait", "-1", check=False)
+    assert bad.returncode == 2 and "seconds must be 0 or more" in bad.stderr
+
+
+async def _bridge_exit(url: str, token: str | None, *options: str) -> tuple[int, str]:
     """Runs the bridge with `token` (or none) in its environment; its exit code and stderr."""
     environment = {"PATH": "/usr/bin:/bin", **({TOKEN_ENVIRONMENT: token} if token else {})}
-    process = await asyncio.create_subprocess_exec(*COMMAND, "mcp-stdio", "--url", url, env=environment,
+    process = await asyncio.create_subprocess_exec(*COMMAND, "mcp-stdio", "--url", url, *options, env=environment,
                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                    stderr=subprocess.PIPE)
     _, stderr = await process.communicate()
@@ -104,7 +112,7 @@ async def test_nothing_the_bridge_starts_inherits_the_token(tmp_path: Path) -> N
 
 async def test_a_bridge_started_before_its_gateway_waits_for_it(tmp_path: Path) -> None:
     """A client's configuration may start the bridge before the gateway is up (both at login): the bridge retries
-    for UNREACHABLE_RETRY_SECONDS, so a gateway that comes up a moment later is served."""
+    for --wait seconds (30 by default), so a gateway that comes up a moment later is served."""
     db = tmp_path / "gw.db"
     token = json.loads((await mcp_console("agents", "add", "early", "--db", db, "--json")).stdout)["token"]
     port = free_port()
