@@ -252,8 +252,9 @@ class RemoteGateway:
 
     def _apply(self, event: OperatorEvent) -> None:
         """One event into the copy, then on to the console, as the gateway would have published it."""
-        if event.seq <= self._seq:
-            return  # already applied (a repeat would only come from a bug; it must not show twice)
+        if event.seq <= self._seq:  # already applied: a repeat would only come from a bug; it must not show twice
+            log.warning("the gateway's event %d came again after %d: not applied twice", event.seq, self._seq)
+            return
         self._seq = event.seq
         published: GatewayEvent
         if isinstance(event, CallEvent):

@@ -28,8 +28,10 @@ from gateway_core.config import load_settings
 from gateway_core.errors import PermissionDenied
 from gateway_core.events import CallFinished, PermissionEvent, Resynced, Subscription
 from gateway_core.operator_client import OperatorRefused, RemoteGateway
+from gateway_core.operator_models import CallEvent
 from gateway_core.orchestrator.client import DecisionConflict
 from gateway_core.orchestrator.models import PermissionRequestEvent, PermissionRespondBody, PermissionResponseEvent
+from gateway_core.store import CallRecord
 from sandbox import Sandbox
 from sandbox.coolify import FakeCoolify
 from tests.cli import COMMAND, mcp_console
@@ -390,3 +392,19 @@ async def test_sighup_reloads_the_config_of_a_serving_gateway_and_says_what_need
     assert "in force only after a restart: server" in log
     assert "the config was not reloaded, nothing changed" in log
     assert process.returncode == 0
+
+
+async def test_an_event_that_comes_again_is_applied_once_and_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    remote = RemoteGateway("http://127.0.0.1:9", "mcpo_unused-token")
+    subscription = remote.subscribe()
+    record = CallRecord("c1", 1.0, "agent", "mcp.execute", "coolify", "list-applications", "success", None, 1.0, 1,
+                        0.1, None)
+    try:
+        for _ in range(2):
+            remote._apply(CallEvent(seq=1, record=record))  # the stream has no way to repeat one: only a bug could
+        published = [subscription.get_nowait(), subscription.get_nowait()]
+    finally:
+        subscription.close()
+        await remote.aclose()
+    assert isinstance(published[0], CallFinished) and published[1] is None
+    assert "event 1 came again after 1" in caplog.text
