@@ -75,17 +75,19 @@ _WAL_SWITCH_PAUSE_SECONDS = 0.01
 
 async def _use_wal(connection: aiosqlite.Connection) -> None:
     """Switches a new file to WAL (a file switched once stays so). The switch needs the file alone for a moment
-    and SQLite does not wait for that, whatever busy_timeout says: another process opening the same new store
-    at that moment made it fail at once ("database is locked"). It is tried again for as long as busy_timeout."""
-    for _ in range(BUSY_TIMEOUT_MS // int(_WAL_SWITCH_PAUSE_SECONDS * 1000)):
+    and SQLite does not always wait for that, whatever busy_timeout says: another process opening the same new
+    store at that moment made it fail at once ("database is locked"). It is tried again until busy_timeout has
+    passed (a try that did wait, for a lock held all along, uses that time up)."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + BUSY_TIMEOUT_MS / 1000
+    while True:
         try:
             await connection.execute("PRAGMA journal_mode=WAL")
             return
         except aiosqlite.OperationalError as exc:
-            if "database is locked" not in str(exc):
+            if "database is locked" not in str(exc) or loop.time() >= give_up_at:
                 raise
         await asyncio.sleep(_WAL_SWITCH_PAUSE_SECONDS)
-    await connection.execute("PRAGMA journal_mode=WAL")  # the last try: its error says why
 
 
 def _reason(exc: BaseException) -> str:
