@@ -15,9 +15,9 @@ Each route, one call at a time:
              and lock_timeout, the statement prepared, its rows (as asyncpg Records) read through a portal up to
              limit + 1, ROLLBACK. The rows' JSON form is not made: that is part of what the gateway adds.
              minio: the `minio` client's stat_object, called directly (a blocking call, the library's own way).
-  as JSON    postgres: straight, then the answer the gateway gives made of those records by the handler's own
-             functions (the spec's values, `fields`, `truncated`), encoded as the gateway encodes it and decoded as
-             the through route decodes it: the same operation with its answer carried as JSON, without the gateway.
+  as JSON    postgres: straight, then `query`'s answer made of those records by the handler's own function (the
+             values as agents read them, `fields`, the 1 MiB cap, `truncated`), encoded as the gateway encodes it
+             and decoded as the through route decodes it: the same answer carried as JSON, without the gateway.
   reference  postgres: the same SELECT as `pool.fetch` (no transaction, asyncpg's statement cache: the floor).
              minio: stat_object in asyncio.to_thread, the worker-thread hop the handler makes.
   through    `mcp.execute` on /mcp/rpc with aiohttp on one keep-alive connection, the answer read and
@@ -202,7 +202,7 @@ def cpu_seconds(pid: int) -> float:
 def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: int, rows: int,
                       as_json: bool = False) -> Call:
     """The handler's steps for `query`, with asyncpg alone; `as_json`: and the answer made and carried as JSON."""
-    from gateway_core.handlers.postgres_values import column_converter, json_rows_of
+    from gateway_core.handlers.postgres import query_answer
     from gateway_core.json_bytes import json_bytes
 
     preamble = "BEGIN READ ONLY; SET LOCAL statement_timeout = 10000; SET LOCAL lock_timeout = 1000"
@@ -217,12 +217,7 @@ def postgres_straight(pool: asyncpg.Pool, sql: str, params: list[Any], limit: in
             finally:
                 await connection.execute("ROLLBACK")
         if as_json:
-            row = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
-                                for attribute in attributes])
-            data = {"rowCount": min(len(records), limit), "rows": [row(record) for record in records[:limit]],
-                    "fields": [{"name": attribute.name, "dataType": attribute.type.oid,
-                                "typeName": attribute.type.name} for attribute in attributes],
-                    "truncated": len(records) > limit}
+            data = query_answer(attributes, records, limit)
             answer = json.loads(json_bytes({"jsonrpc": "2.0", "id": 1, "result": {"data": data}}))
             counted = answer["result"]["data"]["rowCount"]
         else:

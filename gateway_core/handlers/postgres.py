@@ -395,17 +395,8 @@ class DatabaseSession:
         whether any were dropped."""
         statement = await self.connection.prepare(sql)
         bound = bind_parameters(statement.get_parameters(), params)
-        attributes = statement.get_attributes()
-        fields = [{"name": attribute.name, "dataType": attribute.type.oid, "typeName": attribute.type.name}
-                  for attribute in attributes]
-        json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
-                                    for attribute in attributes])
         records = await (await statement.cursor(*bound)).fetch(limit + 1)  # one round trip, the portal capped
-        rows = [json_row_of(record) for record in records[:limit]]
-        truncated = len(records) > limit
-        if len(json_bytes(rows)) > MAX_RESULT_BYTES + len(rows) + 1:  # the rows' own bytes past the cap ("[", "]", ",")
-            rows, truncated = _within_result_cap(rows), True
-        return {"rowCount": len(rows), "rows": rows, "fields": fields, "truncated": truncated}
+        return query_answer(statement.get_attributes(), records, limit)
 
     async def write(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
         statement = await self.connection.prepare(sql)
@@ -414,6 +405,21 @@ class DatabaseSession:
         affected = int(counts[-1]) if counts and counts[-1].isdigit() else 0
         return {"command": command, "affectedRows": affected,
                 "rows": [json_row(record) for record in returned[: self.database.max_rows]]}
+
+
+def query_answer(attributes: Sequence[asyncpg.Attribute], records: Sequence[asyncpg.Record],
+                 limit: int) -> dict[str, Any]:
+    """`query`'s answer for what its portal gave (up to `limit + 1` records): the values as agents read them, at
+    most `limit` rows and about MAX_RESULT_BYTES, `truncated` only when rows were dropped."""
+    fields = [{"name": attribute.name, "dataType": attribute.type.oid, "typeName": attribute.type.name}
+              for attribute in attributes]
+    json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
+                                for attribute in attributes])
+    rows = [json_row_of(record) for record in records[:limit]]
+    truncated = len(records) > limit
+    if len(json_bytes(rows)) > MAX_RESULT_BYTES + len(rows) + 1:  # the rows' own bytes past the cap ("[", "]", ",")
+        rows, truncated = _within_result_cap(rows), True
+    return {"rowCount": len(rows), "rows": rows, "fields": fields, "truncated": truncated}
 
 
 def _within_result_cap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
