@@ -52,6 +52,7 @@ class HealthMonitor:
         }
         self._checks_started: dict[str, int] = dict.fromkeys(handlers, 0)
         self._periodic = Periodic(interval, self.check_all, "health-monitor")
+        self.first_round_done = asyncio.Event()  # every service checked once since start
 
     def start(self) -> None:
         self._periodic.start()
@@ -62,6 +63,7 @@ class HealthMonitor:
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(name) for name in self._handlers))
+        self.first_round_done.set()
 
     async def check(self, service: str) -> HealthReport:
         handler = self._handlers[service]

@@ -101,11 +101,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+FIRST_HEALTH_ROUND_WAIT_SECONDS = 1.0
+
+
 class McpRoute:
     """The ASGI object at `/mcp`: the MCP front door (gateway_core/mcp_front_door.py), loaded while the server
-    runs. The SDK takes about a second to import, so it is imported on a worker thread once serving starts:
-    nothing waits for it (not the console's first frame, nor the legacy routes), and the event loop never
-    stops for it. A request that comes before it is loaded waits for it."""
+    runs. The SDK takes about a second to import, so it is imported on a worker thread once serving starts and
+    the first health checks are done: nothing waits for it (not the console's first frame, nor the legacy
+    routes), and the event loop never stops for it. A request that comes before it is loaded waits for it."""
 
     def __init__(self, gateway: Gateway, bound_host: str) -> None:
         self._gateway = gateway
@@ -128,6 +131,11 @@ class McpRoute:
                 await task
 
     async def _run(self) -> None:
+        # Not before the gateway's first health checks (or a second): the import's second of CPU would be in
+        # every latency they measure, as if the upstreams were slow.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_HEALTH_ROUND_WAIT_SECONDS):
+                await self._gateway.health.first_round_done.wait()
         try:
             [module] = await import_in_thread("gateway_core.mcp_front_door")
             front_door: McpFrontDoor = module.McpFrontDoor(self._gateway, self._bound_host)

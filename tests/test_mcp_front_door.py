@@ -27,6 +27,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 
+from gateway_core import server as server_module
 from gateway_core.catalog import ServiceSpec
 from gateway_core.clock import Clock
 from gateway_core.config import Settings
@@ -743,3 +744,36 @@ class PicturesHandler(ServiceHandler):
 
     async def health(self) -> HealthReport:
         return HealthReport("healthy", 0.1)
+
+
+class SlowToCheckPictures(PicturesHandler):
+    """Pictures whose health check takes a moment, and says when it ended."""
+
+    def __init__(self) -> None:
+        self.checks_done = 0
+
+    async def health(self) -> HealthReport:
+        await asyncio.sleep(0.3)
+        self.checks_done += 1
+        return await super().health()
+
+
+async def test_the_front_door_loads_after_the_first_health_checks(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's import is a second of CPU on a worker thread: beside the first health checks it was in their
+    latency (the sandbox's stand-ins read 0.8 s instead of a few ms)."""
+    pictures = SlowToCheckPictures()
+    checks_done_at_import: list[int] = []
+    real_import = server_module.import_in_thread
+
+    async def recorded_import(*names: str) -> list[Any]:
+        checks_done_at_import.append(pictures.checks_done)
+        return await real_import(*names)
+
+    monkeypatch.setattr(server_module, "import_in_thread", recorded_import)
+    async with run_gateway(tmp_path / "gw.db", extra_specs=(ECHO_SPEC, PICTURES_SPEC),
+                           handlers={"pictures": pictures}) as gw:
+        _, token = await gw.add_agent()
+        async with mcp_client(gw.url, token) as client:
+            await client.list_tools()  # served: the front door loaded
+    assert checks_done_at_import == [1]
