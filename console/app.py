@@ -168,7 +168,7 @@ class ConsoleApp(App[None]):
         try:
             settings = self.settings
             if self.sandbox is not None:
-                self.sandbox.start()
+                await self.sandbox.start()
                 settings = self.sandbox.configure(settings)
             self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.state.clock,
                                               **self.gateway_options)

@@ -2,8 +2,8 @@
 template, keeps the latest requests, and checks every request to the vendor's API against the vendor's own
 OpenAPI file (`sandbox/contract.py`), recording what the real API would refuse in `violations`.
 
-A stand-in builds its contract at its first request, not when it is made: openapi-core and the vendor's file
-load on the thread that serves it, off the console's start-up path."""
+A stand-in builds its contract at its first request (or when `build_contract` asks), not when it is made:
+openapi-core and the vendor's file load on the thread that serves it, off the console's start-up path."""
 
 from __future__ import annotations
 
@@ -86,6 +86,10 @@ class StandIn:
     @property
     def contract(self) -> VendorContract | None:
         """The vendor's contract, built the first time it is needed."""
+        return self.build_contract()
+
+    def build_contract(self) -> VendorContract | None:
+        """Builds the contract now, if it is not built yet (the sandbox does so before it serves)."""
         if self._contract is not None and not isinstance(self._contract, VendorContract):
             self._contract = self._contract()
         return self._contract
