@@ -47,11 +47,7 @@ from gateway_core.errors import (
     ServiceUnavailable,
 )
 from gateway_core.gateway import ExecuteOutcome, Gateway
-from gateway_core.json_bytes import json_bytes
-from gateway_core.models import CallMetadata, ExecuteOptions, ExecuteParams, error_envelope, parse_json
-from gateway_core.operations import Operation, Risk
-from gateway_core.rpc import RequestAuthentication
-from gateway_core.server import (
+from gateway_core.http_edge import (
     MAX_HEADER_BYTES,
     BodyTooLarge,
     HeadersTooLarge,
@@ -59,6 +55,10 @@ from gateway_core.server import (
     check_header_size,
     read_body,
 )
+from gateway_core.json_bytes import json_bytes
+from gateway_core.models import CallMetadata, ExecuteOptions, ExecuteParams, error_envelope, parse_json
+from gateway_core.operations import Operation, Risk
+from gateway_core.rpc import RequestAuthentication
 from gateway_core.store import CallRecord
 from gateway_core.tool_names import ToolNames
 from gateway_core.upstream_tool import UpstreamTool

@@ -26,6 +26,14 @@ from gateway_core import __version__
 from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
+from gateway_core.http_edge import (
+    MAX_HEADER_BYTES,
+    BodyTooLarge,
+    HeadersTooLarge,
+    caller_of,
+    check_header_size,
+    read_body,
+)
 from gateway_core.json_bytes import json_bytes
 from gateway_core.lazy_import import import_in_thread
 from gateway_core.models import (
@@ -55,20 +63,6 @@ T = TypeVar("T")
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 5  # what is in flight when a server stops gets this long to be answered
-MAX_HEADER_BYTES = 16 * 1024  # all of a request's headers together; a token is under a hundred bytes
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class HeadersTooLarge(Exception):
-    pass
-
-
-def check_header_size(request: Request) -> None:
-    if sum(len(name) + len(value) for name, value in request.scope["headers"]) > MAX_HEADER_BYTES:
-        raise HeadersTooLarge
 
 
 def _json(status: int, body: Any) -> Response:
@@ -78,27 +72,6 @@ def _json(status: int, body: Any) -> Response:
     headers = {"connection": "close"} if status in (413, 431) else None
     return Response(json_bytes(body), status, headers,
                     media_type="application/json")
-
-
-def caller_of(request: Request) -> Caller:
-    return Caller(
-        authorization=request.headers.get("authorization"),
-        agent_header=request.headers.get("x-agent-id"),
-        remote=request.client.host if request.client else None,
-    )
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` bytes (never read whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
-    return bytes(body)
 
 
 FIRST_HEALTH_ROUND_WAIT_SECONDS = 1.0
