@@ -8,13 +8,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from gateway_core.clock import Clock
 from gateway_core.periodic import Periodic
-
-if TYPE_CHECKING:
-    from gateway_core.handlers.base import ServiceHandler
 
 HealthStatus = Literal["healthy", "degraded", "down", "not_configured", "unknown"]
 HISTORY_LENGTH = 30
@@ -30,13 +27,19 @@ class HealthReport:
     checked_at: float = 0.0
 
 
+class Checked(Protocol):
+    """What the monitor checks: a service's handler."""
+
+    async def health(self) -> HealthReport: ...
+
+
 class HealthMonitor:
     """Checks every handler at start and then every `interval` seconds, and hands every report to
     `on_report` with the one before it. Keeps the last HISTORY_LENGTH latencies per service for sparklines."""
 
     def __init__(
         self,
-        handlers: Mapping[str, ServiceHandler],
+        handlers: Mapping[str, Checked],
         interval: float,
         timeout: float,
         on_report: Callable[[str, HealthReport | None, HealthReport], None],
