@@ -305,6 +305,12 @@ async def test_records_and_ranges_come_as_text_and_ranges_of_text_values_ask_for
     assert error["code"] == -32009 and "tstzrange" in error["message"] and "::text" in error["message"]
     cast = await pg.data("query", ["SELECT tstzrange('2024-05-06', '2024-05-07')::text AS during"], database="ka-db")
     assert cast["rows"] == [{"during": '["2024-05-06 00:00:00+00","2024-05-07 00:00:00+00")'}]
+    as_parameter = await pg.error("query", ["SELECT upper($1::tstzrange) AS until", "[2024-05-06,2024-05-07)"],
+                                  database="ka-db")
+    assert as_parameter["code"] == -32009 and "$1::text::tstzrange" in as_parameter["message"]
+    as_text = await pg.data("query", ["SELECT upper($1::text::tstzrange) AS until", "[2024-05-06,2024-05-07)"],
+                            database="ka-db")
+    assert as_text["rows"] == [{"until": "2024-05-07T00:00:00.000Z"}]
     ranges = await pg.data("query", ["SELECT int4range(1, 5) AS a, int4range(NULL, 3, '(]') AS b, "
                                      "int4range(4, 4) AS c"], database="ka-db")
     assert ranges["rows"] == [{"a": "[1,5)", "b": "(,4)", "c": "empty"}]  # PostgreSQL's canonical forms

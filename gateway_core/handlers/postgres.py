@@ -472,8 +472,9 @@ def database_error(exc: BaseException, database: Database) -> GatewayError | Non
     if isinstance(exc, asyncpg.UnsupportedClientFeatureError):  # a range or composite of text-coded values
         named = re.search(r'type "[^"]*"\."([^"]+)"', str(exc))
         type_name = named.group(1) if named else "a column's type"
-        return ValidationFailed(f"PostgreSQL ({database.name}): the gateway cannot read values of {type_name} from "
-                                "the result: select them as text (the column::text)", about)
+        return ValidationFailed(f"PostgreSQL ({database.name}): the gateway cannot carry values of {type_name}: "
+                                f"select them as text (the column::text), pass them as text ($1::text::{type_name})",
+                                about)
     if isinstance(exc, asyncpg.InterfaceError):
         return ServiceUnavailable(f"PostgreSQL ({database.name}): the connection failed ({type(exc).__name__})",
                                   about)
