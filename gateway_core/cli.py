@@ -174,7 +174,7 @@ async def cmd_mcp_stdio(args: argparse.Namespace) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per forwarded request is noise
     token = os.environ.pop(TOKEN_ENVIRONMENT, "").strip() or None  # nothing started from here inherits it
     url = args.url or os.environ.get(URL_ENVIRONMENT) or default_url(_settings(args).server.port)
-    return await run_bridge(url, token, wait_seconds=args.wait)
+    return await run_bridge(url, token, **({} if args.wait is None else {"wait_seconds": args.wait}))
 
 
 def _print_credential(kind: str, credential_id: str, name: str, token: str, as_json: bool) -> None:
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_stdio.add_argument("--url", metavar="URL", help="the gateway's MCP front door (default: MCP_CONSOLE_URL, "
                                                         "else http://127.0.0.1:<[server] port>/mcp)")
     mcp_stdio.add_argument("--config", metavar="FILE", help="a TOML config file: its [server] port")
-    mcp_stdio.add_argument("--wait", type=_seconds, default=30.0, metavar="SECONDS",
+    mcp_stdio.add_argument("--wait", type=_seconds, metavar="SECONDS",  # its default is mcp_stdio's
                            help="how long to wait for a gateway that is not up yet before exiting 1 (default 30)")
     mcp_stdio.set_defaults(run=cmd_mcp_stdio)
 
