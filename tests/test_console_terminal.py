@@ -39,8 +39,16 @@ def terminal_session() -> Iterator[str]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the terminal test (.ci/run installs it: apt-get install tmux)")
     name = f"mcp-console-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    # tmux's server exits with its last session: a test that ends a session and starts the next one under the
+    # same name could meet the server on its way out (its new console died at once, the pane gone). A session
+    # of nothing keeps the server up for the whole test.
+    keeper = f"keeper-{name}"  # not {name}-...: tmux takes a -t name that matches no session as a prefix
+    tmux("new-session", "-d", "-s", keeper, "sleep 3600")
+    try:
+        yield name
+    finally:
+        for session in (name, keeper):
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 async def screen_shows(session: str, *texts: str, within: float = 15.0, one_line: bool = False) -> str:
