@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"mcp-console/{__version__}"
 
+# An idle pooled connection is dropped after this long, before the server drops it: uvicorn, Node and Apache
+# close an idle keep-alive connection after 5 s, and a request sent on one at the moment the server closes it
+# fails ("broke the connection", ServerDisconnectedError). aiohttp's own default keeps them 15 s.
+IDLE_CONNECTION_SECONDS = 4.0
+
 
 _client_library_loaded = False
 
@@ -73,7 +78,8 @@ class UpstreamClient:
 
         # Created on first use, inside the running loop that will use it.
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
+                                            keepalive_timeout=IDLE_CONNECTION_SECONDS)
             self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
         return self._session

@@ -8,7 +8,12 @@ from typing import Any, Self
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from gateway_core import upstream
 from gateway_core.catalog import ServiceSpec
 from gateway_core.clock import Clock
 from gateway_core.config import Settings
@@ -18,7 +23,7 @@ from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.ratelimit import RateLimit
 from gateway_core.store import CallRecord
 from tests.echo_service import ECHO_SPEC, EchoHandler
-from tests.servers import run_gateway
+from tests.servers import run_gateway, serve_asgi
 from tests.test_wire_contract import execute
 
 NEEDY_SPEC = ServiceSpec("needy", "server", False, 10, 0.0001, RateLimit(max_requests=10, window_ms=1000),
@@ -148,3 +153,24 @@ async def test_a_slow_subscriber_loses_its_oldest_events_and_never_blocks_the_ga
     slow.close()
     bus.publish(CallFinished(_record(99)))
     assert slow.get_nowait() is None
+
+
+async def test_an_upstream_connection_idle_past_the_limit_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server closes an idle keep-alive connection after some seconds (uvicorn, Node: 5); reusing one at that
+    moment fails the call. The client drops its idle connections first, and keeps reusing busy ones."""
+    monkeypatch.setattr(upstream, "IDLE_CONNECTION_SECONDS", 0.3)
+
+    async def client_port(request: Request) -> JSONResponse:
+        assert request.client is not None
+        return JSONResponse({"port": request.client.port})
+
+    async with serve_asgi(Starlette(routes=[Route("/port", client_port)])) as url:
+        client = upstream.UpstreamClient(url)
+        try:
+            ports = [(await client.request("GET", "/port")).json()["port"] for _ in range(2)]
+            await asyncio.sleep(0.5)
+            ports.append((await client.request("GET", "/port")).json()["port"])
+        finally:
+            await client.aclose()
+    assert ports[0] == ports[1], "a connection in use was not reused"
+    assert ports[2] != ports[1], "a connection idle past the limit was reused"

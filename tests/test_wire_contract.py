@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -397,6 +398,24 @@ async def test_a_chunked_oversize_body_is_refused_without_being_read_whole(gw: R
     await gw.gateway.recorder.flush()
     [row] = await gw.gateway.store.recent_calls(1)
     assert row.error_code == -32600
+
+
+async def test_an_idle_connection_outlives_the_clients_own_idle_limit(gw: RunningGateway) -> None:
+    """httpx drops an idle connection after 5 s; a server that closed it at the same 5 s (uvicorn's default)
+    would now and then meet a request sent on it as it closed. The gateway keeps it past that."""
+    reader, writer = await asyncio.open_connection(*gw.url.removeprefix("http://").split(":"))
+    answers = []
+    try:
+        for pause in (0, 5.5):
+            await asyncio.sleep(pause)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            answers.append((head.split(b" ")[1], await reader.readexactly(length)))
+    finally:
+        writer.close()
+    assert [status for status, _ in answers] == [b"200", b"200"]
 
 
 async def test_metrics_use_the_existing_names_with_real_agent_labels(gw: RunningGateway) -> None:
