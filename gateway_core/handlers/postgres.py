@@ -413,9 +413,9 @@ def query_answer(attributes: Sequence[asyncpg.Attribute], records: Sequence[asyn
     most `limit` rows and about MAX_RESULT_BYTES, `truncated` only when rows were dropped."""
     fields = [{"name": attribute.name, "dataType": attribute.type.oid, "typeName": attribute.type.name}
               for attribute in attributes]
-    json_row_of = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
-                                for attribute in attributes])
-    rows = [json_row_of(record) for record in records[:limit]]
+    json_rows = json_rows_of([(attribute.name, column_converter(attribute.type.name, attribute.type.kind))
+                              for attribute in attributes])
+    rows = json_rows(records[:limit])
     truncated = len(records) > limit
     if len(json_bytes(rows)) > MAX_RESULT_BYTES + len(rows) + 1:  # the rows' own bytes past the cap ("[", "]", ",")
         rows, truncated = _within_result_cap(rows), True
