@@ -8,9 +8,9 @@ neither the console's first frame nor the event loop waits for it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway_core import __version__
 from gateway_core.lazy_import import import_in_thread
@@ -23,8 +23,16 @@ USER_AGENT = f"mcp-console/{__version__}"
 
 # An idle pooled connection is dropped after this long, before the server drops it: uvicorn, Node and Apache
 # close an idle keep-alive connection after 5 s, and a request sent on one at the moment the server closes it
-# fails ("broke the connection", ServerDisconnectedError). aiohttp's own default keeps them 15 s.
+# fails ("broke the connection", ServerDisconnectedError). aiohttp's own default keeps them 15 s, httpx's 5 s.
 IDLE_CONNECTION_SECONDS = 4.0
+
+LimitsType = TypeVar("LimitsType")
+
+
+def pooled_limits(limits_type: Callable[..., LimitsType]) -> LimitsType:
+    """httpx's (or httpx2's) own pool limits, with idle connections dropped after IDLE_CONNECTION_SECONDS: for
+    the clients of servers that are not ours (the existing orchestrator, MCP servers over HTTP)."""
+    return limits_type(max_connections=100, max_keepalive_connections=20, keepalive_expiry=IDLE_CONNECTION_SECONDS)
 
 
 _client_library_loaded = False

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -155,9 +157,37 @@ async def test_a_slow_subscriber_loses_its_oldest_events_and_never_blocks_the_ga
     assert slow.get_nowait() is None
 
 
-async def test_an_upstream_connection_idle_past_the_limit_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+async def _client_ports(kind: str, url: str) -> list[int]:
+    """The client port the server saw for two calls in a row, then for one after 0.5 s idle, from one client of
+    `kind` as the gateway builds it."""
+    async def port(get: Callable[[], Awaitable[Any]]) -> int:
+        return int((await get()).json()["port"])
+
+    pause_then_again = [0.0, 0.0, 0.5]
+    ports = []
+    if kind == "aiohttp":
+        upstream_client = upstream.UpstreamClient(url)
+        try:
+            for pause in pause_then_again:
+                await asyncio.sleep(pause)
+                ports.append(await port(lambda: upstream_client.request("GET", "/port")))
+        finally:
+            await upstream_client.aclose()
+        return ports
+    library = httpx if kind == "httpx" else httpx2
+    async with library.AsyncClient(limits=upstream.pooled_limits(library.Limits)) as client:
+        for pause in pause_then_again:
+            await asyncio.sleep(pause)
+            ports.append(await port(lambda: client.get(f"{url}/port")))
+    return ports
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx", "httpx2"])
+async def test_an_upstream_connection_idle_past_the_limit_is_not_reused(monkeypatch: pytest.MonkeyPatch,
+                                                                         kind: str) -> None:
     """A server closes an idle keep-alive connection after some seconds (uvicorn, Node: 5); reusing one at that
-    moment fails the call. The client drops its idle connections first, and keeps reusing busy ones."""
+    moment fails the call. Our clients of others' servers (handlers' upstreams with aiohttp, the orchestrator
+    with httpx, MCP servers with httpx2) drop their idle connections first, and keep reusing busy ones."""
     monkeypatch.setattr(upstream, "IDLE_CONNECTION_SECONDS", 0.3)
 
     async def client_port(request: Request) -> JSONResponse:
@@ -165,12 +195,6 @@ async def test_an_upstream_connection_idle_past_the_limit_is_not_reused(monkeypa
         return JSONResponse({"port": request.client.port})
 
     async with serve_asgi(Starlette(routes=[Route("/port", client_port)])) as url:
-        client = upstream.UpstreamClient(url)
-        try:
-            ports = [(await client.request("GET", "/port")).json()["port"] for _ in range(2)]
-            await asyncio.sleep(0.5)
-            ports.append((await client.request("GET", "/port")).json()["port"])
-        finally:
-            await client.aclose()
+        ports = await _client_ports(kind, url)
     assert ports[0] == ports[1], "a connection in use was not reused"
     assert ports[2] != ports[1], "a connection idle past the limit was reused"

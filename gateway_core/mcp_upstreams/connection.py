@@ -35,6 +35,7 @@ from gateway_core.errors import (
 from gateway_core.mcp_upstreams.failures import ConnectionLost, StartFailed
 from gateway_core.mcp_upstreams.launch import UpstreamLaunch
 from gateway_core.redaction import shown_url
+from gateway_core.upstream import pooled_limits
 
 MAX_PAGES = 100  # of one tools/list: a server whose cursor never ends cannot hold the listing for ever
 ERROR_TEXT_CHARS = 500  # of an isError result's first text block, as the error's message
@@ -49,7 +50,8 @@ _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.I
 def http_client(launch: UpstreamLaunch) -> httpx2.AsyncClient:
     """The upstream's one HTTP client, kept across reconnections: its headers on every request; a read may
     wait 300 s, as the SDK's own default, since a response stream stays open while the tool runs."""
-    return httpx2.AsyncClient(headers=dict(launch.headers), timeout=httpx2.Timeout(30, read=300))
+    return httpx2.AsyncClient(headers=dict(launch.headers), timeout=httpx2.Timeout(30, read=300),
+                              limits=pooled_limits(httpx2.Limits))
 
 
 class UpstreamConnection:

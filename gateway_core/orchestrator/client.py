@@ -37,6 +37,7 @@ from gateway_core.orchestrator.models import (
     parse_event,
 )
 from gateway_core.redaction import redacted, shown_url
+from gateway_core.upstream import pooled_limits
 
 log = logging.getLogger(__name__)
 Shape = TypeVar("Shape", bound=BaseModel)
@@ -103,7 +104,8 @@ class OrchestratorClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._headers = headers
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_seconds)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_seconds,
+                                       limits=pooled_limits(httpx.Limits))
         self._max_backoff = max_backoff_seconds
         self.has_pending_list: bool | None = None  # learnt on first use: the external orchestrator has none
         # Requests yielded, by id, service and operation (one id may name two requests: see _first_sight).
