@@ -173,11 +173,10 @@ class ConsoleApp(App[None]):
             self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.state.clock,
                                               **self.gateway_options)
         except OSError as exc:
-            self.exit(return_code=1, message=f"mcp-console: cannot listen on {self.settings.server.host}: "
-                                             f"{exc.strerror or exc}")
+            self._give_up(f"cannot listen on {self.settings.server.host}: {exc.strerror or exc}")
             return
         except Exception as exc:  # a store that cannot be opened, say: say so and stop, never hang on "starting"
-            self.exit(return_code=1, message=f"mcp-console: cannot start: {exc}")
+            self._give_up(f"cannot start: {exc}")
             return
         await self.runtime.start()
         self.state.gateway = LocalGateway(self.runtime, self.operator)
@@ -193,10 +192,16 @@ class ConsoleApp(App[None]):
         try:
             await remote.connect()
         except GatewayError as exc:
-            self.exit(return_code=1, message=f"mcp-console: cannot attach: {exc.message}")
+            self._give_up(f"cannot attach: {exc.message}")
             return
         self.state.gateway = remote
         self._watch()
+
+    def _give_up(self, why: str) -> None:
+        """Ends a console that cannot start: the terminal shows why once it is back, and the log keeps it (over
+        SSH the terminal may be gone by then)."""
+        log.error("cannot run: %s", why)
+        self.exit(return_code=1, message=f"mcp-console: {why}")
 
     def _watch(self) -> None:
         """Follows the gateway's events and keeps the screens current: once the gateway view is there."""

@@ -591,7 +591,8 @@ async def test_no_gateway_attaches_to_an_orchestrator_and_decides_its_requests(t
             assert (await asyncio.wait_for(held, 10)).status_code == 200
 
 
-async def test_a_taken_gateway_port_ends_the_console_with_a_clear_message(tmp_path: Path) -> None:
+async def test_a_taken_gateway_port_ends_the_console_with_a_clear_message(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -606,6 +607,9 @@ async def test_a_taken_gateway_port_ends_the_console_with_a_clear_message(tmp_pa
             await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
     assert messages and "cannot listen on 127.0.0.1" in str(messages[0])
+    # The log keeps it too: over SSH the terminal that would show it after the exit may be gone.
+    assert any("cannot listen on 127.0.0.1" in record.getMessage() for record in caplog.records
+               if record.name == "console.app" and record.levelname == "ERROR")
 
 
 async def test_a_grant_added_with_the_cli_counts_within_two_seconds(tmp_path: Path) -> None:

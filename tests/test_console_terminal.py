@@ -64,6 +64,19 @@ async def screen_shows(session: str, *texts: str, within: float = 15.0, one_line
         await asyncio.sleep(0.1)
 
 
+async def console_started(session: str, command: str, log: Path, *texts: str,
+                          size: tuple[int, int] = (120, 40)) -> None:
+    """Runs `command` in a new tmux session and waits until it shows `texts`. A console that dies at once takes
+    its pane, and what it printed, with it: then the failure says what tmux said and what the console logged."""
+    tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
+    try:
+        await screen_shows(session, *texts)
+    except (AssertionError, subprocess.CalledProcessError) as exc:
+        said = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+        logged = log.read_text() if log.exists() else "(no log file)"
+        raise AssertionError(f"the console did not start: {said}\nits log, {log.name}:\n{logged}") from None
+
+
 async def screen_lacks(session: str, text: str, within: float = 15.0) -> None:
     """Waits until the pane no longer shows `text`."""
     deadline = time.monotonic() + within
@@ -127,8 +140,7 @@ async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_p
     db, port = tmp_path / "e2e.db", free_port()
     command = (f"{MCP_CONSOLE} --sandbox --sandbox-agents 0 --db {db} --config {slow_ledger(tmp_path)} "
                f"--gateway-port {port} --orchestrator-port {free_port()}")
-    tmux("new-session", "-d", "-s", terminal_session, "-x", "120", "-y", "40", command)
-    await screen_shows(terminal_session, "orch linked", "0 pending")
+    await console_started(terminal_session, command, db.with_suffix(".log"), "orch linked", "0 pending")
 
     agent = json.loads((await mcp_console("agents", "add", "e2e-deployer", "--json", "--db", db)).stdout)
 
@@ -177,8 +189,7 @@ async def test_a_terminated_console_writes_its_ledger_before_it_goes(tmp_path: P
     db, port = tmp_path / "term.db", free_port()
     command = (f"exec {MCP_CONSOLE} --db {db} --config {slow_ledger(tmp_path)} --gateway-port {port} "
                f"--orchestrator-port {free_port()}")
-    tmux("new-session", "-d", "-s", terminal_session, "-x", "100", "-y", "30", command)
-    await screen_shows(terminal_session, "orch linked")
+    await console_started(terminal_session, command, db.with_suffix(".log"), "orch linked", size=(100, 30))
     pid = int(tmux("display-message", "-p", "-t", terminal_session, "#{pane_pid}"))
     agent = json.loads((await mcp_console("agents", "add", "lister", "--json", "--db", db)).stdout)
     await asyncio.sleep(1.5)  # the gateway learns of a new agent within its one-second refresh
@@ -231,8 +242,7 @@ async def stop_a_busy_console(ending: str, db: Path, config: Path, token: str, s
     detached = ending == "pty closed first"
     command = (f"{'setsid -w' if detached else 'exec'} {MCP_CONSOLE} --sandbox --sandbox-agents 0 --db {db} "
                f"--config {config} --gateway-port {port} --orchestrator-port {orchestrator_port}")
-    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
-    await screen_shows(session, "orch linked")
+    await console_started(session, command, db.with_suffix(".log"), "orch linked")
     pane = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}"))
     pid = int(Path(f"/proc/{pane}/task/{pane}/children").read_text().split()[0]) if detached else pane
     held_call = {"jsonrpc": "2.0", "id": "held", "method": "mcp.execute",
