@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ComposeResult
+from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
@@ -267,7 +268,7 @@ class ConsoleApp(App[None]):
             agents = gateway.agents_served()
             question = (f"Stop the gateway for {agents} agent{'s' if agents != 1 else ''}? Until it is back they "
                         "get no answers, and held calls are answered 'gateway stopping'.")
-            if not await self.push_screen_wait(ConfirmModal(question)):
+            if not await self.push_screen_wait(ConfirmModal(Content(question))):
                 return
         self.stop("q")
 
@@ -299,7 +300,8 @@ class ConsoleApp(App[None]):
             self.state.add_request(request)
         if self.modal is not None and request_key(self.modal.request) not in self.state.pending:
             self.modal.dismiss(None)
-            self.notify("The request on screen was decided while this console was away", severity="warning")
+            self.notify("The request on screen was decided while this console was away", severity="warning",
+                        markup=False)
         self._calls_changed = True
         self.state.permission_changes += 1
         self._tell_screens(PermissionsChanged)
@@ -318,7 +320,8 @@ class ConsoleApp(App[None]):
             if self.modal is not None and request_key(self.modal.request) in settled:
                 self.modal.dismiss(None)
                 self.notify(f"Request from {self.state.agent_name(event.agent_id)} for {event.service_name} was "
-                            f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
+                            f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""),
+                            markup=False)
         if self.modal is not None and request_key(self.modal.request) in pending:
             self.modal.post_message(QueueChanged(list(pending).index(request_key(self.modal.request)) + 1,
                                                  len(pending)))
@@ -339,7 +342,7 @@ class ConsoleApp(App[None]):
         request = next(iter(self.state.pending.values()))
         if automatic and (time.monotonic() < self._snoozed_until or isinstance(self.focused, Input)):
             self.notify(f"{self.state.agent_name(request.agent_id)} asks for {request.service_name}."
-                        f"{request.operation or '*'}: r reviews", title="Permission request")
+                        f"{request.operation or '*'}: r reviews", title="Permission request", markup=False)
             return
         self._review(request)
 
@@ -390,13 +393,15 @@ class ConsoleApp(App[None]):
         try:
             await self.state.gateway.decide(body)
         except DecisionConflict as conflict:
-            self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}")
+            self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}",
+                        markup=False)
         except UnknownRequest:
             self.notify(f"The orchestrator no longer knows the request of {self.state.agent_name(request.agent_id)} "
-                        f"for {request.service_name}: it has left the queue", severity="warning", timeout=10)
+                        f"for {request.service_name}: it has left the queue", severity="warning", timeout=10,
+                        markup=False)
         except (OrchestratorUnavailable, DecisionNotSupported, GatewayError) as exc:
             self.notify(f"The decision was not made: {exc}. The request is back in the queue.",
-                        severity="error", timeout=10)
+                        severity="error", timeout=10, markup=False)
             self.state.pending[key] = request
             self.state.pending.move_to_end(key, last=False)
         self._refresh()

@@ -7,8 +7,11 @@ from __future__ import annotations
 from typing import Protocol, cast
 
 from textual.command import Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 from textual.message import Message
 
+from console.formatting import literal
 from console.messages import OpenOperations, ReviewRequest, ShowCalls, ShowScreen
 from console.state import ConsoleState
 
@@ -39,15 +42,29 @@ class ConsoleCommands(Provider):
                      for key, request in state.pending.items()]
         return commands
 
-    # Ours come before Textual's own commands: the palette sorts by score, so ours score above theirs.
+    # Ours come before Textual's own commands: the palette sorts by score, so ours score above theirs. The
+    # palette reads a command's text and help as markup; agents' and MCP servers' names are text.
     async def discover(self) -> Hits:
         for text, message, help_text in self._commands():
-            yield Hit(1.0, text, lambda message=message: self.app.post_message(message), help=help_text)
+            yield Hit(1.0, Content(text), lambda message=message: self.app.post_message(message),
+                      text=text, help=literal(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, message, help_text in self._commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(0.5 + score / 2, matcher.highlight(text),
-                          lambda message=message: self.app.post_message(message), help=help_text)
+                yield Hit(0.5 + score / 2, highlighted(matcher, text),
+                          lambda message=message: self.app.post_message(message), text=text,
+                          help=literal(help_text))
+
+
+def highlighted(matcher: Matcher, text: str) -> Content:
+    """`text` with the letters the query matched marked, as Matcher.highlight() marks them, taken as text where
+    highlight() reads it as markup."""
+    content = Content(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content

@@ -10,6 +10,13 @@ STATUS_LABEL = {"healthy": "● healthy", "degraded": "◐ degraded", "down": "�
                 "not_configured": "○ not configured", "unknown": "… checking"}
 
 
+def literal(text: str) -> str:
+    """`text` shown as it is where Textual reads markup and takes only a string (a Select's prompt, a palette
+    command's help): every `[` escaped. Textual's escape() and Rich's leave a lone "[ and ]", which the markup
+    then swallows. Elsewhere outside text goes to the screen as Content or with markup=False."""
+    return text.replace("[", "\\[")
+
+
 def describe_age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:

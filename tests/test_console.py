@@ -731,3 +731,70 @@ async def test_every_argument_can_be_read_before_deciding_and_the_times_count_li
         assert all(f'"field_{number:02}": "value {number}"' in whole for number in range(14))
         await pilot.press("escape")
         await until(pilot, lambda: modal_open(app))
+
+
+# -- text from elsewhere is shown as text ---------------------------------------------------------------------
+
+# What agents, orchestrators and MCP servers send, made to be misread as Textual markup: a closing tag with
+# nothing to close (a markup error, which ended the console and the gateway it runs), an action link, a lone
+# bracket pair the markup swallowed, a backslash.
+MARKUP_BAIT = '[/] [@click=app.quit]approve[/] key [ and ] "[1,2" a\\'
+
+
+async def test_an_agents_name_and_arguments_show_as_text_in_the_request(tmp_path: Path) -> None:
+    async with console(tmp_path) as (app, pilot):
+        assert app.runtime is not None
+        gateway = app.runtime.gateway
+        _, token = await create_agent(gateway.store, gateway.hasher, MARKUP_BAIT, "test")
+        await gateway.authenticator.refresh()
+        held = await held_call(app, pilot, token, "echo", {"message": MARKUP_BAIT})
+        facts = str(app.screen.query_one("#permission-facts").render())
+        arguments = str(app.screen.query_one("#permission-arguments-text").render())
+        await pilot.press("a")
+        response = await asyncio.wait_for(held, 10)
+    assert f"agent      {MARKUP_BAIT} (" in facts and f"reason     Agent {MARKUP_BAIT} attempted" in facts
+    assert json.dumps(MARKUP_BAIT) in arguments
+    assert response.json()["result"]["data"] == {"echo": MARKUP_BAIT}
+
+
+async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    from tests.test_mcp_upstreams import STARTS, stdio
+
+    async with console(tmp_path, settings={"mcp_servers": stdio()}) as (app, pilot):
+        await until(pilot, lambda: app.runtime is not None
+                    and "refuse" in app.runtime.gateway.services["testsrv"].operations, STARTS)
+        assert app.state.gateway is not None
+        await app.state.gateway.run("testsrv", "grow", {"name": "odd", "description": MARKUP_BAIT})
+        await until(pilot, lambda: app.runtime is not None
+                    and "odd" in app.runtime.gateway.services["testsrv"].operations, STARTS)
+        await pilot.press("c")
+        screen = app.operations_screen
+        await until(pilot, lambda: app.screen is screen and screen.service is not None)
+        screen.show_service("testsrv")
+        await screen.choose("odd")
+        title = str(screen.query_one("#operation-title").render())
+        await screen.choose("refuse")
+        screen.query_one("#field-message").value = MARKUP_BAIT
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "-32009" in str(status.render()))
+        error = str(status.render())
+        await pilot.press("ctrl+p")
+        await pilot.press(*"testsrv odd")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette)
+                    and any(MARKUP_BAIT in str(option.prompt) for option in app.screen.query_one(
+                        "CommandList").options))  # type: ignore[attr-defined]
+        await pilot.press("escape")
+    assert title == f"odd  (read)  {MARKUP_BAIT}"
+    assert error.endswith(f": {MARKUP_BAIT}")
+
+
+def test_literal_text_reads_back_as_itself_through_textual_markup() -> None:
+    from textual.content import Content
+
+    from console.formatting import literal
+
+    for text in (MARKUP_BAIT, "\\[b]x", "a\\", "[b]bold[/b] $var", "]", "[[", "\\\\[i]"):
+        assert Content.from_markup(literal(text)).plain == text

@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
@@ -17,7 +18,9 @@ class ConfirmModal(ModalScreen[bool]):
         Binding("escape", "answer(False)", "cancel"),
     ]
 
-    def __init__(self, question: str, typed_name: str | None = None) -> None:
+    def __init__(self, question: Content, typed_name: str | None = None) -> None:
+        """`question`: markup already made into Content, the names in it taken as text (see Content.from_markup's
+        variables); `typed_name`, a name the operator must type to go ahead."""
         super().__init__()
         self.question = question
         self.typed_name = typed_name
@@ -27,10 +30,10 @@ class ConfirmModal(ModalScreen[bool]):
             yield Static(self.question, id="confirm-question")
             if self.typed_name is not None:
                 yield Static(f"Type {self.typed_name} and press enter to go ahead; esc cancels.",
-                             id="confirm-hint")
+                             id="confirm-hint", markup=False)
                 yield Input(placeholder=self.typed_name, id="confirm-name")
             else:
-                yield Static("y go ahead   n or esc cancel", id="confirm-hint")
+                yield Static("y go ahead   n or esc cancel", id="confirm-hint", markup=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # With a name to type, letters go to the field; only esc (answer False) is a key.

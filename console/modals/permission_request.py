@@ -109,20 +109,20 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         risk = request.risk or "unknown"
         yield StatusHeader(id="header")  # live over the modal, as on every screen
         with Vertical(id="permission-dialog", classes=f"risk-{risk}"):
-            yield Static(self._title(), id="permission-title")
+            yield Static(self._title(), id="permission-title", markup=False)
             yield Static(f"agent      {agent}\n"
                          f"service    {request.service_name}   health: {self.service_health}\n"
                          f"operation  {request.operation or '(whole service)'}\n"
                          f"risk       {risk.upper() if risk == 'destructive' else risk}\n"
-                         f"reason     {reason}", id="permission-facts")
+                         f"reason     {reason}", id="permission-facts", markup=False)
             with VerticalScroll(id="permission-arguments"):
-                yield Static(self._arguments(), id="permission-arguments-text")
-            yield Static("", id="permission-more")
-            yield Static(self._timing(), id="permission-timing")
+                yield Static(self._arguments(), id="permission-arguments-text", markup=False)
+            yield Static("", id="permission-more", markup=False)
+            yield Static(self._timing(), id="permission-timing", markup=False)
             if self.limits_note:
-                yield Static(self.limits_note, id="permission-limits")
+                yield Static(self.limits_note, id="permission-limits", markup=False)
             yield Input(id="permission-input", disabled=True)  # enabled only while it is open
-            yield Static(self._hint(), id="permission-hint")
+            yield Static(self._hint(), id="permission-hint", markup=False)
         yield KeysFooter()
 
     def on_mount(self) -> None:

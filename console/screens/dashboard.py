@@ -89,7 +89,7 @@ class DashboardScreen(ConsoleScreen):
         yield LinesTable(SERVICE_COLUMNS, id="services")
         with Horizontal(id="lower"):
             with Vertical(id="calls-pane"):
-                yield Static("Calls, newest first", id="calls-title", classes="section-title")
+                yield Static("Calls, newest first", id="calls-title", classes="section-title", markup=False)
                 yield FilterField("filter calls: agent, via, service, operation, status (esc clears)", "calls",
                                   id="calls-filter")
                 yield LinesTable(CALL_COLUMNS, id="calls")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.syntax import Syntax
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -91,12 +91,16 @@ class OperationsScreen(ConsoleScreen):
         if service is None:
             title.update("starting…" if self.state.gateway is None else "no service declares operations")
             return
+        # Names and descriptions come from MCP servers too: text put into markup as values, never read as it.
         others = "   [ ] other services" if len(services) > 1 else ""
-        title.update(f"[b]{service.name}[/b]" + ("" if service.configured else " (not configured)") + others)
+        title.update(Content.from_markup("[b]$name[/b]$rest", name=service.name,
+                                         rest=("" if service.configured else " (not configured)") + others))
         for group, operations in service.operations.grouped().items():
-            options.add_option(Option(f"[b]{group}[/b]", id=f"group-{group}", disabled=True))
-            options.add_options([Option(f"  {operation.name}" + ("  !" if operation.risk == "destructive" else ""),
-                                        id=operation.name) for operation in operations])
+            options.add_option(Option(Content.from_markup("[b]$group[/b]", group=group), id=f"group-{group}",
+                                      disabled=True))
+            options.add_options([Option(Content(f"  {operation.name}" + ("  !" if operation.risk == "destructive"
+                                                                         else "")), id=operation.name)
+                                 for operation in operations])
 
     def action_other_service(self, step: int) -> None:
         services = self._services()
@@ -124,8 +128,9 @@ class OperationsScreen(ConsoleScreen):
         if operation is None:
             return
         self.selected = operation
-        self.query_one("#operation-title", Static).update(
-            f"[b]{operation.name}[/b]  ({operation.risk})  {operation.description}")
+        self.query_one("#operation-title", Static).update(Content.from_markup(
+            "[b]$name[/b]  ($risk)  $description", name=operation.name, risk=operation.risk,
+            description=operation.description))
         area = self.query_one("#form-area", VerticalScroll)
         await area.remove_children()
         form = OperationForm(form_fields(operation), id="form")
@@ -171,13 +176,14 @@ class OperationsScreen(ConsoleScreen):
             args = form.values()
             operation.parse_args(args)  # what the gateway will check, checked before anything is sent
         except ValueError as exc:
-            status.update(f"[red]{exc}[/red]")
+            status.update(Content.from_markup("[red]$problem[/red]", problem=str(exc)))
             return
         except InvalidParams as exc:
             problems = {str(error["field"]).split(".")[0]: str(error["message"])
                         for error in (exc.data or {}).get("errors", [])}
             form.mark(problems)
-            status.update("[red]" + "; ".join(f"{field}: {message}" for field, message in problems.items()) + "[/red]")
+            status.update(Content.from_markup("[red]$problems[/red]", problems="; ".join(
+                f"{field}: {message}" for field, message in problems.items())))
             return
         form.mark({})
         target_value = str(args.get(operation.target.argument, "")) if operation.target else ""
@@ -185,22 +191,25 @@ class OperationsScreen(ConsoleScreen):
         target = f"{name} ({target_value})" if name and target_value and name != target_value else \
             str(name or target_value or operation.name)
         if operation.risk == "destructive":
-            question = f"[b]{operation.name}[/b] on [b]{escape(target)}[/b] is destructive."
+            question = Content.from_markup("[b]$operation[/b] on [b]$target[/b] is destructive.",
+                                           operation=operation.name, target=target)
             if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(name or target))):
                 status.update("cancelled")
                 return
         elif operation.risk == "write" and not await self.app.push_screen_wait(
-                ConfirmModal(f"Run [b]{operation.name}[/b] on [b]{escape(target)}[/b]?")):
+                ConfirmModal(Content.from_markup("Run [b]$operation[/b] on [b]$target[/b]?",
+                                                 operation=operation.name, target=target))):
             status.update("cancelled")
             return
-        status.update(f"running {operation.name}…")
+        status.update(Content(f"running {operation.name}…"))
         try:
             outcome = await gateway.run(service.name, operation.name, args)
             error, result = outcome.error, outcome.result
         except GatewayError as exc:  # a gateway elsewhere that cannot be reached (or did not answer)
             error, result = exc, None
         if error is not None:
-            status.update(f"[red]{error.name} ({error.code}): {error.message}[/red]")
+            status.update(Content.from_markup("[red]$name ($code): $message[/red]", name=error.name,
+                                              code=str(error.code), message=error.message))
             shown: Any = redacted(error.to_error_object())
         elif result is not None:
             metadata = result.metadata

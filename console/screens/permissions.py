@@ -8,6 +8,7 @@ import time
 
 from textual import work
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.widgets import Static
 
 from console.formatting import day_time, describe_age
@@ -64,7 +65,7 @@ class PermissionsScreen(ConsoleScreen):
         yield LinesTable(GRANT_COLUMNS, cursor=True, id="grants")
         yield Static("Decisions, newest first", classes="section-title")
         yield LinesTable(HISTORY_COLUMNS, id="history")
-        yield Static("", id="permissions-note")
+        yield Static("", id="permissions-note", markup=False)
         yield KeysFooter()
 
     def on_screen_resume(self) -> None:
@@ -162,12 +163,12 @@ class PermissionsScreen(ConsoleScreen):
         question = (f"Revoke {self.state.agent_name(grant.agent_id)}'s grant on {grant.service} "
                     f"({', '.join(grant.operations)})? "
                     "Its calls needing it are refused from now on.")
-        if not await self.app.push_screen_wait(ConfirmModal(question)):
+        if not await self.app.push_screen_wait(ConfirmModal(Content(question))):
             return
         try:
             await gateway.revoke(grant.id)
         except (OrchestratorUnavailable, RouteMissing, GatewayError) as exc:
-            self.notify(f"The grant was not revoked: {exc}", severity="error")
+            self.notify(f"The grant was not revoked: {exc}", severity="error", markup=False)
             return
-        self.notify(f"Grant on {grant.service} revoked")
+        self.notify(f"Grant on {grant.service} revoked", markup=False)
         self.reload()

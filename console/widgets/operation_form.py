@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select
 
+from console.formatting import literal
 from gateway_core.operations import Operation, Picker
 
 
@@ -73,16 +76,17 @@ class OperationForm(Vertical):
         self.picked_names: dict[str, dict[str, str]] = {}  # picker → value → the resource's name
 
     def compose(self) -> ComposeResult:
+        # Names, descriptions and choices may come from an MCP server's schema: shown as text, never as markup.
         for field in self.fields:
             label = field.name + (" *" if field.required else "")
             if field.info.description:
                 label += f"  ({field.info.description})"
             if field.kind == "flag":
-                yield Checkbox(label, bool(field.default), id=f"field-{field.name}")
+                yield Checkbox(Content(label), bool(field.default), id=f"field-{field.name}")
                 continue
-            yield Label(label)
+            yield Label(label, markup=False)
             if field.kind == "choice":
-                yield Select([(choice, choice) for choice in field.choices], id=f"field-{field.name}",
+                yield Select([(Text(choice), choice) for choice in field.choices], id=f"field-{field.name}",
                              value=field.default if field.default is not None else Select.NULL,
                              allow_blank=not field.required or field.default is None)
             elif field.kind == "picker":
@@ -99,8 +103,8 @@ class OperationForm(Vertical):
         """`resources` are (name, uuid) pairs."""
         picker = self.query_one(f"#field-{name}", Select)
         self.picked_names[name] = {uuid: resource for resource, uuid in resources}
-        picker.set_options([(f"{resource} ({uuid})", uuid) for resource, uuid in resources])
-        picker.prompt = problem or ("choose one" if resources else "none found")
+        picker.set_options([(Text(f"{resource} ({uuid})"), uuid) for resource, uuid in resources])
+        picker.prompt = literal(problem) if problem else ("choose one" if resources else "none found")
 
     def values(self) -> dict[str, Any]:
         """The arguments the operator set; raises ValueError for a JSON field that does not parse."""
@@ -129,7 +133,8 @@ class OperationForm(Vertical):
         for field in self.fields:
             widget = self.query_one(f"#field-{field.name}")
             widget.set_class(field.name in problems, "-invalid")
-            widget.tooltip = problems.get(field.name)
+            problem = problems.get(field.name)
+            widget.tooltip = None if problem is None else Text(problem)
 
     def label_of(self, name: str) -> str | None:
         """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""

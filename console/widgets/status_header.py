@@ -25,6 +25,9 @@ def fitted(parts: Sequence[HeaderPart], width: int) -> str:
 
 
 class StatusHeader(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)  # it names an operator and hosts others chose: text, not markup
+
     def on_mount(self) -> None:
         self.watch(self.app, "status", self._show)
 

@@ -58,21 +58,26 @@ def build_server() -> MCPServer:
         raise ToolError("boom: the tool failed on purpose")
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def refuse(message: str) -> str:
+        """Fails with `message` as its error text (a tool result with isError)."""
+        raise ToolError(message)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def picture() -> Image:
         """A one-pixel PNG."""
         return Image(data=PIXEL, format="png")
 
     @server.tool()
-    async def grow(name: str, ctx: Context, destructive: bool = False) -> str:
-        """Adds a tool called `name` (read-only, or destructive: replacing one of that name), then tells the
-        client the tool list changed."""
+    async def grow(name: str, ctx: Context, destructive: bool = False, description: str = "") -> str:
+        """Adds a tool called `name` (read-only, or destructive: replacing one of that name; described as
+        `description`, or "grown as <name>"), then tells the client the tool list changed."""
 
         def grown(text: str = "") -> str:
             return f"{name} says {text}"
 
         if destructive:
             server.remove_tool(name)
-        server.add_tool(grown, name=name, description=f"grown as {name}",
+        server.add_tool(grown, name=name, description=description or f"grown as {name}",
                         annotations=ToolAnnotations(destructiveHint=True) if destructive
                         else ToolAnnotations(readOnlyHint=True))
         await ctx.session.send_tool_list_changed()
