@@ -25,6 +25,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.content import Content
@@ -202,7 +203,7 @@ class ConsoleApp(App[None]):
         """Ends a console that cannot start: the terminal shows why once it is back, and the log keeps it (over
         SSH the terminal may be gone by then)."""
         log.error("cannot run: %s", why)
-        self.exit(return_code=1, message=f"mcp-console: {why}")
+        self.exit(return_code=1, message=Text(f"mcp-console: {why}"))  # printed by Rich: text, not its markup
 
     def _watch(self) -> None:
         """Follows the gateway's events and keeps the screens current: once the gateway view is there."""
