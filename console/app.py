@@ -30,12 +30,13 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.content import Content
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
 from console.commands import ConsoleCommands
-from console.formatting import STATUS_LABEL
+from console.formatting import STATUS_LABEL, shown
 from console.keymap import APP_KEYS, KNOWN_IDS, bindings
 from console.messages import (
     CallsArrived,
@@ -199,6 +200,12 @@ class ConsoleApp(App[None]):
         self.state.gateway = remote
         self._watch()
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification, the screens' too: they quote agents, orchestrators and upstreams, so they are
+        text (never markup, whatever `markup` says) and show no control character to the terminal."""
+        super().notify(shown(message), title=shown(title), severity=severity, timeout=timeout, markup=False)
+
     def _give_up(self, why: str) -> None:
         """Ends a console that cannot start: the terminal shows why once it is back, and the log keeps it (over
         SSH the terminal may be gone by then)."""
@@ -301,8 +308,7 @@ class ConsoleApp(App[None]):
             self.state.add_request(request)
         if self.modal is not None and request_key(self.modal.request) not in self.state.pending:
             self.modal.dismiss(None)
-            self.notify("The request on screen was decided while this console was away", severity="warning",
-                        markup=False)
+            self.notify("The request on screen was decided while this console was away", severity="warning")
         self._calls_changed = True
         self.state.permission_changes += 1
         self._tell_screens(PermissionsChanged)
@@ -321,8 +327,7 @@ class ConsoleApp(App[None]):
             if self.modal is not None and request_key(self.modal.request) in settled:
                 self.modal.dismiss(None)
                 self.notify(f"Request from {self.state.agent_name(event.agent_id)} for {event.service_name} was "
-                            f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""),
-                            markup=False)
+                            f"{event.final_status} elsewhere" + (f" by {event.decided_by}" if event.decided_by else ""))
         if self.modal is not None and request_key(self.modal.request) in pending:
             self.modal.post_message(QueueChanged(list(pending).index(request_key(self.modal.request)) + 1,
                                                  len(pending)))
@@ -343,7 +348,7 @@ class ConsoleApp(App[None]):
         request = next(iter(self.state.pending.values()))
         if automatic and (time.monotonic() < self._snoozed_until or isinstance(self.focused, Input)):
             self.notify(f"{self.state.agent_name(request.agent_id)} asks for {request.service_name}."
-                        f"{request.operation or '*'}: r reviews", title="Permission request", markup=False)
+                        f"{request.operation or '*'}: r reviews", title="Permission request")
             return
         self._review(request)
 
@@ -394,15 +399,13 @@ class ConsoleApp(App[None]):
         try:
             await self.state.gateway.decide(body)
         except DecisionConflict as conflict:
-            self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}",
-                        markup=False)
+            self.notify(f"Already decided: {conflict.first.get('status')} by {conflict.first.get('decided_by')}")
         except UnknownRequest:
             self.notify(f"The orchestrator no longer knows the request of {self.state.agent_name(request.agent_id)} "
-                        f"for {request.service_name}: it has left the queue", severity="warning", timeout=10,
-                        markup=False)
+                        f"for {request.service_name}: it has left the queue", severity="warning", timeout=10)
         except (OrchestratorUnavailable, DecisionNotSupported, GatewayError) as exc:
             self.notify(f"The decision was not made: {exc}. The request is back in the queue.",
-                        severity="error", timeout=10, markup=False)
+                        severity="error", timeout=10)
             self.state.pending[key] = request
             self.state.pending.move_to_end(key, last=False)
         self._refresh()

@@ -739,22 +739,27 @@ async def test_every_argument_can_be_read_before_deciding_and_the_times_count_li
 # nothing to close (a markup error, which ended the console and the gateway it runs), an action link, a lone
 # bracket pair the markup swallowed, a backslash.
 MARKUP_BAIT = '[/] [@click=app.quit]approve[/] key [ and ] "[1,2" a\\'
+# And what a terminal would obey (clear the screen, retitle the window), with a line of its own after it.
+CONTROL_BAIT = "\x1b[2J\x1b]0;owned\x07\nrisk       read"
+CONTROL_SHOWN = "\\x1b[2J\\x1b]0;owned\\x07\\x0arisk       read"
 
 
 async def test_an_agents_name_and_arguments_show_as_text_in_the_request(tmp_path: Path) -> None:
     async with console(tmp_path) as (app, pilot):
         assert app.runtime is not None
         gateway = app.runtime.gateway
-        _, token = await create_agent(gateway.store, gateway.hasher, MARKUP_BAIT, "test")
+        _, token = await create_agent(gateway.store, gateway.hasher, MARKUP_BAIT + CONTROL_BAIT, "test")
         await gateway.authenticator.refresh()
-        held = await held_call(app, pilot, token, "echo", {"message": MARKUP_BAIT})
+        held = await held_call(app, pilot, token, "echo", {"message": MARKUP_BAIT + CONTROL_BAIT})
         facts = str(app.screen.query_one("#permission-facts").render())
         arguments = str(app.screen.query_one("#permission-arguments-text").render())
         await pilot.press("a")
         response = await asyncio.wait_for(held, 10)
-    assert f"agent      {MARKUP_BAIT} (" in facts and f"reason     Agent {MARKUP_BAIT} attempted" in facts
-    assert json.dumps(MARKUP_BAIT) in arguments
-    assert response.json()["result"]["data"] == {"echo": MARKUP_BAIT}
+    name = MARKUP_BAIT + CONTROL_SHOWN
+    assert f"agent      {name} (" in facts and f"reason     Agent {name} attempted" in facts
+    assert len(facts.splitlines()) == 5 and "\x1b" not in facts  # the name drew no line of its own
+    assert json.dumps(MARKUP_BAIT + CONTROL_BAIT) in arguments
+    assert response.json()["result"]["data"] == {"echo": MARKUP_BAIT + CONTROL_BAIT}
 
 
 async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Path) -> None:
@@ -766,7 +771,7 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
         await until(pilot, lambda: app.runtime is not None
                     and "refuse" in app.runtime.gateway.services["testsrv"].operations, STARTS)
         assert app.state.gateway is not None
-        await app.state.gateway.run("testsrv", "grow", {"name": "odd", "description": MARKUP_BAIT})
+        await app.state.gateway.run("testsrv", "grow", {"name": "odd", "description": MARKUP_BAIT + CONTROL_BAIT})
         await until(pilot, lambda: app.runtime is not None
                     and "odd" in app.runtime.gateway.services["testsrv"].operations, STARTS)
         await pilot.press("c")
@@ -776,7 +781,7 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
         await screen.choose("odd")
         title = str(screen.query_one("#operation-title").render())
         await screen.choose("refuse")
-        screen.query_one("#field-message").value = MARKUP_BAIT
+        screen.query_one("#field-message").value = MARKUP_BAIT + CONTROL_BAIT
         await pilot.press("ctrl+r")
         status = screen.query_one("#operation-status")
         await until(pilot, lambda: "-32009" in str(status.render()))
@@ -784,11 +789,16 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
         await pilot.press("ctrl+p")
         await pilot.press(*"testsrv odd")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette)
-                    and any(MARKUP_BAIT in str(option.prompt) for option in app.screen.query_one(
+                    and any(MARKUP_BAIT + CONTROL_SHOWN in str(option.prompt) for option in app.screen.query_one(
                         "CommandList").options))  # type: ignore[attr-defined]
         await pilot.press("escape")
-    assert title == f"odd  (read)  {MARKUP_BAIT}"
-    assert error.endswith(f": {MARKUP_BAIT}")
+        app.notify(MARKUP_BAIT + CONTROL_BAIT, title=CONTROL_BAIT)  # as every screen's notifications go
+        await until(pilot, lambda: len(app._notifications) > 0)
+        notification = list(app._notifications)[-1]
+    assert title == f"odd  (read)  {MARKUP_BAIT}{CONTROL_SHOWN}"
+    assert error.endswith(f": {MARKUP_BAIT}{CONTROL_SHOWN}")
+    assert (notification.message, notification.title, notification.markup) == (
+        MARKUP_BAIT + CONTROL_SHOWN, CONTROL_SHOWN, False)
 
 
 def test_literal_text_reads_back_as_itself_through_textual_markup() -> None:
@@ -798,3 +808,10 @@ def test_literal_text_reads_back_as_itself_through_textual_markup() -> None:
 
     for text in (MARKUP_BAIT, "\\[b]x", "a\\", "[b]bold[/b] $var", "]", "[[", "\\\\[i]"):
         assert Content.from_markup(literal(text)).plain == text
+
+
+def test_a_tables_cells_show_control_characters_written_out() -> None:
+    from console.widgets.lines_table import Column, format_line
+
+    line = format_line([60, 8], [Column("agent", 60), Column("n", 8, right=True)], [CONTROL_BAIT, "\x9b7"])
+    assert line == f" {CONTROL_SHOWN:<60}    \\x9b7"

@@ -20,7 +20,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from console.formatting import describe_age
+from console.formatting import describe_age, shown
 from console.keymap import (
     APPROVE_ONCE,
     APPROVE_OPERATION,
@@ -110,17 +110,18 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         yield StatusHeader(id="header")  # live over the modal, as on every screen
         with Vertical(id="permission-dialog", classes=f"risk-{risk}"):
             yield Static(self._title(), id="permission-title", markup=False)
-            yield Static(f"agent      {agent}\n"
-                         f"service    {request.service_name}   health: {self.service_health}\n"
-                         f"operation  {request.operation or '(whole service)'}\n"
-                         f"risk       {risk.upper() if risk == 'destructive' else risk}\n"
-                         f"reason     {reason}", id="permission-facts", markup=False)
+            # The orchestrator's words, each on its line: a newline in a name must not draw a line of its own.
+            yield Static(f"agent      {shown(agent)}\n"
+                         f"service    {shown(request.service_name)}   health: {self.service_health}\n"
+                         f"operation  {shown(request.operation or '(whole service)')}\n"
+                         f"risk       {shown(risk.upper() if risk == 'destructive' else risk)}\n"
+                         f"reason     {shown(reason)}", id="permission-facts", markup=False)
             with VerticalScroll(id="permission-arguments"):
                 yield Static(self._arguments(), id="permission-arguments-text", markup=False)
             yield Static("", id="permission-more", markup=False)
             yield Static(self._timing(), id="permission-timing", markup=False)
             if self.limits_note:
-                yield Static(self.limits_note, id="permission-limits", markup=False)
+                yield Static(shown(self.limits_note), id="permission-limits", markup=False)
             yield Input(id="permission-input", disabled=True)  # enabled only while it is open
             yield Static(self._hint(), id="permission-hint", markup=False)
         yield KeysFooter()

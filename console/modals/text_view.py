@@ -7,6 +7,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from console.formatting import shown
 from console.keymap import TEXT_VIEW_KEYS, bindings
 from console.widgets.keys_footer import KeysFooter
 
@@ -22,7 +23,7 @@ class TextView(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="text-view"):
-            yield Static(self.title_text, classes="section-title", markup=False)
+            yield Static(shown(self.title_text), classes="section-title", markup=False)
             yield Static(self.text, markup=False)
         yield KeysFooter()
 

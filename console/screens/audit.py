@@ -70,7 +70,7 @@ class AuditScreen(ConsoleScreen):
             self.events = one_entry_per_decision(await gateway.audit(AUDIT_SHOWN))
             self.state.agent_names = await gateway.agent_names()  # the entries name agents the console may not know
         except GatewayError as exc:  # a gateway elsewhere that cannot be reached: say so, keep what is shown
-            self.notify(f"Could not load the audit log: {exc.message}", severity="error", markup=False)
+            self.notify(f"Could not load the audit log: {exc.message}", severity="error")
             return
         self._show()
 

@@ -17,6 +17,7 @@ from textual.content import Content
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.formatting import shown
 from console.keymap import OPERATIONS_KEYS, bindings
 from console.messages import OpenOperations, ToolsChanged
 from console.modals.confirm import ConfirmModal
@@ -91,15 +92,16 @@ class OperationsScreen(ConsoleScreen):
         if service is None:
             title.update("starting…" if self.state.gateway is None else "no service declares operations")
             return
-        # Names and descriptions come from MCP servers too: text put into markup as values, never read as it.
+        # Names and descriptions come from MCP servers too: text put into markup as values, never read as it,
+        # and shown() (no control character reaches the terminal).
         others = "   [ ] other services" if len(services) > 1 else ""
-        title.update(Content.from_markup("[b]$name[/b]$rest", name=service.name,
+        title.update(Content.from_markup("[b]$name[/b]$rest", name=shown(service.name),
                                          rest=("" if service.configured else " (not configured)") + others))
         for group, operations in service.operations.grouped().items():
-            options.add_option(Option(Content.from_markup("[b]$group[/b]", group=group), id=f"group-{group}",
+            options.add_option(Option(Content.from_markup("[b]$group[/b]", group=shown(group)), id=f"group-{group}",
                                       disabled=True))
-            options.add_options([Option(Content(f"  {operation.name}" + ("  !" if operation.risk == "destructive"
-                                                                         else "")), id=operation.name)
+            options.add_options([Option(Content(f"  {shown(operation.name)}" + (
+                "  !" if operation.risk == "destructive" else "")), id=operation.name)
                                  for operation in operations])
 
     def action_other_service(self, step: int) -> None:
@@ -129,8 +131,8 @@ class OperationsScreen(ConsoleScreen):
             return
         self.selected = operation
         self.query_one("#operation-title", Static).update(Content.from_markup(
-            "[b]$name[/b]  ($risk)  $description", name=operation.name, risk=operation.risk,
-            description=operation.description))
+            "[b]$name[/b]  ($risk)  $description", name=shown(operation.name), risk=operation.risk,
+            description=shown(operation.description)))
         area = self.query_one("#form-area", VerticalScroll)
         await area.remove_children()
         form = OperationForm(form_fields(operation), id="form")
@@ -176,14 +178,14 @@ class OperationsScreen(ConsoleScreen):
             args = form.values()
             operation.parse_args(args)  # what the gateway will check, checked before anything is sent
         except ValueError as exc:
-            status.update(Content.from_markup("[red]$problem[/red]", problem=str(exc)))
+            status.update(Content.from_markup("[red]$problem[/red]", problem=shown(str(exc))))
             return
         except InvalidParams as exc:
             problems = {str(error["field"]).split(".")[0]: str(error["message"])
                         for error in (exc.data or {}).get("errors", [])}
             form.mark(problems)
-            status.update(Content.from_markup("[red]$problems[/red]", problems="; ".join(
-                f"{field}: {message}" for field, message in problems.items())))
+            status.update(Content.from_markup("[red]$problems[/red]", problems=shown("; ".join(
+                f"{field}: {message}" for field, message in problems.items()))))
             return
         form.mark({})
         target_value = str(args.get(operation.target.argument, "")) if operation.target else ""
@@ -192,16 +194,16 @@ class OperationsScreen(ConsoleScreen):
             str(name or target_value or operation.name)
         if operation.risk == "destructive":
             question = Content.from_markup("[b]$operation[/b] on [b]$target[/b] is destructive.",
-                                           operation=operation.name, target=target)
+                                           operation=shown(operation.name), target=shown(target))
             if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(name or target))):
                 status.update("cancelled")
                 return
         elif operation.risk == "write" and not await self.app.push_screen_wait(
                 ConfirmModal(Content.from_markup("Run [b]$operation[/b] on [b]$target[/b]?",
-                                                 operation=operation.name, target=target))):
+                                                 operation=shown(operation.name), target=shown(target)))):
             status.update("cancelled")
             return
-        status.update(Content(f"running {operation.name}…"))
+        status.update(Content(f"running {shown(operation.name)}…"))
         try:
             outcome = await gateway.run(service.name, operation.name, args)
             error, result = outcome.error, outcome.result
@@ -209,14 +211,14 @@ class OperationsScreen(ConsoleScreen):
             error, result = exc, None
         if error is not None:
             status.update(Content.from_markup("[red]$name ($code): $message[/red]", name=error.name,
-                                              code=str(error.code), message=error.message))
-            shown: Any = redacted(error.to_error_object())
+                                              code=str(error.code), message=shown(error.message)))
+            outcome_shown: Any = redacted(error.to_error_object())
         elif result is not None:
             metadata = result.metadata
             status.update(f"[green]success[/green] in {metadata.executionTime} ms, {metadata.tokensUsed} tokens, "
                           f"${metadata.cost:.4f}")
-            shown = redacted(result.data)  # the operator's screen shows no secret Coolify hands back
-        self.result_text = json.dumps(shown, indent=2, sort_keys=True, default=str)
+            outcome_shown = redacted(result.data)  # the operator's screen shows no secret Coolify hands back
+        self.result_text = json.dumps(outcome_shown, indent=2, sort_keys=True, default=str)
         self.query_one("#result", Static).update(
             Syntax(self.result_text, "json", theme="ansi_dark", word_wrap=True, background_color="default"))
 

@@ -168,7 +168,7 @@ class PermissionsScreen(ConsoleScreen):
         try:
             await gateway.revoke(grant.id)
         except (OrchestratorUnavailable, RouteMissing, GatewayError) as exc:
-            self.notify(f"The grant was not revoked: {exc}", severity="error", markup=False)
+            self.notify(f"The grant was not revoked: {exc}", severity="error")
             return
-        self.notify(f"Grant on {grant.service} revoked", markup=False)
+        self.notify(f"Grant on {grant.service} revoked")
         self.reload()

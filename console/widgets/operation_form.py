@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select
 
-from console.formatting import literal
+from console.formatting import literal, shown
 from gateway_core.operations import Operation, Picker
 
 
@@ -78,15 +78,15 @@ class OperationForm(Vertical):
     def compose(self) -> ComposeResult:
         # Names, descriptions and choices may come from an MCP server's schema: shown as text, never as markup.
         for field in self.fields:
-            label = field.name + (" *" if field.required else "")
+            label = shown(field.name) + (" *" if field.required else "")
             if field.info.description:
-                label += f"  ({field.info.description})"
+                label += f"  ({shown(field.info.description)})"
             if field.kind == "flag":
                 yield Checkbox(Content(label), bool(field.default), id=f"field-{field.name}")
                 continue
             yield Label(label, markup=False)
             if field.kind == "choice":
-                yield Select([(Text(choice), choice) for choice in field.choices], id=f"field-{field.name}",
+                yield Select([(Text(shown(choice)), choice) for choice in field.choices], id=f"field-{field.name}",
                              value=field.default if field.default is not None else Select.NULL,
                              allow_blank=not field.required or field.default is None)
             elif field.kind == "picker":
@@ -94,17 +94,17 @@ class OperationForm(Vertical):
                              if field.picker else "")
             else:
                 default = field.default
-                shown = "" if default is None or default == {} else (
+                initial = "" if default is None or default == {} else (
                     json.dumps(default) if field.kind == "json" else str(default))
-                yield Input(shown, id=f"field-{field.name}", placeholder=field.kind if field.kind != "text" else "",
+                yield Input(initial, id=f"field-{field.name}", placeholder=field.kind if field.kind != "text" else "",
                             type=field.kind if field.kind in ("integer", "number") else "text")
 
     def fill_picker(self, name: str, resources: list[tuple[str, str]], problem: str | None = None) -> None:
         """`resources` are (name, uuid) pairs."""
         picker = self.query_one(f"#field-{name}", Select)
         self.picked_names[name] = {uuid: resource for resource, uuid in resources}
-        picker.set_options([(Text(f"{resource} ({uuid})"), uuid) for resource, uuid in resources])
-        picker.prompt = literal(problem) if problem else ("choose one" if resources else "none found")
+        picker.set_options([(Text(shown(f"{resource} ({uuid})")), uuid) for resource, uuid in resources])
+        picker.prompt = literal(shown(problem)) if problem else ("choose one" if resources else "none found")
 
     def values(self) -> dict[str, Any]:
         """The arguments the operator set; raises ValueError for a JSON field that does not parse."""
@@ -134,7 +134,7 @@ class OperationForm(Vertical):
             widget = self.query_one(f"#field-{field.name}")
             widget.set_class(field.name in problems, "-invalid")
             problem = problems.get(field.name)
-            widget.tooltip = None if problem is None else Text(problem)
+            widget.tooltip = None if problem is None else Text(shown(problem))
 
     def label_of(self, name: str) -> str | None:
         """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""

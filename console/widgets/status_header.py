@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from textual.widgets import Static
 
+from console.formatting import shown
+
 SEPARATOR = " │ "
 HeaderPart = tuple[str, int]  # the text, and how readily it is left out (0: never)
 
@@ -36,4 +38,4 @@ class StatusHeader(Static):
 
     def _show(self, parts: Sequence[HeaderPart]) -> None:
         # One line, always: a repaint, never a relayout of the screen.
-        self.update(fitted(parts, self.content_size.width or self.size.width), layout=False)
+        self.update(shown(fitted(parts, self.content_size.width or self.size.width)), layout=False)
