@@ -36,7 +36,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
 from console.commands import ConsoleCommands
-from console.formatting import STATUS_LABEL, shown
+from console.formatting import STATUS_LABEL
 from console.keymap import APP_KEYS, KNOWN_IDS, bindings
 from console.messages import (
     CallsArrived,
@@ -84,6 +84,7 @@ from gateway_core.orchestrator.models import (
     PermissionRevokedEvent,
 )
 from gateway_core.permission_gate import DecisionNotSupported
+from gateway_core.redaction import printable
 from gateway_core.runtime import Runtime, open_runtime
 from gateway_core.watchdog import ExitWatchdog
 
@@ -204,7 +205,7 @@ class ConsoleApp(App[None]):
                timeout: float | None = None, markup: bool = True) -> None:
         """Every notification, the screens' too: they quote agents, orchestrators and upstreams, so they are
         text (never markup, whatever `markup` says) and show no control character to the terminal."""
-        super().notify(shown(message), title=shown(title), severity=severity, timeout=timeout, markup=False)
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
 
     def _give_up(self, why: str) -> None:
         """Ends a console that cannot start: the terminal shows why once it is back, and the log keeps it (over

@@ -17,6 +17,7 @@ from platformdirs import user_config_path
 from gateway_core import __version__
 from gateway_core import cli as gateway_cli
 from gateway_core.config import ConfigError, load_settings
+from gateway_core.logs import configure_logging
 from gateway_core.operator_client import RemoteGateway
 from gateway_core.server import new_fast_loop
 
@@ -214,8 +215,7 @@ def _log_to(log_file: Path) -> bool:
     except OSError as exc:
         print(f"mcp-console: cannot write the log {log_file}: {exc.strerror or exc}", file=sys.stderr)
         return False
-    logging.basicConfig(level=logging.WARNING, filename=log_file,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING, file=log_file)
     logging.getLogger("console").setLevel(logging.INFO)  # the console's own lines: why and when it stopped
     return True
 

@@ -11,9 +11,10 @@ from textual.content import Content
 from textual.fuzzy import Matcher
 from textual.message import Message
 
-from console.formatting import literal, shown
+from console.formatting import literal
 from console.messages import OpenOperations, ReviewRequest, ShowCalls, ShowScreen
 from console.state import ConsoleState
+from gateway_core.redaction import printable
 
 SCREENS = {"dashboard": "services, calls and cost", "permissions": "pending requests, grants, decisions",
            "operations": "run any service's operations by hand", "audit": "who did what, when"}
@@ -46,17 +47,17 @@ class ConsoleCommands(Provider):
     # palette reads a command's text and help as markup; agents' and MCP servers' names are text.
     async def discover(self) -> Hits:
         for text, message, help_text in self._commands():
-            yield Hit(1.0, Content(shown(text)), lambda message=message: self.app.post_message(message),
-                      text=shown(text), help=literal(shown(help_text)))
+            yield Hit(1.0, Content(printable(text)), lambda message=message: self.app.post_message(message),
+                      text=printable(text), help=literal(printable(help_text)))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, message, help_text in self._commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(0.5 + score / 2, highlighted(matcher, shown(text)),
-                          lambda message=message: self.app.post_message(message), text=shown(text),
-                          help=literal(shown(help_text)))
+                yield Hit(0.5 + score / 2, highlighted(matcher, printable(text)),
+                          lambda message=message: self.app.post_message(message), text=printable(text),
+                          help=literal(printable(help_text)))
 
 
 def highlighted(matcher: Matcher, text: str) -> Content:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 STATUS_LABEL = {"healthy": "● healthy", "degraded": "◐ degraded", "down": "✖ down",
                 "not_configured": "○ not configured", "unknown": "… checking"}
-
-
-# C0 controls (tab and newline too: on one line of the screen they would draw lines of their own), DEL and C1.
-# ESC starts a sequence the terminal obeys: clear the screen, retitle the window, set the clipboard.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def shown(text: str) -> str:
-    """Someone else's text (an agent's, an orchestrator's, an MCP server's, an upstream's) for a line of the
-    screen: each control character written out as `\x1b`, so that the terminal obeys none and the operator sees
-    it was there. Textual passes ESC through to the terminal as it is."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def literal(text: str) -> str:

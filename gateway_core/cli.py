@@ -23,6 +23,7 @@ from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.clock import iso_utc
 from gateway_core.config import ConfigError, Settings, load_settings
 from gateway_core.handlers import HANDLER_CLASSES
+from gateway_core.logs import configure_logging
 from gateway_core.mcp_upstreams import upstream_specs
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.runtime import open_runtime
@@ -480,8 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     if getattr(args, "run", None) is None:
         parser.error("a command is needed (the console itself starts from 'mcp-console' without one)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(logging.INFO, stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per orchestrator call is noise
     run = args.run
     try:

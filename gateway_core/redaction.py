@@ -1,5 +1,6 @@
 """What must not reach an operator's screen or a log (values under secret-looking keys, credentials written
-into URLs), and what must not reach an agent (our secrets and internal addresses, in upstreams' errors)."""
+into URLs, characters a terminal would act on), and what must not reach an agent (our secrets and internal
+addresses, in upstreams' errors)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ from pydantic import BaseModel, SecretStr
 SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 MASK = "********"
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^/@\s]+@", re.IGNORECASE)
+
+
+def printable(text: str) -> str:
+    """Someone else's text for a screen or a log line: each character that does not print written out as Python
+    writes it (`\\x1b`, `\\n`, `\\u202e`), so that none acts and the reader sees it was there. ESC starts a
+    sequence a terminal obeys (clear the screen, retitle the window, set the clipboard), a newline draws a line
+    of its own, a bidi override turns the text after it around."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def shown_url(url: str) -> str:

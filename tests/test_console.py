@@ -741,7 +741,7 @@ async def test_every_argument_can_be_read_before_deciding_and_the_times_count_li
 MARKUP_BAIT = '[/] [@click=app.quit]approve[/] key [ and ] "[1,2" a\\'
 # And what a terminal would obey (clear the screen, retitle the window), with a line of its own after it.
 CONTROL_BAIT = "\x1b[2J\x1b]0;owned\x07\nrisk       read"
-CONTROL_SHOWN = "\\x1b[2J\\x1b]0;owned\\x07\\x0arisk       read"
+CONTROL_SHOWN = "\\x1b[2J\\x1b]0;owned\\x07\\nrisk       read"
 
 
 async def test_an_agents_name_and_arguments_show_as_text_in_the_request(tmp_path: Path) -> None:

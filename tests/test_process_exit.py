@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -160,3 +161,24 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
     assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr, pipeline.stderr
     assert pipeline.stderr.strip().splitlines() == ["141"]
+
+
+def test_a_log_line_quotes_others_text_without_anything_a_terminal_would_act_on() -> None:
+    """What the gateway and the console log with (configure_logging), in a process of its own: a quoted text
+    with a screen-clearing sequence and a newline stays one line, written out; a traceback keeps its lines."""
+    program = "\n".join([
+        "import logging, sys",
+        "from gateway_core.logs import configure_logging",
+        "configure_logging(logging.INFO, stream=sys.stderr)",
+        "logging.getLogger('upstream').warning('it said %s', '\\x1b[2J\\n2026-01-01 00:00:00 INFO forged: line')",
+        "try:",
+        "    raise ValueError('boom')",
+        "except ValueError:",
+        "    logging.getLogger('x').exception('failed')",
+    ])
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith(" WARNING upstream: it said \\x1b[2J\\n2026-01-01 00:00:00 INFO forged: line")
+    assert lines[1].endswith(" ERROR x: failed") and lines[2] == "Traceback (most recent call last):"
+    assert "\x1b" not in result.stderr
+    assert len(lines) == 5  # the warning, the error and its three lines of traceback

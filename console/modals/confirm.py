@@ -10,7 +10,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from console.formatting import shown
+from gateway_core.redaction import printable
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -31,9 +31,9 @@ class ConfirmModal(ModalScreen[bool]):
         with Vertical(id="confirm-dialog", classes="destructive" if self.typed_name else ""):
             yield Static(self.question, id="confirm-question")
             if self.typed_name is not None:
-                yield Static(f"Type {shown(self.typed_name)} and press enter to go ahead; esc cancels.",
+                yield Static(f"Type {printable(self.typed_name)} and press enter to go ahead; esc cancels.",
                              id="confirm-hint", markup=False)
-                yield Input(placeholder=shown(self.typed_name), id="confirm-name")
+                yield Input(placeholder=printable(self.typed_name), id="confirm-name")
             else:
                 yield Static("y go ahead   n or esc cancel", id="confirm-hint", markup=False)
 
@@ -50,4 +50,4 @@ class ConfirmModal(ModalScreen[bool]):
             self.dismiss(True)
         else:
             self.query_one("#confirm-hint", Static).update(
-                f"That is not {shown(self.typed_name or '')}. Type it exactly, or esc to cancel.")
+                f"That is not {printable(self.typed_name or '')}. Type it exactly, or esc to cancel.")

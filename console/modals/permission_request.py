@@ -20,7 +20,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from console.formatting import describe_age, shown
+from console.formatting import describe_age
 from console.keymap import (
     APPROVE_ONCE,
     APPROVE_OPERATION,
@@ -45,6 +45,7 @@ from console.widgets.keys_footer import KeysFooter
 from console.widgets.status_header import StatusHeader
 from gateway_core.cli import UsageError, parse_duration
 from gateway_core.orchestrator.models import PermissionRequestEvent
+from gateway_core.redaction import printable
 from gateway_core.store.records import Scope
 
 Stage = Literal["keys", "choose-limit", "custom-limit", "deny-reason"]
@@ -111,17 +112,17 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         with Vertical(id="permission-dialog", classes=f"risk-{risk}"):
             yield Static(self._title(), id="permission-title", markup=False)
             # The orchestrator's words, each on its line: a newline in a name must not draw a line of its own.
-            yield Static(f"agent      {shown(agent)}\n"
-                         f"service    {shown(request.service_name)}   health: {self.service_health}\n"
-                         f"operation  {shown(request.operation or '(whole service)')}\n"
-                         f"risk       {shown(risk.upper() if risk == 'destructive' else risk)}\n"
-                         f"reason     {shown(reason)}", id="permission-facts", markup=False)
+            yield Static(f"agent      {printable(agent)}\n"
+                         f"service    {printable(request.service_name)}   health: {self.service_health}\n"
+                         f"operation  {printable(request.operation or '(whole service)')}\n"
+                         f"risk       {printable(risk.upper() if risk == 'destructive' else risk)}\n"
+                         f"reason     {printable(reason)}", id="permission-facts", markup=False)
             with VerticalScroll(id="permission-arguments"):
                 yield Static(self._arguments(), id="permission-arguments-text", markup=False)
             yield Static("", id="permission-more", markup=False)
             yield Static(self._timing(), id="permission-timing", markup=False)
             if self.limits_note:
-                yield Static(shown(self.limits_note), id="permission-limits", markup=False)
+                yield Static(printable(self.limits_note), id="permission-limits", markup=False)
             yield Input(id="permission-input", disabled=True)  # enabled only while it is open
             yield Static(self._hint(), id="permission-hint", markup=False)
         yield KeysFooter()

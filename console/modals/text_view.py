@@ -7,9 +7,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from console.formatting import shown
 from console.keymap import TEXT_VIEW_KEYS, bindings
 from console.widgets.keys_footer import KeysFooter
+from gateway_core.redaction import printable
 
 
 class TextView(ModalScreen[None]):
@@ -23,7 +23,7 @@ class TextView(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="text-view"):
-            yield Static(shown(self.title_text), classes="section-title", markup=False)
+            yield Static(printable(self.title_text), classes="section-title", markup=False)
             yield Static(self.text, markup=False)
         yield KeysFooter()
 

@@ -17,7 +17,6 @@ from textual.content import Content
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.formatting import shown
 from console.keymap import OPERATIONS_KEYS, bindings
 from console.messages import OpenOperations, ToolsChanged
 from console.modals.confirm import ConfirmModal
@@ -29,7 +28,7 @@ from console.widgets.status_header import StatusHeader
 from gateway_core.errors import GatewayError, InvalidParams
 from gateway_core.operations import Operation, Picker
 from gateway_core.operator_api import ServiceView
-from gateway_core.redaction import redacted
+from gateway_core.redaction import printable, redacted
 
 
 def picker_choices(data: dict[str, Any], picker: Picker) -> list[tuple[str, str]]:
@@ -93,14 +92,14 @@ class OperationsScreen(ConsoleScreen):
             title.update("starting…" if self.state.gateway is None else "no service declares operations")
             return
         # Names and descriptions come from MCP servers too: text put into markup as values, never read as it,
-        # and shown() (no control character reaches the terminal).
+        # and printable() (no control character reaches the terminal).
         others = "   [ ] other services" if len(services) > 1 else ""
-        title.update(Content.from_markup("[b]$name[/b]$rest", name=shown(service.name),
+        title.update(Content.from_markup("[b]$name[/b]$rest", name=printable(service.name),
                                          rest=("" if service.configured else " (not configured)") + others))
         for group, operations in service.operations.grouped().items():
-            options.add_option(Option(Content.from_markup("[b]$group[/b]", group=shown(group)), id=f"group-{group}",
+            options.add_option(Option(Content.from_markup("[b]$group[/b]", group=printable(group)), id=f"group-{group}",
                                       disabled=True))
-            options.add_options([Option(Content(f"  {shown(operation.name)}" + (
+            options.add_options([Option(Content(f"  {printable(operation.name)}" + (
                 "  !" if operation.risk == "destructive" else "")), id=operation.name)
                                  for operation in operations])
 
@@ -131,8 +130,8 @@ class OperationsScreen(ConsoleScreen):
             return
         self.selected = operation
         self.query_one("#operation-title", Static).update(Content.from_markup(
-            "[b]$name[/b]  ($risk)  $description", name=shown(operation.name), risk=operation.risk,
-            description=shown(operation.description)))
+            "[b]$name[/b]  ($risk)  $description", name=printable(operation.name), risk=operation.risk,
+            description=printable(operation.description)))
         area = self.query_one("#form-area", VerticalScroll)
         await area.remove_children()
         form = OperationForm(form_fields(operation), id="form")
@@ -178,13 +177,13 @@ class OperationsScreen(ConsoleScreen):
             args = form.values()
             operation.parse_args(args)  # what the gateway will check, checked before anything is sent
         except ValueError as exc:
-            status.update(Content.from_markup("[red]$problem[/red]", problem=shown(str(exc))))
+            status.update(Content.from_markup("[red]$problem[/red]", problem=printable(str(exc))))
             return
         except InvalidParams as exc:
             problems = {str(error["field"]).split(".")[0]: str(error["message"])
                         for error in (exc.data or {}).get("errors", [])}
             form.mark(problems)
-            status.update(Content.from_markup("[red]$problems[/red]", problems=shown("; ".join(
+            status.update(Content.from_markup("[red]$problems[/red]", problems=printable("; ".join(
                 f"{field}: {message}" for field, message in problems.items()))))
             return
         form.mark({})
@@ -194,16 +193,16 @@ class OperationsScreen(ConsoleScreen):
             str(name or target_value or operation.name)
         if operation.risk == "destructive":
             question = Content.from_markup("[b]$operation[/b] on [b]$target[/b] is destructive.",
-                                           operation=shown(operation.name), target=shown(target))
+                                           operation=printable(operation.name), target=printable(target))
             if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(name or target))):
                 status.update("cancelled")
                 return
         elif operation.risk == "write" and not await self.app.push_screen_wait(
                 ConfirmModal(Content.from_markup("Run [b]$operation[/b] on [b]$target[/b]?",
-                                                 operation=shown(operation.name), target=shown(target)))):
+                                                 operation=printable(operation.name), target=printable(target)))):
             status.update("cancelled")
             return
-        status.update(Content(f"running {shown(operation.name)}…"))
+        status.update(Content(f"running {printable(operation.name)}…"))
         try:
             outcome = await gateway.run(service.name, operation.name, args)
             error, result = outcome.error, outcome.result
@@ -211,7 +210,7 @@ class OperationsScreen(ConsoleScreen):
             error, result = exc, None
         if error is not None:
             status.update(Content.from_markup("[red]$name ($code): $message[/red]", name=error.name,
-                                              code=str(error.code), message=shown(error.message)))
+                                              code=str(error.code), message=printable(error.message)))
             outcome_shown: Any = redacted(error.to_error_object())
         elif result is not None:
             metadata = result.metadata

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.formatting import shown
 from console.keymap import TABLE_KEYS, bindings
+from gateway_core.redaction import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Row:
 def format_line(widths: Sequence[int], columns: Sequence[Column], cells: Iterable[str]) -> str:
     parts = []
     for width, column, cell in zip(widths, columns, cells, strict=True):
-        cell = shown(cell)
+        cell = printable(cell)
         text = cell if len(cell) <= width else cell[: width - 1] + "…"
         parts.append(" " + (text.rjust(width) if column.right else text.ljust(width)))
     return "".join(parts)
@@ -141,7 +141,7 @@ class LinesTable(ScrollView, can_focus=True):
     def _lay_out(self) -> None:
         base = sum(column.width + 1 for column in self.columns) + 1
         self.widths = fitted_widths(self.columns, self.rows, self.size.width - base)
-        self._lines = [(shown(row.cells[0]).ljust(self.line_width) if row.spans
+        self._lines = [(printable(row.cells[0]).ljust(self.line_width) if row.spans
                         else format_line(self.widths, self.columns, row.cells), row.tone) for row in self.rows]
         self.virtual_size = Size(self.line_width, len(self.rows) + 1)
         self.refresh()

@@ -16,8 +16,9 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select
 
-from console.formatting import literal, shown
+from console.formatting import literal
 from gateway_core.operations import Operation, Picker
+from gateway_core.redaction import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +79,15 @@ class OperationForm(Vertical):
     def compose(self) -> ComposeResult:
         # Names, descriptions and choices may come from an MCP server's schema: shown as text, never as markup.
         for field in self.fields:
-            label = shown(field.name) + (" *" if field.required else "")
+            label = printable(field.name) + (" *" if field.required else "")
             if field.info.description:
-                label += f"  ({shown(field.info.description)})"
+                label += f"  ({printable(field.info.description)})"
             if field.kind == "flag":
                 yield Checkbox(Content(label), bool(field.default), id=f"field-{field.name}")
                 continue
             yield Label(label, markup=False)
             if field.kind == "choice":
-                yield Select([(Text(shown(choice)), choice) for choice in field.choices], id=f"field-{field.name}",
+                yield Select([(Text(printable(choice)), choice) for choice in field.choices], id=f"field-{field.name}",
                              value=field.default if field.default is not None else Select.NULL,
                              allow_blank=not field.required or field.default is None)
             elif field.kind == "picker":
@@ -103,8 +104,8 @@ class OperationForm(Vertical):
         """`resources` are (name, uuid) pairs."""
         picker = self.query_one(f"#field-{name}", Select)
         self.picked_names[name] = {uuid: resource for resource, uuid in resources}
-        picker.set_options([(Text(shown(f"{resource} ({uuid})")), uuid) for resource, uuid in resources])
-        picker.prompt = literal(shown(problem)) if problem else ("choose one" if resources else "none found")
+        picker.set_options([(Text(printable(f"{resource} ({uuid})")), uuid) for resource, uuid in resources])
+        picker.prompt = literal(printable(problem)) if problem else ("choose one" if resources else "none found")
 
     def values(self) -> dict[str, Any]:
         """The arguments the operator set; raises ValueError for a JSON field that does not parse."""
@@ -134,7 +135,7 @@ class OperationForm(Vertical):
             widget = self.query_one(f"#field-{field.name}")
             widget.set_class(field.name in problems, "-invalid")
             problem = problems.get(field.name)
-            widget.tooltip = None if problem is None else Text(shown(problem))
+            widget.tooltip = None if problem is None else Text(printable(problem))
 
     def label_of(self, name: str) -> str | None:
         """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from textual.widgets import Static
 
-from console.formatting import shown
+from gateway_core.redaction import printable
 
 SEPARATOR = " │ "
 HeaderPart = tuple[str, int]  # the text, and how readily it is left out (0: never)
@@ -38,4 +38,4 @@ class StatusHeader(Static):
 
     def _show(self, parts: Sequence[HeaderPart]) -> None:
         # One line, always: a repaint, never a relayout of the screen.
-        self.update(shown(fitted(parts, self.content_size.width or self.size.width)), layout=False)
+        self.update(printable(fitted(parts, self.content_size.width or self.size.width)), layout=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from gateway_core.redaction import printable
+
 # Why a call was refused at the permission step (-32004 data.status); the ledger records it as the call's status.
 RefusalStatus = Literal[
     "pending",  # a request was filed (or one already was); the call was not held
@@ -28,16 +30,16 @@ TEXT_LIMIT = 200  # characters of a caller's value (method, service, id...) the 
 
 def ledger_text(value: object, limit: int = TEXT_LIMIT) -> str | None:
     """A caller's value as the ledger, the audit log and the console keep it: printable text of at most
-    `limit` characters (control characters and lone surrogates replaced). Whatever is not text (a list
-    sent as `method`) is kept as its type's name; None stays None."""
+    `limit` characters (what does not print, a lone surrogate too, written out: printable()). Whatever is not
+    text (a list sent as `method`) is kept as its type's name; None stays None."""
     if value is None:
         return None
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
     if len(value) <= limit and value.isprintable():  # the usual case costs two C calls
         return value
-    cut = value[:limit] + ("…" if len(value) > limit else "")
-    return "".join(char if char.isprintable() else "\ufffd" for char in cut)  # a lone surrogate is not
+    text = printable(value[:limit])  # cut first: a caller's text may be a megabyte
+    return text[:limit] + ("…" if len(value) > limit or len(text) > limit else "")
 
 
 def refusal_status(status: object) -> RefusalStatus:
