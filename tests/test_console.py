@@ -801,6 +801,27 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
         MARKUP_BAIT + CONTROL_SHOWN, CONTROL_SHOWN, False)
 
 
+async def test_a_tools_form_takes_properties_named_as_no_identifier_is(tmp_path: Path) -> None:
+    from console.widgets.operation_form import field_id
+    from tests.test_mcp_upstreams import STARTS, stdio
+
+    async with console(tmp_path, settings={"mcp_servers": stdio()}) as (app, pilot):
+        await until(pilot, lambda: app.runtime is not None
+                    and "spelled" in app.runtime.gateway.services["testsrv"].operations, STARTS)
+        await pilot.press("c")
+        screen = app.operations_screen
+        await until(pilot, lambda: app.screen is screen and screen.service is not None)
+        screen.show_service("testsrv")
+        await screen.choose("spelled")
+        screen.query_one(f"#{field_id('user.name')}").value = "ada"
+        screen.query_one(f"#{field_id('ключ')}").value = "lovelace"
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "success" in str(status.render()))
+    assert json.loads(screen.result_text)["structuredContent"] == {"result": "ada lovelace"}
+    assert field_id("user.name") == "field-user-2e-name" and field_id("dry-run") != field_id("dry_run")
+
+
 def test_literal_text_reads_back_as_itself_through_textual_markup() -> None:
     from textual.content import Content
 

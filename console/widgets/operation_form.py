@@ -21,6 +21,14 @@ from gateway_core.operations import Operation, Picker
 from gateway_core.redaction import printable
 
 
+def field_id(name: str) -> str:
+    """The widget id of the field for argument `name`: `field-` and the name, any character but an ASCII letter,
+    digit or underscore written as `-<hex>-`. An MCP tool's property may be called "user.name" or "ключ",
+    which Textual refuses as an id (and the form, and the console with it, would fail)."""
+    return "field-" + "".join(char if char.isascii() and (char.isalnum() or char == "_") else f"-{ord(char):x}-"
+                              for char in name)
+
+
 @dataclass(frozen=True, slots=True)
 class FormField:
     name: str
@@ -83,26 +91,26 @@ class OperationForm(Vertical):
             if field.info.description:
                 label += f"  ({printable(field.info.description)})"
             if field.kind == "flag":
-                yield Checkbox(Content(label), bool(field.default), id=f"field-{field.name}")
+                yield Checkbox(Content(label), bool(field.default), id=field_id(field.name))
                 continue
             yield Label(label, markup=False)
             if field.kind == "choice":
-                yield Select([(Text(printable(choice)), choice) for choice in field.choices], id=f"field-{field.name}",
+                yield Select([(Text(printable(choice)), choice) for choice in field.choices], id=field_id(field.name),
                              value=field.default if field.default is not None else Select.NULL,
                              allow_blank=not field.required or field.default is None)
             elif field.kind == "picker":
-                yield Select([], id=f"field-{field.name}", prompt=f"loading {field.picker.operation}…"
+                yield Select([], id=field_id(field.name), prompt=f"loading {field.picker.operation}…"
                              if field.picker else "")
             else:
                 default = field.default
                 initial = "" if default is None or default == {} else (
                     json.dumps(default) if field.kind == "json" else str(default))
-                yield Input(initial, id=f"field-{field.name}", placeholder=field.kind if field.kind != "text" else "",
+                yield Input(initial, id=field_id(field.name), placeholder=field.kind if field.kind != "text" else "",
                             type=field.kind if field.kind in ("integer", "number") else "text")
 
     def fill_picker(self, name: str, resources: list[tuple[str, str]], problem: str | None = None) -> None:
         """`resources` are (name, uuid) pairs."""
-        picker = self.query_one(f"#field-{name}", Select)
+        picker = self.query_one(f"#{field_id(name)}", Select)
         self.picked_names[name] = {uuid: resource for resource, uuid in resources}
         picker.set_options([(Text(printable(f"{resource} ({uuid})")), uuid) for resource, uuid in resources])
         picker.prompt = literal(printable(problem)) if problem else ("choose one" if resources else "none found")
@@ -111,7 +119,7 @@ class OperationForm(Vertical):
         """The arguments the operator set; raises ValueError for a JSON field that does not parse."""
         values: dict[str, Any] = {}
         for field in self.fields:
-            widget = self.query_one(f"#field-{field.name}")
+            widget = self.query_one(f"#{field_id(field.name)}")
             if isinstance(widget, Checkbox):
                 if widget.value or field.default is not None:
                     values[field.name] = widget.value
@@ -132,14 +140,14 @@ class OperationForm(Vertical):
     def mark(self, problems: dict[str, str]) -> None:
         """Marks the fields the operation's argument model refused (`problems`: field → why), clears the rest."""
         for field in self.fields:
-            widget = self.query_one(f"#field-{field.name}")
+            widget = self.query_one(f"#{field_id(field.name)}")
             widget.set_class(field.name in problems, "-invalid")
             problem = problems.get(field.name)
             widget.tooltip = None if problem is None else Text(printable(problem))
 
     def label_of(self, name: str) -> str | None:
         """The shown name of the resource chosen in a picker (what a destructive action makes you type)."""
-        widget = self.query_one(f"#field-{name}")
+        widget = self.query_one(f"#{field_id(name)}")
         if isinstance(widget, Select) and isinstance(widget.value, str):
             return self.picked_names.get(name, {}).get(widget.value, widget.value)
         if isinstance(widget, Input):

@@ -63,6 +63,12 @@ def build_server() -> MCPServer:
         raise ToolError(message)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def spelled(user_name: Annotated[str, Field(validation_alias="user.name")],
+                key: Annotated[str, Field(validation_alias="ключ")] = "") -> str:
+        """Takes properties named as no identifier is ("user.name", "ключ")."""
+        return f"{user_name} {key}".strip()
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def picture() -> Image:
         """A one-pixel PNG."""
         return Image(data=PIXEL, format="png")
