@@ -165,6 +165,12 @@ def _annotation(schema: Any) -> Any:
     return dict[str, Any]  # the form asks for JSON; the schema, not this, decides what is valid
 
 
+def _description(schema: Any) -> str | None:
+    """A property's description, where it is text (a schema is the upstream's: it may say anything there)."""
+    description = schema.get("description") if isinstance(schema, Mapping) else None
+    return description if isinstance(description, str) else None
+
+
 def _form_model(tool: str, input_schema: Mapping[str, Any]) -> type[OperationArgs]:
     """A model whose fields are the tool's properties in order, for forms; one JSON field where a property's
     name cannot be a field."""
@@ -177,8 +183,7 @@ def _form_model(tool: str, input_schema: Mapping[str, Any]) -> type[OperationArg
             default_factory=dict, description="the tool's arguments, as a JSON object"))}
     else:
         fields = {name: (_annotation(schema) if name in required else _annotation(schema) | None,
-                         Field(... if name in required else None,
-                               description=schema.get("description") if isinstance(schema, Mapping) else None))
+                         Field(... if name in required else None, description=_description(schema)))
                   for name, schema in properties.items()}
     with warnings.catch_warnings():  # a property named like a pydantic attribute was ruled out above
         warnings.simplefilter("ignore")

@@ -196,3 +196,12 @@ def test_a_form_asks_for_a_list_or_an_object_as_json() -> None:
     query = next(operation for operation in POSTGRES_OPERATIONS if operation.name == "query")
     kinds = {field.name: field.kind for field in form_fields(query)}
     assert kinds["params"] == "json" and kinds["sql"] == "text"
+
+
+def test_a_tools_form_keeps_only_descriptions_that_are_text() -> None:
+    from console.widgets.operation_form import form_fields
+    from gateway_core.upstream_tool import UpstreamTool
+
+    tool = UpstreamTool.declare("odd", "a tool", {"type": "object", "properties": {
+        "a": {"type": "string", "description": 42}, "b": {"type": "string", "description": "the b"}}}, "read")
+    assert {field.name: field.info.description for field in form_fields(tool)} == {"a": None, "b": "the b"}
