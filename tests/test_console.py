@@ -402,11 +402,24 @@ async def test_an_agent_added_with_the_cli_is_let_in_within_two_seconds(tmp_path
 # -- Coolify by hand, against the sandbox's Coolify-compatible server -----------------------------------
 
 
-async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> Any:
+async def operations_of(app: ConsoleApp, pilot: Pilot[None], service: str, listing: str | None = None) -> Any:
+    """The Operations screen (`c`) showing `service`, once that service lists the operation `listing` (an MCP
+    server's tools come when its child has started)."""
+    from tests.test_mcp_upstreams import STARTS
+
+    if listing is not None:
+        await until(pilot, lambda: app.runtime is not None
+                    and listing in app.runtime.gateway.services[service].operations, STARTS)
     await pilot.press("c")
     operations = app.operations_screen
     await until(pilot, lambda: app.screen is operations and operations.service is not None)
-    operations.show_service("coolify")  # the sandbox configures five services: Coolify is not the first listed
+    operations.show_service(service)
+    return operations
+
+
+async def choose_operation(app: ConsoleApp, pilot: Pilot[None], name: str) -> Any:
+    # The sandbox configures five services: Coolify is not the first listed.
+    operations = await operations_of(app, pilot, "coolify")
     assert operations.service is not None and operations.service.name == "coolify" and operations.service.configured
     await operations.choose(name)  # what enter on the operation list does
     return operations
@@ -418,12 +431,7 @@ async def test_the_operations_screen_shows_a_tool_an_upstream_lists_while_it_is_
     from tests.test_mcp_upstreams import STARTS, stdio
 
     async with console(tmp_path, settings={"mcp_servers": stdio()}) as (app, pilot):
-        await until(pilot, lambda: app.runtime is not None
-                    and "add" in app.runtime.gateway.services["testsrv"].operations, STARTS)
-        await pilot.press("c")
-        operations = app.operations_screen
-        await until(pilot, lambda: app.screen is operations and operations.service is not None)
-        operations.show_service("testsrv")
+        operations = await operations_of(app, pilot, "testsrv", "add")
         listed = operations.query_one("#operations", OptionList)
 
         def shown() -> set[str | None]:
@@ -772,12 +780,7 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
                     and "refuse" in app.runtime.gateway.services["testsrv"].operations, STARTS)
         assert app.state.gateway is not None
         await app.state.gateway.run("testsrv", "grow", {"name": "odd", "description": MARKUP_BAIT + CONTROL_BAIT})
-        await until(pilot, lambda: app.runtime is not None
-                    and "odd" in app.runtime.gateway.services["testsrv"].operations, STARTS)
-        await pilot.press("c")
-        screen = app.operations_screen
-        await until(pilot, lambda: app.screen is screen and screen.service is not None)
-        screen.show_service("testsrv")
+        screen = await operations_of(app, pilot, "testsrv", "odd")
         await screen.choose("odd")
         title = str(screen.query_one("#operation-title").render())
         await screen.choose("refuse")
@@ -803,15 +806,10 @@ async def test_an_mcp_servers_descriptions_and_errors_show_as_text(tmp_path: Pat
 
 async def test_a_tools_form_takes_properties_named_as_no_identifier_is(tmp_path: Path) -> None:
     from console.widgets.operation_form import field_id
-    from tests.test_mcp_upstreams import STARTS, stdio
+    from tests.test_mcp_upstreams import stdio
 
     async with console(tmp_path, settings={"mcp_servers": stdio()}) as (app, pilot):
-        await until(pilot, lambda: app.runtime is not None
-                    and "spelled" in app.runtime.gateway.services["testsrv"].operations, STARTS)
-        await pilot.press("c")
-        screen = app.operations_screen
-        await until(pilot, lambda: app.screen is screen and screen.service is not None)
-        screen.show_service("testsrv")
+        screen = await operations_of(app, pilot, "testsrv", "spelled")
         await screen.choose("spelled")
         screen.query_one(f"#{field_id('user.name')}").value = "ada"
         screen.query_one(f"#{field_id('ключ')}").value = "lovelace"
