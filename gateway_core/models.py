@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -29,9 +30,30 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded string a surrogate in a pair is one character
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string in `value` (a key or a value, however deep) holds a surrogate not in a pair. JSON can
+    write one (`\\ud800`) but no UTF-8 text can carry it (I-JSON forbids it): an MCP server's pipe, PostgreSQL,
+    an operator's screen and our own JSON encoders would each fail on it, wherever it went."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(body: bytes) -> Any:
-    """The body as JSON, or ParseError: not JSON, NaN or Infinity (not JSON either), or nested deeper than
-    MAX_JSON_DEPTH."""
+    """The body as JSON, or ParseError: not JSON, NaN or Infinity (not JSON either), nested deeper than
+    MAX_JSON_DEPTH, or holding a lone surrogate."""
     try:
         payload = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -39,6 +61,10 @@ def parse_json(body: bytes) -> Any:
     # Fewer brackets than the limit cannot nest deeper than it: the usual body skips the walk.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(payload) > MAX_JSON_DEPTH:
         raise ParseError(f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    # Only an escape makes one (raw surrogate bytes are no UTF-8): the usual body skips the walk.
+    if (b"\\ud" in body or b"\\uD" in body) and holds_lone_surrogate(payload):
+        raise ParseError("Parse error: a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                         "which is no text")
     return payload
 
 

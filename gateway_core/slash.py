@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway_core.catalog import Catalog
 from gateway_core.errors import InvalidParams, ServiceNotFound
+from gateway_core.models import holds_lone_surrogate
 from gateway_core.operations import Operation, OperationTable, spelling
 
 _HEAD = re.compile(r"^\s*/mcp-(?P<service>[A-Za-z0-9_-]+)(?:\s+(?P<rest>.*))?$", re.S)
@@ -77,6 +78,8 @@ def _arguments(operation: Operation, said: str, text: str) -> list[Any]:
                 arguments.append(json.loads(parts[1]))
             except json.JSONDecodeError as exc:
                 raise _invalid(f"what follows {parts[0]!r} is not valid JSON: {exc.msg}") from None
+            if holds_lone_surrogate(arguments[-1]):
+                raise _invalid(f"what follows {parts[0]!r} holds a lone surrogate (an unpaired \\ud800 escape)")
         return arguments
     return _words(text)
 

@@ -227,6 +227,46 @@ async def test_one_console_decides_and_every_other_hears_who_did(tmp_path: Path)
     assert agent_id == request.agent_id
 
 
+async def test_an_agents_escape_sequences_reach_attached_consoles_written_out(tmp_path: Path) -> None:
+    """What an agent sends travels as it sent it; what operators see of it in a request is written out. A
+    lone surrogate (no UTF-8 text can carry it) is refused at the door: sent on, it closed the MCP server's
+    pipe (the SDK could not write it), and held in a request it stopped the operator stream's encoder."""
+    from tests.test_mcp_upstreams import STARTS, stdio
+
+    # An MCP tool's arguments are checked by its JSON schema, for which such a string is a string.
+    async with run_linked(tmp_path / "gw.db", mcp_servers=stdio()) as linked:
+        await eventually(lambda: "note" in linked.gateway.services["testsrv"].operations, STARTS)
+        _, token = await linked.add_agent("deployer")
+        remote = RemoteGateway(linked.url, await operator_token(linked, "erin"))
+        await remote.connect()
+        heard = remote.subscribe()
+        async with httpx.AsyncClient(base_url=linked.url, timeout=30,
+                                     headers={"authorization": f"Bearer {token}"}) as agent:
+            # As JSON allows it: the surrogate escaped (httpx's own encoding writes UTF-8, which cannot hold it).
+            lone = await agent.post("/mcp/rpc", content=json.dumps(execute("testsrv", "note", {"text": "\ud800"})),
+                                    headers={"content-type": "application/json"})
+            body = execute("testsrv", "note", {"text": "\x1b[2J"})
+            body["params"]["options"] = {"waitForApproval": 20}
+            held = asyncio.create_task(agent.post("/mcp/rpc", json=body))
+            seen: list[Any] = []
+            await eventually(lambda: any(isinstance(e, PermissionEvent) and isinstance(e.event, PermissionRequestEvent)
+                                         for e in drain(heard, seen)))
+            request = next(e.event for e in seen if isinstance(e, PermissionEvent))
+            await remote.decide(PermissionRespondBody(request_id=request.request_id, approved=True, scope="once"))
+            answered = await asyncio.wait_for(held, 10)
+        await remote.aclose()
+    assert lone.status_code == 400 and lone.json()["error"]["code"] == -32700
+    assert request.params_preview == {"text": "\\x1b[2J"}
+    assert answered.json()["result"]["data"]["content"][0]["text"] == "noted: \x1b[2J", answered.text
+
+
+def test_a_preview_writes_out_escape_sequences() -> None:
+    from gateway_core.orchestrator.client import params_preview
+
+    preview = params_preview({"\x1bname": "\x1b[2J", "fine": {"n": 1}})
+    assert preview == {"\\x1bname": "\\x1b[2J", "fine": {"n": 1}}
+
+
 async def test_a_revoked_operator_is_cut_off_and_told_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(operator_routes, "RECHECK_SECONDS", 0.1)
     async with run_linked(tmp_path / "gw.db") as linked:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from console.widgets.lines_table import LinesTable
 from gateway_core.auth import create_agent
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
 from gateway_core.config import load_settings
+from gateway_core.redaction import printable
 from sandbox import Sandbox
 from tests.cli import mcp_console
 from tests.echo_service import ECHO_SPEC, EchoHandler, create_echo_upstream
@@ -766,7 +768,7 @@ async def test_an_agents_name_and_arguments_show_as_text_in_the_request(tmp_path
     name = MARKUP_BAIT + CONTROL_SHOWN
     assert f"agent      {name} (" in facts and f"reason     Agent {name} attempted" in facts
     assert len(facts.splitlines()) == 5 and "\x1b" not in facts  # the name drew no line of its own
-    assert json.dumps(MARKUP_BAIT + CONTROL_BAIT) in arguments
+    assert json.dumps(printable(MARKUP_BAIT + CONTROL_BAIT)) in arguments  # the gateway's preview writes it out
     assert response.json()["result"]["data"] == {"echo": MARKUP_BAIT + CONTROL_BAIT}
 
 
@@ -813,10 +815,14 @@ async def test_a_tools_form_takes_properties_named_as_no_identifier_is(tmp_path:
         await screen.choose("spelled")
         screen.query_one(f"#{field_id('user.name')}").value = "ada"
         screen.query_one(f"#{field_id('ключ')}").value = "lovelace"
+        screen.query_one(f"#{field_id('extra')}").value = '{"n": "\\ud800"}'  # as typed: JSON's escape
         await pilot.press("ctrl+r")
         status = screen.query_one("#operation-status")
+        await until(pilot, lambda: "extra holds a lone surrogate" in str(status.render()))
+        screen.query_one(f"#{field_id('extra')}").value = '{"n": 1}'
+        await pilot.press("ctrl+r")
         await until(pilot, lambda: "success" in str(status.render()))
-    assert json.loads(screen.result_text)["structuredContent"] == {"result": "ada lovelace"}
+    assert json.loads(screen.result_text)["structuredContent"] == {"result": 'ada lovelace {"n": 1}'}
     assert field_id("user.name") == "field-user-2e-name" and field_id("dry-run") != field_id("dry_run")
 
 
@@ -834,3 +840,47 @@ def test_a_tables_cells_show_control_characters_written_out() -> None:
 
     line = format_line([60, 8], [Column("agent", 60), Column("n", 8, right=True)], [CONTROL_BAIT, "\x9b7"])
     assert line == f" {CONTROL_SHOWN:<60}    \\x9b7"
+
+
+# Pieces of text that have each broken, or could break, a screen: markup, escapes, a lone surrogate (JSON can
+# carry one, UTF-8 cannot), wide, combining and invisible characters, a long run.
+ODD_PIECES = ("[/]", "[b]", "[@click=app.quit]x[/]", "[ and ]", "\\", "\x1b[2J", "\x00", "\n", "\t", "\r", "\u202e",
+              "\ud800", "\udfff", "😀", "一二三", "\u0301", "\u200b", "\x7f", "\x9b", "$x", "{}", "%s", "a" * 300,
+              "\ufeff", "\U0010ffff", "\u2028", " ")
+
+
+async def test_requests_made_of_any_text_leave_the_console_whole(tmp_path: Path) -> None:
+    """Requests as an orchestrator could send them, every text field made of ODD_PIECES (a fixed sequence):
+    each pops up, shows whole (`f`), goes (`esc`), and is announced; then the permissions screen and the
+    palette list them. Nothing may end the console."""
+    from console.state import request_key
+    from gateway_core.orchestrator.models import PermissionRequestEvent
+
+    pick = random.Random(7)
+
+    def odd() -> str:
+        return "".join(pick.choice(ODD_PIECES) for _ in range(pick.randint(0, 6)))
+
+    async with console(tmp_path, size=(80, 24)) as (app, pilot):
+        for number in range(25):
+            request = PermissionRequestEvent(
+                request_id=f"r{number}{odd()}", agent_id=odd() or "a", agent_name=odd() or None,
+                service_name=odd() or "s", reason=odd() or None, operation=odd() or None,
+                params_preview={odd(): odd(), "list": [odd()]}, risk=pick.choice(["read", "destructive", None]))
+            app.state.add_request(request)
+            app.state.pending.move_to_end(request_key(request), last=False)  # the oldest is the one shown
+            app._offer_next(automatic=True)
+            await until(pilot, lambda shown=request: isinstance(app.screen, PermissionRequestModal)  # type: ignore[misc]
+                        and app.screen.request is shown)
+            await pilot.press("f")
+            await pilot.pause(0.05)
+            await pilot.press("escape", "escape")
+            app.notify(odd(), title=odd())
+            app._snoozed_until = 0  # the next one pops up at once
+            await pilot.pause(0.05)
+            assert app._exception is None, f"request {number}"
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+p", *"review")
+        await pilot.pause(0.3)
+        assert app._exception is None and len(app.state.pending) == 25

@@ -338,7 +338,7 @@ async def test_bodies_that_cannot_be_stored_or_sent_back_are_refused_and_break_n
         pending = await http.get("/api/mcp/permission-requests")
         permissions = await http.get(f"/api/agent/{run.agent_id}/mcp-permissions")
     assert nested.status_code == surrogate.status_code == for_ever.status_code == 422
-    assert "params_preview" in surrogate.text and "expires_in_seconds" in for_ever.text
+    assert "lone surrogate" in surrogate.text and "expires_in_seconds" in for_ever.text
     assert nowhere.status_code == 404 and nowhere.json() == {"detail": "Not Found"}
     assert pending.status_code == 200 and [r["request_id"] for r in pending.json()["requests"]] == [request_id]
     assert permissions.status_code == 200 and permissions.json()["grants"] == []

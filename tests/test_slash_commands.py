@@ -83,7 +83,8 @@ def test_shorthands_come_from_the_declarations(command: str, expected: SlashComm
 
 
 @pytest.mark.parametrize("command", ["deploy my-app", "/mcp-coolify", "/mcp-coolify 'unclosed",
-                                     "/mcp-notes execute nightly {not json", "/mcp-notes ka-db"])
+                                     "/mcp-notes execute nightly {not json", "/mcp-notes ka-db",
+                                     '/mcp-notes execute nightly {"dry": "\\ud800"}'])
 def test_malformed_commands_are_invalid_params(command: str) -> None:
     with pytest.raises(InvalidParams):
         parse_slash_command(command, CATALOG, operations_of)

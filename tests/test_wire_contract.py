@@ -487,7 +487,10 @@ async def test_options_null_is_the_same_as_no_options(gw: RunningGateway) -> Non
     b"[" * 5000 + b"]" * 5000,
     b'{"jsonrpc":"2.0","id":NaN,"method":"mcp.listServices"}',
     b'{"jsonrpc":"2.0","id":1,"method":"mcp.execute","params":{"service":"echo","operation":"echo","args":[Infinity]}}',
-], ids=["nested-990", "nested-5000", "nan-id", "infinity-arg"])
+    # Valid JSON syntax, but no text (I-JSON forbids it): an MCP server's pipe or PostgreSQL would fail on it.
+    b'{"jsonrpc":"2.0","id":1,"method":"mcp.execute","params":{"service":"echo","operation":"echo",'
+    b'"args":{"message":"hi","extra":{"deep":["\\udfff"]}}}}',
+], ids=["nested-990", "nested-5000", "nan-id", "infinity-arg", "lone-surrogate"])
 async def test_deep_nesting_nan_and_infinity_are_parse_errors(gw: RunningGateway, body: bytes) -> None:
     _, token = await gw.add_agent()
     async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:

@@ -44,6 +44,7 @@ from console.modals.text_view import TextView
 from console.widgets.keys_footer import KeysFooter
 from console.widgets.status_header import StatusHeader
 from gateway_core.cli import UsageError, parse_duration
+from gateway_core.clock import iso_utc
 from gateway_core.orchestrator.models import PermissionRequestEvent
 from gateway_core.redaction import printable
 from gateway_core.store.records import Scope
@@ -70,8 +71,10 @@ class Decision:
 
 
 def request_text(request: PermissionRequestEvent) -> str:
-    """The whole request as the orchestrator sent it (its preview already redacted by the gateway)."""
-    return json.dumps(request.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True)
+    """The whole request as the orchestrator sent it (its preview already redacted by the gateway), as JSON
+    written in ASCII: a lone surrogate it sent (pydantic's JSON mode refuses one) is written out too."""
+    return json.dumps(request.model_dump(exclude_none=True), indent=2, sort_keys=True,
+                      default=lambda moment: iso_utc(moment.timestamp()))  # the timestamps, as they came
 
 
 class PermissionRequestModal(ModalScreen[Decision | None]):

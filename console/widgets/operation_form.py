@@ -17,6 +17,7 @@ from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select
 
 from console.formatting import literal
+from gateway_core.models import holds_lone_surrogate
 from gateway_core.operations import Operation, Picker
 from gateway_core.redaction import printable
 
@@ -133,6 +134,8 @@ class OperationForm(Vertical):
                         values[field.name] = json.loads(text)
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"{field.name} is not valid JSON: {exc.msg}") from None
+                    if holds_lone_surrogate(values[field.name]):  # as the gateway's door refuses one
+                        raise ValueError(f"{field.name} holds a lone surrogate (an unpaired \\ud800 escape)")
                 else:
                     values[field.name] = text
         return values

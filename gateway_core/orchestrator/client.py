@@ -36,7 +36,7 @@ from gateway_core.orchestrator.models import (
     RequestFiled,
     parse_event,
 )
-from gateway_core.redaction import redacted, shown_url
+from gateway_core.redaction import printable, redacted, shown_url
 from gateway_core.upstream import pooled_limits
 
 log = logging.getLogger(__name__)
@@ -314,9 +314,12 @@ def describe_stream_failure(exc: BaseException, refused: str = "the orchestrator
 
 
 def params_preview(arguments: dict[str, Any], limit: int = 200) -> dict[str, Any]:
-    """Arguments for an operator's eyes: secrets masked (gateway_core.redaction), long values cut."""
+    """Arguments for an operator's eyes: secrets masked (gateway_core.redaction), long values cut, names and
+    text printable() (an orchestrator's screen may not write out an escape sequence as ours do)."""
     preview: dict[str, Any] = {}
     for key, value in redacted(arguments).items():
+        if isinstance(value, str):
+            value = printable(value)
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        preview[key] = value if len(text) <= limit else text[:limit] + "…"
+        preview[printable(key)] = value if len(text) <= limit else text[:limit] + "…"
     return preview

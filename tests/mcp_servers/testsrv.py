@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -64,9 +65,9 @@ def build_server() -> MCPServer:
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def spelled(user_name: Annotated[str, Field(validation_alias="user.name")],
-                key: Annotated[str, Field(validation_alias="ключ")] = "") -> str:
-        """Takes properties named as no identifier is ("user.name", "ключ")."""
-        return f"{user_name} {key}".strip()
+                key: Annotated[str, Field(validation_alias="ключ")] = "", extra: dict[str, Any] | None = None) -> str:
+        """Takes properties named as no identifier is ("user.name", "ключ"), and an object."""
+        return f"{user_name} {key} {json.dumps(extra) if extra else ''}".strip()
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def picture() -> Image:
