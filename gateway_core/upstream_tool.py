@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from gateway_core.errors import InvalidParams
 from gateway_core.operations import Operation, OperationArgs, Risk
+from gateway_core.redaction import printable
 
 # Where the console's form cannot show a tool's arguments field by field, it shows one JSON field by this name.
 ALL_ARGUMENTS = "arguments"
@@ -187,7 +188,8 @@ def _form_model(tool: str, input_schema: Mapping[str, Any]) -> type[OperationArg
                   for name, schema in properties.items()}
     with warnings.catch_warnings():  # a property named like a pydantic attribute was ruled out above
         warnings.simplefilter("ignore")
-        model: type[OperationArgs] = create_model(f"{tool} arguments", __base__=_ToolForm, **fields)
+        # The tool's name is the upstream's: a NUL in it cannot be in a class name (ValueError).
+        model: type[OperationArgs] = create_model(f"{printable(tool)} arguments", __base__=_ToolForm, **fields)
     return model
 
 

@@ -247,6 +247,38 @@ async def test_a_risk_a_new_listing_changes_is_taken_logged_and_audited(
     assert "tool sprout is now destructive (was read)" in caplog.text
 
 
+async def test_a_tool_named_with_any_character_is_listed_and_listings_go_on(tmp_path: Path) -> None:
+    """A NUL in a tool's name made its form model fail (no class name holds one): the listing failed, and every
+    later one with it, so the server's new tools never came."""
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        await client.data("grow", {"name": "odd\x00\x1b[2J one"})
+        await listed(running.gateway, "odd\x00\x1b[2J one")
+        await client.data("grow", {"name": "after"})
+        await listed(running.gateway, "after")
+
+
+def test_a_tool_that_cannot_be_declared_is_left_out_and_the_others_listed(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway_core.config import McpServerSettings
+    from gateway_core.mcp_upstreams.tools import tools_table
+
+    declare = UpstreamTool.declare
+
+    def refusing(name: str, *args: Any, **kwargs: Any) -> UpstreamTool:
+        if name == "bad":
+            raise ValueError("a description we cannot take")
+        return declare(name, *args, **kwargs)
+
+    monkeypatch.setattr(UpstreamTool, "declare", refusing)
+    schema = {"type": "object", "properties": {}}
+    table = tools_table([{"name": name, "inputSchema": schema} for name in ("first", "bad", "last")],
+                        McpServerSettings(command=["x"]), logging.getLogger("test"))
+    assert list(table) == ["first", "last"]
+    assert "tool 'bad' cannot be declared (ValueError: a description we cannot take): left out" in caplog.text
+
+
 async def test_measured_cost_counts_what_a_tool_call_put_into_the_context(tmp_path: Path) -> None:
     async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(), cost={"mode": "measured"}) as running:
         client = await agent(running)

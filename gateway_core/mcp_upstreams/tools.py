@@ -66,9 +66,13 @@ def tools_table(listing: Sequence[Mapping[str, Any]], settings: McpServerSetting
         annotations = dict(annotations) if isinstance(annotations, Mapping) else {}
         output_schema = entry.get("outputSchema")
         description = entry.get("description") or entry.get("title") or name
-        tools.append(UpstreamTool.declare(
-            name, str(description), schema, tool_risk(name, annotations, settings),
-            output_schema=output_schema if isinstance(output_schema, Mapping) else None, annotations=annotations))
+        try:
+            tools.append(UpstreamTool.declare(
+                name, str(description), schema, tool_risk(name, annotations, settings),
+                output_schema=output_schema if isinstance(output_schema, Mapping) else None,
+                annotations=annotations))
+        except Exception as exc:  # one tool the upstream described as we cannot take must not stop the listing
+            log.warning("tool %r cannot be declared (%s: %s): left out", name, type(exc).__name__, exc)
     return OperationTable(tools)
 
 
