@@ -67,6 +67,17 @@ async def agent_with_echo(linked: LinkedGateway) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=linked.url, timeout=30, headers={"authorization": f"Bearer {token}"})
 
 
+async def heard_request(subscription: Subscription) -> PermissionRequestEvent:
+    """The first permission request an attached console hears."""
+    seen: list[Any] = []
+
+    def requests() -> list[PermissionRequestEvent]:
+        return [e.event for e in drain(subscription, seen)
+                if isinstance(e, PermissionEvent) and isinstance(e.event, PermissionRequestEvent)]
+    await eventually(lambda: bool(requests()))
+    return requests()[0]
+
+
 async def ledger_ids(linked: LinkedGateway) -> list[str]:
     await linked.gateway.recorder.flush()
     return [record.id async for record in linked.gateway.store.iter_calls()]
@@ -203,10 +214,7 @@ async def test_one_console_decides_and_every_other_hears_who_did(tmp_path: Path)
             body = execute("echo", "echo", ["deploy"])
             body["params"]["options"] = {"waitForApproval": 20}
             held = asyncio.create_task(agent.post("/mcp/rpc", json=body))
-            seen_first: list[Any] = []
-            await eventually(lambda: any(isinstance(e, PermissionEvent) and isinstance(e.event, PermissionRequestEvent)
-                                         for e in drain(heard_first, seen_first)))
-            request = next(e.event for e in seen_first if isinstance(e, PermissionEvent))
+            request = await heard_request(heard_first)
             await first.decide(PermissionRespondBody(request_id=request.request_id, approved=True, scope="once",
                                                      decided_by="operator:someone-else"))
             answered = await asyncio.wait_for(held, 10)
@@ -248,10 +256,7 @@ async def test_an_agents_escape_sequences_reach_attached_consoles_written_out(tm
             body = execute("testsrv", "note", {"text": "\x1b[2J"})
             body["params"]["options"] = {"waitForApproval": 20}
             held = asyncio.create_task(agent.post("/mcp/rpc", json=body))
-            seen: list[Any] = []
-            await eventually(lambda: any(isinstance(e, PermissionEvent) and isinstance(e.event, PermissionRequestEvent)
-                                         for e in drain(heard, seen)))
-            request = next(e.event for e in seen if isinstance(e, PermissionEvent))
+            request = await heard_request(heard)
             await remote.decide(PermissionRespondBody(request_id=request.request_id, approved=True, scope="once"))
             answered = await asyncio.wait_for(held, 10)
         await remote.aclose()
