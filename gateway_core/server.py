@@ -65,7 +65,7 @@ T = TypeVar("T")
 GRACEFUL_SHUTDOWN_SECONDS = 5  # what is in flight when a server stops gets this long to be answered
 # An idle keep-alive connection is kept longer than clients keep theirs (httpx 5 s, aiohttp 15 s; nginx serves
 # 75 s): at uvicorn's 5 s a client reusing one as the server closed it would see its call fail.
-IDLE_CONNECTION_SECONDS = 75
+KEEP_IDLE_CONNECTION_SECONDS = 75
 
 
 def _json(status: int, body: Any) -> Response:
@@ -279,7 +279,7 @@ class HttpServer:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
                                 proxy_headers=False, ws="websockets-sansio",
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                                timeout_keep_alive=IDLE_CONNECTION_SECONDS)
+                                timeout_keep_alive=KEEP_IDLE_CONNECTION_SECONDS)
         self._server = _Server(config)
         self._serving = False
 
