@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -27,7 +29,7 @@ from gateway_core.mcp_upstreams import child as child_module
 from gateway_core.mcp_upstreams.child import MAX_BACKOFF_SECONDS, backoff_seconds
 from gateway_core.operations import OperationTable
 from gateway_core.operator_client import RemoteGateway
-from gateway_core.store import CallRecord
+from gateway_core.store import CallRecord, SQLiteStore
 from gateway_core.upstream_tool import UpstreamTool
 from tests.agent_client import AgentClient
 from tests.servers import DroppingProxy, LinkedGateway, RunningGateway, run_gateway, run_linked
@@ -257,6 +259,39 @@ async def test_a_tool_named_with_any_character_is_listed_and_listings_go_on(tmp_
         await listed(running.gateway, "odd\x00\x1b[2J one")
         await client.data("grow", {"name": "after"})
         await listed(running.gateway, "after")
+
+
+async def kept_tools(store: SQLiteStore) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = json.loads((await store.mcp_tools())["testsrv"][1])
+    return tools
+
+
+async def test_a_listing_the_store_refuses_serves_is_logged_and_later_listings_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The listing runs in a task nobody awaits: its failure was "Task exception was never retrieved" at best."""
+    caplog.set_level(logging.INFO, logger="gateway_core.mcp.testsrv")
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        store = running.gateway.store
+        keep = store.save_mcp_tools
+
+        async def full_disk(service: str, tools_json: str) -> None:  # a disk failure cannot be made here
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(store, "save_mcp_tools", full_disk)
+        await client.data("grow", {"name": "sprout"})
+        await listed(running.gateway, "sprout")
+        await until(lambda: "taking the new tool listing failed" in caplog.text, STARTS)
+        kept_while_full = await kept_tools(store)
+        monkeypatch.setattr(store, "save_mcp_tools", keep)
+        await client.data("grow", {"name": "after"})
+        await listed(running.gateway, "after")
+        async with asyncio.timeout(STARTS):
+            while "after" not in (kept_after := {tool["name"] for tool in await kept_tools(store)}):
+                await asyncio.sleep(0.02)
+    assert "OperationalError: database or disk is full" in caplog.text
+    assert "sprout" not in [tool["name"] for tool in kept_while_full] and "sprout" in kept_after
 
 
 def test_a_tool_that_cannot_be_declared_is_left_out_and_the_others_listed(

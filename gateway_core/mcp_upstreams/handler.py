@@ -201,6 +201,14 @@ class McpUpstreamHandler(ServiceHandler):
                 return
 
     async def _list(self, connection: UpstreamConnection) -> None:
+        """Takes a new listing. It runs in a task of its own (on connecting, after list_changed) that nobody
+        awaits: a failure nobody foresaw (the store refusing the listing, say) is logged here or never seen."""
+        try:
+            await self._take_listing(connection)
+        except Exception:
+            self.log.exception("taking the new tool listing failed")
+
+    async def _take_listing(self, connection: UpstreamConnection) -> None:
         """Lists the tools; the new table serves at once, risks it changed are logged and audited, and the
         listing is kept in the store. A listing that fails leaves the table as it was."""
         try:
