@@ -18,6 +18,7 @@ from gateway_core.redaction import shown_url
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 USER_AGENT = f"mcp-console/{__version__}"
 
@@ -25,6 +26,9 @@ USER_AGENT = f"mcp-console/{__version__}"
 # close an idle keep-alive connection after 5 s, and a request sent on one at the moment the server closes it
 # fails ("broke the connection", ServerDisconnectedError). aiohttp's own default keeps them 15 s, httpx's 5 s.
 IDLE_CONNECTION_SECONDS = 4.0
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 LimitsType = TypeVar("LimitsType")
 
@@ -70,13 +74,17 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    """Keep-alive connections to one base URL, default headers, one timeout for the whole call."""
+    """Keep-alive connections to one base URL, its headers (credentials among them), one timeout for each
+    request. Redirects are followed here, not by aiohttp: aiohttp takes only `Authorization` off a request
+    redirected to another origin, and our vendors' keys travel in `X-API-Key` and `X-N8N-API-KEY` too. A
+    redirect to another origin (GitHub's job logs in its blob storage) is followed with no header of ours."""
 
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, timeout_seconds: float = 30.0,
                  max_connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
         self.display_url = shown_url(self.base_url)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._origin: tuple[str, str, int | None] | None = None  # the base URL's, once aiohttp is loaded
         self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -88,7 +96,7 @@ class UpstreamClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
                                             keepalive_timeout=IDLE_CONNECTION_SECONDS)
-            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
+            self._session = aiohttp.ClientSession(connector=connector,
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
         return self._session
 
@@ -96,14 +104,28 @@ class UpstreamClient:
                       json_body: Any = None, timeout_seconds: float | None = None) -> UpstreamResponse:
         await load_client_library()
         import aiohttp  # loaded just above, on a worker thread: a look-up in sys.modules
+        from yarl import URL  # aiohttp's own, loaded with it
 
-        url = self.base_url + path
+        url = URL(self.base_url + path)
+        if self._origin is None:
+            self._origin = _origin(URL(self.base_url))
         session = self._ensure_session()
         timeout = session.timeout if timeout_seconds is None else aiohttp.ClientTimeout(total=timeout_seconds)
+        headers = self._headers
         try:
-            async with session.request(method, url, params=params, json=json_body, timeout=timeout) as response:
-                body = await response.read()
-                return UpstreamResponse(response.status, response.headers, body)
+            for _ in range(MAX_REDIRECTS + 1):
+                async with session.request(method, url, headers=headers, params=params, json=json_body,
+                                           timeout=timeout, allow_redirects=False) as response:
+                    location = response.headers.get("Location") if response.status in REDIRECTS else None
+                    if location is None:
+                        return UpstreamResponse(response.status, response.headers, await response.read())
+                url = response.url.join(URL(location))
+                if _origin(url) != self._origin:
+                    headers = {"User-Agent": USER_AGENT}
+                if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                    method, json_body = "GET", None  # as browsers and aiohttp do
+                params = None  # the Location is the whole next URL
+            raise UpstreamConnectionError(f"{self.display_url} redirected more than {MAX_REDIRECTS} times")
         except TimeoutError:
             raise UpstreamTimeoutError(f"no answer from {self.display_url} within {timeout.total:g} s") from None
         except aiohttp.ClientConnectorDNSError:
@@ -117,3 +139,8 @@ class UpstreamClient:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    """A yarl URL's origin (scheme, host, port), which a request's credentials are for."""
+    return url.scheme, url.host or "", url.port

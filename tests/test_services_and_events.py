@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway_core import upstream
@@ -198,3 +198,48 @@ async def test_an_upstream_connection_idle_past_the_limit_is_not_reused(monkeypa
         ports = await _client_ports(kind, url)
     assert ports[0] == ports[1], "a connection in use was not reused"
     assert ports[2] != ports[1], "a connection idle past the limit was reused"
+
+
+async def test_a_redirect_to_another_origin_is_followed_without_our_credentials() -> None:
+    """aiohttp takes only Authorization off a request redirected elsewhere: mem0's X-API-Key and n8n's
+    X-N8N-API-KEY went along to whatever host a redirect named."""
+    heard: list[tuple[str, str, str | None, bytes]] = []
+
+    async def record(request: Request) -> JSONResponse:
+        heard.append((request.method, request.url.path, request.headers.get("x-api-key"), await request.body()))
+        return JSONResponse({"at": request.url.path})
+
+    async with serve_asgi(Starlette(routes=[Route("/{path:path}", record, methods=["GET", "POST"])])) as elsewhere:
+        other_origin = elsewhere.replace("127.0.0.1", "localhost")  # another host name: another origin
+
+        async def redirect(request: Request) -> Response:
+            target, status = request.query_params["to"], int(request.query_params.get("status", "302"))
+            return Response(status_code=status, headers={"location": target})
+
+        async def own(request: Request) -> JSONResponse:
+            heard.append((request.method, request.url.path, request.headers.get("x-api-key"), await request.body()))
+            return JSONResponse({"at": "own"})
+
+        def loop(request: Request) -> Response:
+            return Response(status_code=302, headers={"location": "/loop"})
+
+        app = Starlette(routes=[Route("/go", redirect, methods=["GET", "POST"]),
+                                Route("/own", own, methods=["GET", "POST"]), Route("/loop", loop)])
+        async with serve_asgi(app) as origin:
+            client = upstream.UpstreamClient(origin, {"X-API-Key": "key-for-origin-only"})
+            try:
+                away = await client.request("GET", "/go", params={"to": f"{other_origin}/blob?sig=1"})
+                home = await client.request("GET", "/go", params={"to": "/own"})
+                kept = await client.request("POST", "/go", params={"to": "/own", "status": "307"},
+                                            json_body={"kept": True})
+                seen_other = await client.request("POST", "/go", params={"to": "/own", "status": "303"},
+                                                  json_body={"dropped": True})
+                with pytest.raises(upstream.UpstreamConnectionError, match="redirected more than 5 times"):
+                    await client.request("GET", "/loop")
+            finally:
+                await client.aclose()
+    assert away.json() == {"at": "/blob"} and home.json() == {"at": "own"}
+    assert heard[0] == ("GET", "/blob", None, b"")  # the other origin: no key
+    assert heard[1] == ("GET", "/own", "key-for-origin-only", b"")  # the same origin: the key goes along
+    assert heard[2] == ("POST", "/own", "key-for-origin-only", b'{"kept": true}') and kept.status == 200  # 307
+    assert heard[3] == ("GET", "/own", "key-for-origin-only", b"") and seen_other.status == 200  # 303: a GET
