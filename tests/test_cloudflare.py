@@ -331,6 +331,15 @@ async def test_arguments_are_refused_before_cloudflare_is_called(cloudflare: Clo
     assert not cloudflare.fake.requests_to("POST", f"/zones/{ZONE_ID}/dns_records")
 
 
+async def test_a_record_id_that_is_a_path_step_is_refused_not_climbed(cloudflare: Cloudflare) -> None:
+    """`{"recordId": ".."}` made dns-delete send DELETE /zones/<id>/: Cloudflare's route deleting the zone."""
+    for step in ("..", "."):
+        for operation in ("dns-delete", "dns-get"):
+            refused = await cloudflare.error(operation, {"recordId": step})
+            assert refused["code"] == -32602 and refused["data"]["errors"][0]["field"] == "recordId", refused
+    assert not [r for r in cloudflare.fake.requests if r.method == "DELETE" or "/dns_records/" in r.path]
+
+
 async def test_the_slash_form_reads_resource_then_action_and_the_catalogs_names_answer(
     cloudflare: Cloudflare
 ) -> None:

@@ -254,6 +254,22 @@ async def test_names_resolve_to_uuids_and_ambiguous_or_unknown_names_are_refused
     assert not coolify.fake.requests_to("POST", "/applications/worker/restart")[1:]
 
 
+async def test_an_argument_is_one_segment_of_the_path_and_never_a_step(coolify: Coolify) -> None:
+    """A uuid went into the path as it was: `../security/keys#` made a get-application grant read Coolify's private
+    keys with the gateway's token, and `app1/envs` an application's unmasked variables."""
+    for hostile in ("app1/envs", "../security/keys#", "../databases/db1/stop?x=", "app1%2Fenvs"):
+        unknown = await coolify.error("get-application", [hostile])
+        assert unknown["code"] == -32007, unknown
+    for step in ("..", ".", ""):
+        refused = await coolify.error("restart-application", [step])
+        assert refused["code"] == -32602 and refused["data"]["errors"][0]["field"] == "uuid", refused
+    paths = [r.path for r in coolify.fake.requests]
+    assert "/applications/app1%2Fenvs" in paths and "/applications/app1%252Fenvs" in paths
+    assert all(path.startswith("/applications") and path.count("/") <= 2 for path in paths
+               if path not in ("/api/health", "/version")), paths
+    assert not [r for r in coolify.fake.requests if r.method == "POST"]
+
+
 async def test_deploy_with_wait_follows_the_deployment_to_its_end(coolify: Coolify) -> None:
     finished = await coolify.data("deploy-application", {"uuid": "app1", "wait": 10})
     assert finished["deployment"] == {"deployment_uuid": finished["deployment_uuid"], "status": "finished"}

@@ -248,6 +248,15 @@ async def test_short_or_wrong_arguments_are_refused_before_github_is_called(gith
     assert not [r for r in github.fake.requests if r.path.startswith("/repos")]
 
 
+async def test_an_owner_or_repo_that_is_a_path_step_is_refused_not_climbed(github: GitHub) -> None:
+    """`{"owner": "..", "repo": ".."}` made list-issues read GET /issues: above the repository, with our token."""
+    before = len(github.fake.requests)
+    for owner, repo in ((("..", ".."), (".", "web"), ("acme", ".."))):
+        refused = await github.error("list-issues", {"owner": owner, "repo": repo})
+        assert refused["code"] == -32602, refused
+    assert len(github.fake.requests) == before
+
+
 async def test_list_issues_leaves_out_pull_requests_and_pages_on(github: GitHub) -> None:
     everything = await github.data("list-issues", ["acme", "web"], state="all", include_prs=True)
     first = await github.data("list-issues", ["acme", "api"], limit=3)

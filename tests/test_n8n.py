@@ -188,6 +188,14 @@ async def test_execute_finds_the_webhook_and_refuses_what_cannot_be_started(n8n:
     assert len(n8n.fake.webhook_calls) == 1  # nothing else reached a webhook
 
 
+async def test_a_webhook_path_never_climbs_out_of_the_webhooks(n8n: N8n) -> None:
+    """test-webhook's `../rest/credentials` reached n8n's own REST API on the webhook host."""
+    for path in ("../rest/credentials", "a/../../rest", "./x", "nightly/.."):
+        refused = await n8n.error("test-webhook", {"path": path, "method": "GET"})
+        assert refused["code"] == -32602 and refused["data"]["errors"][0]["field"] == "path", refused
+    assert not n8n.fake.webhook_calls and not [r for r in n8n.fake.requests if "rest" in r.path]
+
+
 async def test_execute_with_wait_follows_the_execution_and_names_the_failing_node(n8n: N8n) -> None:
     done = await n8n.data("execute", [NIGHTLY, {}], wait=30)
     n8n.fake.next_execution_fails = True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from gateway_core.errors import (
     ValidationFailed,
 )
 from gateway_core.handlers.base import ServiceHandler
-from gateway_core.handlers.rest import json_answer, ms_since
+from gateway_core.handlers.rest import fill_path, json_answer, ms_since
 from gateway_core.health import HealthReport
 from gateway_core.operations import (
     NoArgs,
@@ -389,7 +388,7 @@ class CoolifyHandler(ServiceHandler):
         return result
 
     async def _call(self, route: CoolifyRoute, values: Mapping[str, Any]) -> UpstreamResponse:
-        path = re.sub(r"\{(\w+)\}", lambda placeholder: str(values[placeholder[1]]), route.path)
+        path = fill_path(route.path, values)
         query = {key: _query_value(values[key]) for key in route.query if values.get(key) is not None}
         body: dict[str, Any] | None = None
         if route.body or route.body_from:

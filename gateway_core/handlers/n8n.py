@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self, cast
-from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
@@ -37,6 +36,7 @@ from gateway_core.handlers.rest import (
     instance_root,
     json_answer,
     ms_since,
+    path_segment,
     pick,
     priced,
     send,
@@ -445,7 +445,9 @@ class N8nHandler(ServiceHandler):
 
     @staticmethod
     def _webhook_path(path: str, test: bool) -> str:
-        return f"/{'webhook-test' if test else 'webhook'}/{quote(path.strip('/'), safe='/:')}"
+        """A webhook's path may have segments (`orders/:id`), each checked as path_segment checks one."""
+        segments = (path_segment("path", segment, safe=":") for segment in path.strip("/").split("/"))
+        return f"/{'webhook-test' if test else 'webhook'}/{'/'.join(segments)}"
 
     async def call_webhook(self, values: dict[str, Any]) -> tuple[int, Any]:
         """The webhook at `webhook_path` with `webhook_method`: the data as JSON, or as the query for a GET."""

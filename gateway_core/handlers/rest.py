@@ -3,8 +3,7 @@ path, which go in the query and which in the body, under the vendor's names), se
 transport's failures as the gateway's errors, and reading an answer.
 
 `query` and `body` entries are `name` (the argument of that name) or `name=argument` (the vendor's name, then
-ours: `per_page=limit`); unset (None) arguments are left out. Path values are percent-encoded whole, `/`
-included (a branch `feature/x` in a `{ref}` is one segment), as the vendors' own clients send them."""
+ours: `per_page=limit`); unset (None) arguments are left out. Path values are one segment each (path_segment)."""
 
 from __future__ import annotations
 
@@ -16,12 +15,31 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from gateway_core.catalog import DEFAULT_CATALOG
-from gateway_core.errors import ServiceUnavailable, UpstreamTimeout
+from gateway_core.errors import InvalidParams, ServiceUnavailable, UpstreamTimeout
 from gateway_core.health import HealthReport
 from gateway_core.upstream import UpstreamClient, UpstreamConnectionError, UpstreamResponse, UpstreamTimeoutError
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+PATH_STEPS = frozenset({"", ".", ".."})  # what a URL reads as steps, not names
+
+
+def path_segment(argument: str, value: Any, safe: str = "") -> str:
+    """An argument's value as one segment of a vendor's path, as the vendors' own clients send it: percent-encoded
+    whole, `/`, `?` and `#` included (a branch `feature/x` in a `{ref}` is one segment). Empty, `.` and `..` are
+    refused: a URL takes them as steps, and `../security/keys#` made a get-application grant read Coolify's
+    private keys with the gateway's token."""
+    text = str(value)
+    if text in PATH_STEPS:
+        raise InvalidParams(f"Invalid arguments: {argument}: {text!r} is not a name",
+                            {"errors": [{"field": argument, "message": "empty, . and .. are not names",
+                                         "type": "value_error"}]})
+    return quote(text, safe=safe)
+
+
+def fill_path(template: str, values: Mapping[str, Any]) -> str:
+    """A route's path with each `{argument}` filled by path_segment."""
+    return _PLACEHOLDER.sub(lambda match: path_segment(match[1], values[match[1]]), template)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +72,7 @@ class Route:
         return bool(self.body or self.body_from or self.constants)
 
     def url_path(self, values: Mapping[str, Any]) -> str:
-        return _PLACEHOLDER.sub(lambda match: quote(str(values[match[1]]), safe=""), self.path)
+        return fill_path(self.path, values)
 
     def query_params(self, values: Mapping[str, Any]) -> dict[str, str]:
         pairs = (_split(entry) for entry in self.query)
