@@ -357,7 +357,7 @@ class Gateway:
                     raise PermissionDenied(f"This console is read-only: {operation.name} is a {operation.risk} "
                                            "operation", {"service": service, "operation": operation.name,
                                                          "status": "read_only"})
-            elif not state.spec.always_active:
+            elif not (state.spec.always_active and handler.needs_no_grant(agent_id, operation, args)):
                 request_id = await self.permissions.check(agent_id, state.spec, operation, args,
                                                           params.options.waitForApproval, on_wait)
             if on_wait is not None:

@@ -45,7 +45,8 @@ class Call:
 @dataclass(frozen=True, slots=True)
 class AgentRole:
     """What one kind of synthetic agent does: the calls it cycles through and the (service, operation) pairs
-    it is granted up front (anything else it calls needs an operator's approval; mem0 needs none)."""
+    it is granted up front (anything else it calls needs an operator's approval; its own mem0 memories need
+    none, the shared "ops" ones a grant)."""
 
     name: str
     calls: tuple[Call, ...]
@@ -69,15 +70,14 @@ WATCHING = (Call("coolify", "list-applications"), Call("github", "list-prs", WEB
             Call("mem0", "get-context", {"user_id": MEMORY_USER}), Call("github", "list-issues", WEB))
 DEPLOYER_READS = (Call("coolify", "list-applications"), Call("github", "get-pr", {**WEB, "pullNumber": 2}),
                   Call("github", "get-checks", {**WEB, "ref": "feature-login"}))
+DEPLOYER_NOTE = Call("mem0", "remember", {"content": "web restarted after the login fix", "user_id": MEMORY_USER})
 JANITOR_READS = (Call("coolify", "list-services"), Call("n8n", "list-failed-executions"),
                  Call("cloudflare", "dns-get", {"recordId": WWW_RECORD}))
 ROLES: tuple[AgentRole, ...] = (
     AgentRole("watcher", WATCHING, granted=_granted(WATCHING)),
-    AgentRole("deployer", (*DEPLOYER_READS, Call("coolify", "restart-application", ("web",)),
-                           Call("mem0", "remember", {"content": "web restarted after the login fix",
-                                                     "user_id": MEMORY_USER}),
+    AgentRole("deployer", (*DEPLOYER_READS, Call("coolify", "restart-application", ("web",)), DEPLOYER_NOTE,
                            Call("github", "approve-pr", {**WEB, "pullNumber": 2, "body": "checks pass"})),
-              granted=_granted(DEPLOYER_READS), wait_for_approval=60.0),
+              granted=_granted((*DEPLOYER_READS, DEPLOYER_NOTE)), wait_for_approval=60.0),
     AgentRole("janitor", (*JANITOR_READS, Call("coolify", "stop-service", ("plausible",)),
                           Call("cloudflare", "dns-update", {"recordId": WWW_RECORD,
                                                             "updateData": {"comment": "checked by the janitor"}})),

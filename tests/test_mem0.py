@@ -44,7 +44,9 @@ async def mem0_gateway(tmp_path: Path, store: MemoryStore, flavor: str = "ozean"
         settings.setdefault("mem0_api_url", url)
         async with run_gateway(tmp_path / "gw.db", extra_specs=(), handler_classes={"mem0": Mem0Handler},
                                mem0_api_flavor=flavor, health={"interval_seconds": 3600}, **settings) as gateway:
-            agent_id, token = await gateway.add_agent("memory-bot", "memory-bot")  # no grant: mem0 is alwaysActive
+            # Granted mem0: the tests read and write other users' memories (its own need no grant: alwaysActive).
+            agent_id, token = await gateway.add_agent("memory-bot", "memory-bot")
+            await gateway.grant(agent_id, "mem0")
             yield Mem0(store, AgentClient(gateway.url, token, "mem0"), gateway, agent_id)
 
 
@@ -167,6 +169,36 @@ async def test_without_a_user_id_the_call_is_never_the_shared_default(mem0: Mem0
 async def test_user_id_defaults_to_the_calling_agent(mem0: Mem0) -> None:
     data = await mem0.client.data("remember", ["mine"])
     assert data["memory"]["user_id"] == mem0.agent_id
+
+
+async def test_without_a_grant_an_agent_reaches_its_own_memories_and_no_one_elses(mem0: Mem0) -> None:
+    """alwaysActive let any agent read, add to and delete any agent's memories by naming its user_id."""
+    agent_id, token = await mem0.gateway.add_agent("loner", "loner")
+    loner = AgentClient(mem0.gateway.url, token, "mem0")
+    others = mem0.store.add("memory-bot", "not yours", {})
+    own = await loner.data("remember", ["my own note"])
+    named_self = await loner.data("get-context", [agent_id])
+    found = await loner.data("search", {"query": "my own note"})
+    counted = await loner.data("stats")
+    sent_before = len(mem0.store.requests)
+    read_other = await loner.error("get-context", ["memory-bot"])
+    add_other = await loner.error("remember", {"content": "planted", "user_id": "memory-bot"})
+    delete_other = await loner.error("delete", [others["id"]])
+    delete_own = await loner.error("delete", [own["memory"]["id"]])
+    assert own["memory"]["user_id"] == agent_id and named_self["memoryCount"] == 1 and found["resultCount"] == 1
+    assert counted["stats"]["total_memories"] == 2
+    for refused in (read_other, add_other, delete_other, delete_own):  # asked of an operator: none is linked here
+        assert refused["code"] == -32004 and "no grant for mem0" in refused["message"], refused
+    assert len(mem0.store.requests) == sent_before and len(mem0.store.memories) == 2
+
+
+async def test_an_id_that_is_a_path_step_is_refused_and_others_stay_one_segment(mem0: Mem0) -> None:
+    for step in ("..", "."):
+        refused = await mem0.client.error("delete", [step])
+        assert refused["code"] == -32602 and refused["data"]["errors"][0]["field"] == "memory_id", refused
+    # Sent as one segment, encoded whole: the server's router finds no such user (it routes on the decoded path).
+    unknown = await mem0.client.error("get-context", ["../../admin?x="])
+    assert unknown["code"] == -32007 and unknown["data"] == {"kind": "user", "id": "../../admin?x="}
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ class ServiceHandler(ABC):
     @abstractmethod
     async def health(self) -> HealthReport: ...
 
+    def needs_no_grant(self, caller: str, operation: Operation, args: OperationArgs) -> bool:
+        """Asked of an always-active service's handler only: whether this call is one it serves without a grant
+        (all, as the wire contract says, unless the handler narrows it: mem0 to the caller's own memories)."""
+        return True
+
     def live_operations(self) -> OperationTable:
         """The operations this instance serves now: the class's declaration, unless they change at run time."""
         return self.operations

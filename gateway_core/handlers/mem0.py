@@ -9,7 +9,6 @@ to the calling agent. Memory text is never put into an error or a log."""
 from __future__ import annotations
 
 import datetime
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from gateway_core.errors import (
 )
 from gateway_core.handlers.base import ServiceHandler
 from gateway_core.handlers.caller import calling_agent
+from gateway_core.handlers.rest import fill_path
 from gateway_core.health import HealthReport
 from gateway_core.operations import NoArgs, Operation, OperationArgs, OperationTable, Picker, Target
 from gateway_core.upstream import UpstreamClient, UpstreamConnectionError, UpstreamResponse, UpstreamTimeoutError
@@ -239,6 +239,14 @@ class Mem0Handler(ServiceHandler):
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def needs_no_grant(self, caller: str, operation: Operation, args: OperationArgs) -> bool:
+        """The caller's own memories, short of deleting them: a call naming no user or the caller itself, or
+        naming no one (health, stats). A call naming another agent's user, or a memory by its id (whose it is
+        only the server knows), or deleting, is asked for like any service's."""
+        if operation.risk == "destructive" or "memory_id" in type(args).model_fields:
+            return False
+        return getattr(args, "user_id", None) in (None, caller)
+
     async def execute(self, operation: Operation, args: OperationArgs) -> dict[str, Any]:
         declared = cast(Mem0Operation, operation)  # this handler's table holds only Mem0Operations
         values = args.model_dump()
@@ -255,7 +263,7 @@ class Mem0Handler(ServiceHandler):
             if not values["user_id"]:
                 raise InvalidParams("Invalid arguments: user_id: required when the caller is not known",
                                     {"errors": [{"field": "user_id", "message": "required", "type": "missing"}]})
-        path = re.sub(r"\{(\w+)\}", lambda placeholder: str(values[placeholder[1]]), route.path)
+        path = fill_path(route.path, values)
         response = await self._request(route.method, path, route.body(values) if route.body else None,
                                        route.query(values) if route.query else None)
         _raise_for_status(response, values)
