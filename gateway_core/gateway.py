@@ -173,7 +173,9 @@ class Gateway:
         self.authenticator = Authenticator(store, hasher, settings.auth.trust_agent_header,
                                            settings.auth.refresh_seconds)
         self.orchestrator = orchestrator
-        self.scrubber = AgentFacingScrubber.from_settings(settings)
+        self.scrubber = AgentFacingScrubber.from_settings(settings, [
+            secret for state in self.services.values() if isinstance(state.handler, McpUpstreamHandler)
+            for secret in state.handler.launch.secrets()])
         self.recorder = Recorder(store, settings.ledger.flush_interval_seconds)
         self.events = EventBus()
         self.metrics = GatewayMetrics(

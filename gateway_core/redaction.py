@@ -4,6 +4,7 @@ addresses, in upstreams' errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -68,20 +69,37 @@ class AgentFacingScrubber:
         self._addresses = sorted(addresses.items(), key=lambda item: len(item[0]), reverse=True)
 
     @classmethod
-    def from_settings(cls, settings: BaseModel) -> AgentFacingScrubber:
-        """Secrets are the settings' SecretStr values; addresses, the URL settings (`*_url`, `*_endpoint`)."""
+    def from_settings(cls, settings: BaseModel, more_secrets: Iterable[str] = ()) -> AgentFacingScrubber:
+        """Secrets are the settings' SecretStr values, however deep (a configured database's URL), and
+        `more_secrets` (an MCP server's env and headers, filled from the environment); addresses, the URL
+        settings (`*_url`, `*_endpoint`, a section's `url`), shown by their setting's name: `<COOLIFY_API_URL>`,
+        `<MCP_SERVERS.DOCS.URL>`."""
         secrets: list[str] = []
         addresses: dict[str, str] = {}
-        for name in type(settings).model_fields:
-            value = getattr(settings, name)
+
+        def walk(value: Any, name: str, leaf: str) -> None:
             if isinstance(value, SecretStr):
                 secret = value.get_secret_value()
                 secrets.append(secret)
-                if "://" in secret:  # a database URL: its address is internal too
+                if "://" in secret:  # a database URL: its password is a secret alone, its address internal
+                    with contextlib.suppress(ValueError):
+                        secrets.append(urlsplit(secret).password or "")
                     addresses.update(_address_forms(secret, f"<{name.upper()}>"))
-            elif isinstance(value, str) and name.endswith(("_url", "_endpoint")):
-                addresses.update(_address_forms(value, f"<{name.upper()}>"))
-        return cls(secrets, addresses)
+            elif isinstance(value, str):
+                if leaf.endswith(("_url", "_endpoint")) or leaf == "url":
+                    addresses.update(_address_forms(value, f"<{name.upper()}>"))
+            elif isinstance(value, BaseModel):
+                for field in type(value).model_fields:
+                    walk(getattr(value, field), f"{name}.{field}" if name else field, field)
+            elif isinstance(value, Mapping):
+                for key, item in value.items():
+                    walk(item, f"{name}.{key}", leaf)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item, name, leaf)
+
+        walk(settings, "", "")
+        return cls([*secrets, *more_secrets], addresses)
 
     def text(self, text: str) -> str:
         for secret in self._secrets:

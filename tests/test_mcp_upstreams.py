@@ -380,6 +380,21 @@ async def test_a_child_gets_no_gateway_secret_logs_its_stderr_and_is_gone_after_
     assert alive_while_running and gone(seen["pid"])
 
 
+async def test_a_servers_own_key_echoed_by_it_reaches_neither_the_agent_nor_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The scrubber knew the top-level settings only: an MCP server's key, in its env or headers, came back to the
+    agent in the server's error and went into the log with its stderr."""
+    monkeypatch.setenv("TESTSRV_KEY", "testsrv-key-8c1f3a")
+    caplog.set_level(logging.INFO, logger="gateway_core.mcp.testsrv")
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(env={"API_KEY": "${TESTSRV_KEY}"})) as running:
+        client = await agent(running)
+        await listed(running.gateway)
+        refused = await client.error("refuse", {"message": "the key testsrv-key-8c1f3a is not valid"})
+        await until(lambda: "refusing: the key" in caplog.text, STARTS)
+    assert refused["code"] == -32009 and "the key ******** is not valid" in refused["message"], refused
+    assert "testsrv-key-8c1f3a" not in caplog.text and "refusing: the key ******** is not valid" in caplog.text
+
+
 async def test_a_restarted_gateway_serves_the_kept_listing_before_the_child_answers(tmp_path: Path) -> None:
     async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio()) as running:
         await listed(running.gateway)

@@ -18,11 +18,12 @@ from starlette.routing import Route
 from gateway_core import upstream
 from gateway_core.catalog import ServiceSpec
 from gateway_core.clock import Clock
-from gateway_core.config import Settings
+from gateway_core.config import Settings, load_settings
 from gateway_core.events import CallFinished, EventBus, HealthChecked
 from gateway_core.health import HealthReport
 from gateway_core.operations import Operation, OperationArgs, OperationTable
 from gateway_core.ratelimit import RateLimit
+from gateway_core.redaction import AgentFacingScrubber
 from gateway_core.store import CallRecord
 from tests.echo_service import ECHO_SPEC, EchoHandler
 from tests.servers import run_gateway, serve_asgi
@@ -243,3 +244,15 @@ async def test_a_redirect_to_another_origin_is_followed_without_our_credentials(
     assert heard[1] == ("GET", "/own", "key-for-origin-only", b"")  # the same origin: the key goes along
     assert heard[2] == ("POST", "/own", "key-for-origin-only", b'{"kept": true}') and kept.status == 200  # 307
     assert heard[3] == ("GET", "/own", "key-for-origin-only", b"") and seen_other.status == 200  # 303: a GET
+
+
+def test_secrets_and_addresses_of_nested_settings_are_taken_out_of_what_agents_read() -> None:
+    """Only top-level settings were known: a configured database's URL (its password, its host) came through."""
+    settings = load_settings(None, postgres={"databases": {"analytics": {
+        "url": "postgresql://reader:pw-7f3e91@db.internal:6432/analytics"}}},
+        mcp_servers={"docs": {"url": "http://docs.internal:8000/mcp"}})
+    scrubber = AgentFacingScrubber.from_settings(settings, ["filled-key-2b9d"])
+    said = scrubber.text("connect to db.internal:6432 as reader with pw-7f3e91 failed; docs.internal:8000/mcp and "
+                         "filled-key-2b9d refused")
+    assert "pw-7f3e91" not in said and "db.internal" not in said and "docs.internal" not in said
+    assert "filled-key-2b9d" not in said and "<MCP_SERVERS.DOCS.URL>" in said, said

@@ -34,7 +34,7 @@ from gateway_core.errors import (
 )
 from gateway_core.mcp_upstreams.failures import ConnectionLost, StartFailed
 from gateway_core.mcp_upstreams.launch import UpstreamLaunch
-from gateway_core.redaction import shown_url
+from gateway_core.redaction import AgentFacingScrubber, shown_url
 from gateway_core.upstream import pooled_limits
 
 MAX_PAGES = 100  # of one tools/list: a server whose cursor never ends cannot hold the listing for ever
@@ -63,6 +63,8 @@ class UpstreamConnection:
         self._log = log
         self._on_tools_changed = on_tools_changed
         self._http = http
+        # What the server writes (stderr, log messages) is logged: its key, echoed, is taken out first.
+        self._scrub = AgentFacingScrubber(launch.secrets(), {}).text
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -175,9 +177,9 @@ class UpstreamConnection:
                     pending = b""
                 for line in lines:
                     if text := line.decode(errors="replace").rstrip():
-                        self._log.info("stderr: %s", text[:STDERR_LINE_CHARS])
+                        self._log.info("stderr: %s", self._scrub(text)[:STDERR_LINE_CHARS])
             if text := pending.decode(errors="replace").rstrip():
-                self._log.info("stderr: %s", text[:STDERR_LINE_CHARS])
+                self._log.info("stderr: %s", self._scrub(text)[:STDERR_LINE_CHARS])
         finally:
             transport.close()
         self.lose("the process ended")
@@ -195,7 +197,7 @@ class UpstreamConnection:
             self._log.warning("the session reported %s", type(message).__name__)
 
     async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        self._log.log(_LOG_LEVELS.get(str(params.level), logging.INFO), "log: %s", params.data)
+        self._log.log(_LOG_LEVELS.get(str(params.level), logging.INFO), "log: %s", self._scrub(str(params.data)))
 
     def _describe(self, exc: BaseException, handshake_seconds: float) -> str:
         """Why the session could not start or ended, from the innermost error of the SDK's nested groups."""

@@ -38,6 +38,10 @@ class UpstreamLaunch:
     def transport(self) -> str:
         return "stdio" if self.command is not None else "http"
 
+    def secrets(self) -> list[str]:
+        """The values of its variables and headers, filled: what must not be shown if the server echoes it."""
+        return [*self.env.values(), *self.headers.values()]
+
 
 @dataclass(frozen=True, slots=True)
 class NotConfigured:

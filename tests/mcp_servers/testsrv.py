@@ -60,7 +60,8 @@ def build_server() -> MCPServer:
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def refuse(message: str) -> str:
-        """Fails with `message` as its error text (a tool result with isError)."""
+        """Writes `message` to stderr, then fails with it as its error text (a tool result with isError)."""
+        print(f"refusing: {message}", file=sys.stderr, flush=True)
         raise ToolError(message)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
