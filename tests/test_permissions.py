@@ -17,6 +17,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from gateway_core.auth import create_operator
 from gateway_core.orchestrator.client import LinkState, OrchestratorClient
 from gateway_core.orchestrator.models import PermissionRequestEvent, parse_event
 from tests.external_orchestrator import ExternalOrchestrator
@@ -320,6 +321,24 @@ async def test_our_orchestrator_needs_an_operator_token_everywhere_but_health(tm
     assert malformed.status_code == 400 and malformed.json() == {"detail": "Invalid agent ID format"}
     assert unknown.status_code == 404 and unknown.json() == {"detail": "Agent ghost not found"}
     assert hello["type"] == "connection_established"
+
+
+async def test_a_revoked_operators_feed_of_our_orchestrator_is_closed(tmp_path: Path) -> None:
+    """The feed checked the token once, at connect: a revoked operator went on hearing every request."""
+    async with run_linked(tmp_path / "p.db") as linked:
+        store = linked.gateway.store
+        operator, token = await create_operator(store, linked.gateway.hasher, "bob", "test")
+        async with connect("ws" + linked.orchestrator_url[4:] + f"/ws?token={token}") as bobs, \
+                connect("ws" + linked.orchestrator_url[4:] + f"/ws?token={linked.operator_token}") as alices:
+            hello = json.loads(await bobs.recv())
+            await store.revoke_operator(operator.id, "test")
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        await bobs.recv()
+            still = json.loads(await alices.recv())
+    assert hello["type"] == "connection_established" and still["type"] == "connection_established"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 async def test_the_same_flow_against_the_external_orchestrator(tmp_path: Path) -> None:

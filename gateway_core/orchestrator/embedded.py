@@ -162,9 +162,14 @@ class EmbeddedOrchestrator:
                 feed.stop(1013, "too slow to keep up with the feed")
 
     async def expire_now(self) -> None:
-        """Expires what is due, and announces everything that ended since the last look."""
+        """Expires what is due, announces everything that ended since the last look, and closes the feeds of
+        operators whose tokens were revoked since (by the CLI in another process, say)."""
         await self.store.expire_permission_requests(self.clock())
         await self.announce_ended()
+        for feed in list(self._clients):
+            if feed.token_hash is not None and await self.store.operator_by_token_hash(feed.token_hash) is None:
+                self._clients.discard(feed)
+                feed.stop(4401, "this operator's token was revoked")
 
     async def announce_ended(self) -> None:
         """Tells the feed of requests ended (expired, cancelled) and grants ended (revoked, used) since the last
@@ -184,6 +189,11 @@ class EmbeddedOrchestrator:
 
     async def _operator(self, connection: HTTPConnection) -> str | None:
         """The operator's name behind the request's token (header, or ?token= on /ws), or None."""
+        found = await self._operator_and_token_hash(connection)
+        return found[0] if found else None
+
+    async def _operator_and_token_hash(self, connection: HTTPConnection) -> tuple[str, str | None] | None:
+        """The operator's name and its token's hash (None for the gateway's internal token), or None."""
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
@@ -192,9 +202,10 @@ class EmbeddedOrchestrator:
         if not token:
             return None
         if self._internal_token and hmac.compare_digest(token, self._internal_token):
-            return "gateway"
-        operator = await self.store.operator_by_token_hash(self.hasher.hash(token))
-        return f"operator:{operator.name}" if operator else None
+            return "gateway", None
+        token_hash = self.hasher.hash(token)
+        operator = await self.store.operator_by_token_hash(token_hash)
+        return (f"operator:{operator.name}", token_hash) if operator else None
 
     def _route(self, view: View) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -369,12 +380,13 @@ class EmbeddedOrchestrator:
         return _answer(NewAgent(id=agent.id, name=agent.name, token=token), 201)
 
     async def _websocket(self, websocket: WebSocket) -> None:
-        if await self._operator(websocket) is None:
+        found = await self._operator_and_token_hash(websocket)
+        if found is None:
             await websocket.close(code=4401, reason="operator token required")
             return
         await websocket.accept()
         self._client_ids += 1
-        feed = _Feed(websocket, self.feed_queue_frames)
+        feed = _Feed(websocket, self.feed_queue_frames, token_hash=found[1])
         feed.offer(ConnectionEstablished(client_id=f"client_{self._client_ids}", timestamp=self.clock(),
                                          message="Connected to mcp-console orchestrator").model_dump_json())
         self._clients.add(feed)
@@ -388,8 +400,9 @@ class _Feed:
     """One /ws client: its frames wait in a bounded queue for its own sender task, so a client that stops
     reading delays no one but itself."""
 
-    def __init__(self, websocket: WebSocket, queue_frames: int) -> None:
+    def __init__(self, websocket: WebSocket, queue_frames: int, token_hash: str | None) -> None:
         self.websocket = websocket
+        self.token_hash = token_hash  # checked again each second: a revoked operator's feed is closed
         self.finished = asyncio.Event()
         self._frames: asyncio.Queue[str] = asyncio.Queue(queue_frames)
         self._stopped = asyncio.Event()
