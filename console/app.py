@@ -25,6 +25,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -137,6 +138,7 @@ class ConsoleApp(App[None]):
         self._stopping: asyncio.Task[None] | None = None
         self._services_closing: asyncio.Task[None] | None = None
         self.modal: PermissionRequestModal | None = None
+        self._reviewing = False  # a review's worker is started (its modal may not be up yet)
         self._snoozed_until = 0.0  # monotonic: until then a new request does not open the modal by itself
         self.calls_seen = 0  # every call event received (the table keeps only the newest)
         self._calls_changed = False
@@ -344,14 +346,15 @@ class ConsoleApp(App[None]):
         """Opens the modal on the oldest request. Opened by itself (`automatic`) it never takes the keyboard
         from an operator who is typing or has just deferred one (`esc` snoozes it): then a notification
         says what arrived, beside the bell and the header's count, and `r` opens it."""
-        if self.modal is not None or not self.state.pending or self.read_only:
+        if self._reviewing or not self.state.pending or self.read_only:
             return
         request = next(iter(self.state.pending.values()))
         if automatic and (time.monotonic() < self._snoozed_until or isinstance(self.focused, Input)):
-            self.notify(f"{self.state.agent_name(request.agent_id)} asks for {request.service_name}."
-                        f"{request.operation or '*'}: r reviews", title="Permission request")
+            newest = next(reversed(self.state.pending.values()))  # what just arrived, not the oldest
+            self.notify(f"{self.state.agent_name(newest.agent_id)} asks for {newest.service_name}."
+                        f"{newest.operation or '*'}: r reviews", title="Permission request")
             return
-        self._review(request)
+        self._open_review(request)
 
     def on_review_request(self, message: ReviewRequest) -> None:
         """Opens the modal for this pending request (from the permissions screen or the palette)."""
@@ -360,8 +363,14 @@ class ConsoleApp(App[None]):
             self.notify("That request is no longer pending", severity="warning")
         elif self.read_only:
             self.notify("Read-only console: requests are decided elsewhere", severity="warning")
-        elif self.modal is None:
-            self._review(request)
+        elif not self._reviewing:
+            self._open_review(request)
+
+    def _open_review(self, request: PermissionRequestEvent) -> None:
+        """Starts the one review at a time. Marked here, not in the worker: events that arrive before the worker
+        runs (every request pending at start) would each start a modal of their own."""
+        self._reviewing = True
+        self._review(request)
 
     @work(exit_on_error=False, group="modal")
     async def _review(self, request: PermissionRequestEvent) -> None:
@@ -377,12 +386,14 @@ class ConsoleApp(App[None]):
             scopes, expiry = tuple(capabilities.scopes), capabilities.expiry
             note = (f"This orchestrator grants only {' or '.join(capabilities.scopes)}"
                     f"{'' if expiry else ', for ever (no time limit)'}: nothing more is offered.")
-        self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
-                                            agent_name=request.agent_name or self.state.agent_names.get(
-                                                request.agent_id), keymap=self.settings.console.keys,
-                                            scopes=scopes, expiry=expiry, limits_note=note)
-        decision = await self.push_screen_wait(self.modal)
-        self.modal = None
+        try:
+            self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
+                                                agent_name=request.agent_name or self.state.agent_names.get(
+                                                    request.agent_id), keymap=self.settings.console.keys,
+                                                scopes=scopes, expiry=expiry, limits_note=note)
+            decision = await self.push_screen_wait(self.modal)
+        finally:
+            self.modal, self._reviewing = None, False
         if decision is not None:
             await self._send(request, decision)
             self._offer_next()
@@ -391,9 +402,14 @@ class ConsoleApp(App[None]):
 
     async def _send(self, request: PermissionRequestEvent, decision: Decision) -> None:
         assert self.state.gateway is not None
-        body = PermissionRespondBody(request_id=decision.request_id, approved=decision.approved,
-                                     reason=decision.reason, scope=decision.scope,
-                                     expires_in_seconds=decision.expires_in_seconds)
+        try:
+            body = PermissionRespondBody(request_id=decision.request_id, approved=decision.approved,
+                                         reason=decision.reason, scope=decision.scope,
+                                         expires_in_seconds=decision.expires_in_seconds)
+        except ValidationError as exc:  # the modal checks the limits: this is only never to lose a decision
+            self.notify(f"The decision was not made: {exc.errors()[0]['msg']}. The request stays in the queue.",
+                        severity="error", timeout=10)
+            return
         key = request_key(request)
         self.state.pending.pop(key, None)  # off the queue at once: the keypress is the decision
         self._refresh()

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from console.app import ConsoleApp
 from console.modals.permission_request import PermissionRequestModal
@@ -142,6 +143,18 @@ async def test_escape_leaves_the_request_queued_and_r_brings_it_back(tmp_path: P
         assert ("1 pending", 0) in app.status
         await pilot.press("r")
         await until(pilot, lambda: modal_open(app))
+
+
+async def test_while_snoozed_the_notification_names_the_request_that_just_came(tmp_path: Path) -> None:
+    """It named the oldest pending request, whoever had just asked."""
+    async with console(tmp_path) as (app, pilot):
+        await agent_call(app, await agent_token(app), "echo")
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape")  # later: new ones wait a while for r
+        await until(pilot, lambda: not modal_open(app))
+        await agent_call(app, await agent_token(app), "wipe", ["disk-1"])
+        await until(pilot, lambda: any("echo.wipe" in str(n.message) for n in app._notifications))
+    assert not [n for n in app._notifications if "echo.echo" in str(n.message)]
 
 
 async def test_a_request_decided_elsewhere_closes_its_modal(tmp_path: Path) -> None:
@@ -331,6 +344,20 @@ async def test_history_shows_who_decided_and_why(tmp_path: Path) -> None:
         await until(pilot, lambda: history.row_count == 1)
         row = history.rows[0].cells
     assert row[4:] == ("denied", "-", "-", "operator:alice", "too risky")  # no scope, nothing granted
+
+
+async def test_history_says_how_long_a_time_limited_approval_grants(tmp_path: Path) -> None:
+    """The history's entries never carried their grant's end: an hour's approval read "no limit"."""
+    async with console(tmp_path) as (app, pilot):
+        held = await held_call(app, pilot, await agent_token(app))
+        await pilot.press("t", "1", "o")
+        assert (await asyncio.wait_for(held, 10)).status_code == 200
+        await pilot.press("p")
+        await until(pilot, lambda: app.screen is app.permissions_screen)
+        history = app.permissions_screen.query_one("#history", LinesTable)
+        await until(pilot, lambda: history.row_count == 1)
+        row = history.rows[0].cells
+    assert row[4:6] == ("approved", "operation") and row[6] in ("1 h 0 min", "59 min"), row
 
 
 async def test_help_lists_every_key_by_its_id(tmp_path: Path) -> None:
@@ -650,6 +677,55 @@ async def test_the_modal_counts_requests_that_arrive_while_it_is_open(tmp_path: 
         await pilot.press("d", "enter")  # the second comes up next, alone now
         await until(pilot, lambda: modal_open(app) and "1 of 1" in str(app.screen.query_one("#permission-title")
                                                                        .render()))
+
+
+def modals(app: ConsoleApp) -> int:
+    return sum(isinstance(screen, PermissionRequestModal) for screen in app.screen_stack)
+
+
+async def test_requests_pending_at_start_open_one_modal_at_a_time(tmp_path: Path) -> None:
+    """Each request pending at start started a modal of its own: seven stacked modals froze the console within
+    seconds and ended it (a RecursionError in Textual, its report then failing too)."""
+    async with console(tmp_path) as (app, pilot):
+        for _ in range(3):
+            await agent_call(app, await agent_token(app))
+        await until(pilot, lambda: len(app.state.pending) == 3)
+    async with console(tmp_path) as (app, pilot):
+        await until(pilot, lambda: modal_open(app) and len(app.state.pending) == 3)
+        await pilot.pause(0.3)
+        at_start = modals(app)
+        await pilot.press("escape", "r", "r")  # r twice, quickly: still one
+        await until(pilot, lambda: modal_open(app))
+        await pilot.pause(0.3)
+        after_r_r = modals(app)
+        await pilot.press("d", "enter")
+        await until(pilot, lambda: modal_open(app) and len(app.state.pending) == 2)
+        await pilot.pause(0.3)
+        after_deciding = modals(app)
+    assert (at_start, after_r_r, after_deciding) == (1, 1, 1)
+
+
+async def test_a_decision_the_orchestrator_would_refuse_is_not_lost_without_a_word(tmp_path: Path) -> None:
+    """A limit over ten years or a reason over 2,000 characters closed the modal and dropped the decision: the
+    request stayed pending, and nothing said why."""
+    async with console(tmp_path) as (app, pilot):
+        token = await agent_token(app)
+        held = await held_call(app, pilot, token)
+        await pilot.press("t", "c", *"99999d", "enter")
+        await pilot.pause(0.1)
+        hint = str(app.screen.query_one("#permission-hint").render())
+        assert modal_open(app) and "over ten years" in hint, hint
+        await pilot.press("escape", "d")
+        field = app.screen.query_one("#permission-input", Input)
+        field.insert_text_at_cursor("x" * 2500)  # pasted
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        hint = str(app.screen.query_one("#permission-hint").render())
+        assert modal_open(app) and "2,500 characters, over 2,000" in hint and field.value == "x" * 2500, hint
+        field.value = "x" * 2000
+        await pilot.press("enter")
+        error = (await asyncio.wait_for(held, 10)).json()["error"]
+    assert error["code"] == -32004 and error["data"]["status"] == "denied" and error["message"].endswith("x" * 2000)
 
 
 async def test_secrets_coolify_hands_back_are_masked_on_screen(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from console.widgets.keys_footer import KeysFooter
 from console.widgets.status_header import StatusHeader
 from gateway_core.cli import UsageError, parse_duration
 from gateway_core.clock import iso_utc
-from gateway_core.orchestrator.models import PermissionRequestEvent
+from gateway_core.orchestrator.models import MAX_GRANT_SECONDS, MAX_REASON_CHARS, PermissionRequestEvent
 from gateway_core.redaction import printable
 from gateway_core.store.records import Scope
 
@@ -279,13 +279,22 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         event.stop()
         text = event.value.strip()
         if self.stage == "deny-reason":
+            if len(text) > MAX_REASON_CHARS:  # what the orchestrator takes: said here, the text kept to shorten
+                self.query_one("#permission-hint", Static).update(
+                    f"the reason is {len(text):,} characters, over {MAX_REASON_CHARS:,}: shorten it; "
+                    f"{self._key(LATER)} back")
+                return
             self.dismiss(Decision(self.request.request_id, False, reason=text or None))
             return
         try:
-            self.time_limit = parse_duration(text)
+            limit = parse_duration(text)
+            if limit > MAX_GRANT_SECONDS:
+                raise UsageError(f"{text} is over ten years (for no limit, approve without "
+                                 f"{self._key(TIME_LIMIT)})")
         except UsageError as exc:
             self.query_one("#permission-hint", Static).update(f"{exc}; {self._key(LATER)} back")
             return
+        self.time_limit = limit
         self.stage = "keys"
         self._show()
         self.query_one("#permission-arguments", VerticalScroll).focus()

@@ -162,6 +162,7 @@ def parse_event(frame: str | bytes) -> Any | None:
 
 MAX_PREVIEW_BYTES = 64 * 1024
 MAX_GRANT_SECONDS = 10 * 366 * 86_400  # ten years: longer is "no expiry", which null already says
+MAX_REASON_CHARS = 2000
 
 
 def _storable_preview(preview: Any) -> Any:
@@ -180,7 +181,7 @@ class PermissionRequestBody(BaseModel):
 
     agent_id: str = Field(min_length=1, max_length=128)
     service_name: str = Field(min_length=1, max_length=64)
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=MAX_REASON_CHARS)
     timestamp: str
     operation: str | None = Field(None, max_length=128)
     params_preview: Annotated[Any, AfterValidator(_storable_preview)] = None
@@ -193,7 +194,7 @@ class PermissionRespondBody(BaseModel):
 
     request_id: str = Field(min_length=1)
     approved: bool
-    reason: str | None = Field(None, max_length=2000)
+    reason: str | None = Field(None, max_length=MAX_REASON_CHARS)
     scope: Scope | None = None
     expires_in_seconds: float | None = Field(None, gt=0, le=MAX_GRANT_SECONDS)
     # Ours records the authenticated operator and ignores this; the external orchestrator's clients send it.
