@@ -211,7 +211,9 @@ def _has_terminal() -> bool:
 def _log_to(log_file: Path) -> bool:
     """The screen is the console's: it logs to a file beside the store (its owner's only), never to the terminal."""
     try:
-        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        descriptor = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(descriptor, 0o600)  # one made before, by hand or an older version, becomes private too
+        os.close(descriptor)
     except OSError as exc:
         print(f"mcp-console: cannot write the log {log_file}: {exc.strerror or exc}", file=sys.stderr)
         return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import getpass
 import json
 import logging
@@ -336,9 +337,25 @@ async def cmd_grants_revoke(args: argparse.Namespace) -> int:
 
 
 def _private_file(path: str) -> TextIO:
-    """A new file (or an emptied one) for an export, readable by its owner only: the ledger is private."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """A new file (or an emptied one) for an export, readable by its owner only: the ledger is private. A file
+    that was there keeps its mode unless made private here, and a symbolic link planted at the path would
+    have the export overwrite whatever it points to: neither is taken."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise UsageError(f"cannot write {path}: {why}") from None
+    os.fchmod(descriptor, 0o600)
     return os.fdopen(descriptor, "w", newline="")
+
+
+def _inert(value: object) -> object:
+    """A cell a spreadsheet will not run: agents choose ids, services and operations, and `=HYPERLINK(...)` in
+    one is a formula to whoever opens the export. Text starting as a formula does is quoted (OWASP's rule);
+    numbers (an error code is negative) are left as they are."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 CSV_COLUMNS = ["id", "time", "agent_id", "method", "service", "operation", "status", "error_code",
@@ -353,9 +370,9 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("--since takes an ISO-8601 time, like 2026-11-29 or 2026-11-29T08:00Z") from None
         since_ts = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
-    store = await _open_store(_settings(args))
     # A command-line tool: nothing else shares this event loop, so plain file writes are fine.
     out = _private_file(args.output) if args.output else sys.stdout
+    store = await _open_store(_settings(args))
     try:
         writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
         if writer:
@@ -364,7 +381,7 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
             row = call.as_dict()
             row["time"] = iso_utc(row.pop("ts"))
             if writer:
-                writer.writerow(row)
+                writer.writerow({key: _inert(value) for key, value in row.items()})
             else:
                 out.write(json.dumps({"id": row.pop("id"), "time": row.pop("time"), **row}) + "\n")
     finally:

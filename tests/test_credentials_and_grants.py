@@ -143,6 +143,23 @@ async def test_calls_export_writes_every_row_as_csv_or_json_lines(tmp_path: Path
     await mcp_console("calls", "export", "--format", "csv", "--output", out, "--db", db)
     table = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(table) == 4 and table[0]["agent_id"] == agent_id and table[0]["tokens"] == "100"
+    assert table[-1]["error_code"] == "-32002"  # a number stays a number
+
+
+async def test_a_csv_export_never_hands_a_spreadsheet_a_formula(tmp_path: Path) -> None:
+    """An agent chooses its request's id and the service it names: `=HYPERLINK(...)` in one is a formula to
+    whoever opens the export."""
+    db = tmp_path / "gw.db"
+    async with run_gateway(db) as gw:
+        _, token = await gw.add_agent()
+        async with httpx.AsyncClient(base_url=gw.url, headers={"authorization": f"Bearer {token}"}) as client:
+            body = execute("=HYPERLINK(\"http://x\")", "echo", ["hi"])
+            body["id"] = "@SUM(1+1)"
+            await client.post("/mcp/rpc", json=body)
+    out = tmp_path / "calls.csv"
+    await mcp_console("calls", "export", "--format", "csv", "--output", out, "--db", db)
+    [row] = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert row["service"] == "'=HYPERLINK(\"http://x\")" and row["rpc_id"] == "'@SUM(1+1)", row
 
 
 async def test_help_explains_every_command() -> None:

@@ -149,6 +149,24 @@ async def test_the_store_its_wal_its_key_and_exports_are_readable_by_the_owner_o
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
 
 
+async def test_an_export_over_a_readable_file_makes_it_private_and_a_planted_link_is_refused(tmp_path: Path) -> None:
+    """The mode asked for applies to a new file only: an existing one stayed readable by all; and a symbolic link
+    at the path had the export overwrite whatever it pointed to."""
+    db = tmp_path / "e.db"
+    await mcp_console("agents", "add", "someone", "--db", db)
+    readable = tmp_path / "calls.csv"
+    readable.write_text("old")
+    readable.chmod(0o644)
+    await mcp_console("calls", "export", "--format", "csv", "--output", readable, "--db", db)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept")
+    (tmp_path / "link.csv").symlink_to(victim)
+    refused = await mcp_console("calls", "export", "--format", "csv", "--output", tmp_path / "link.csv", "--db", db,
+                                check=False)
+    assert stat.S_IMODE(readable.stat().st_mode) == 0o600 and readable.read_text().startswith("id,time")
+    assert refused.returncode != 0 and "is a symbolic link" in refused.stderr and victim.read_text() == "kept"
+
+
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     db = tmp_path / "pipe.db"
     subprocess.run([*COMMAND, "agents", "add", "someone", "--db", str(db)], check=True, capture_output=True)
