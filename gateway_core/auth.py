@@ -23,6 +23,7 @@ TOKEN_PREFIX = "mcpa_"
 OPERATOR_TOKEN_PREFIX = "mcpo_"
 MAX_AGENT_ID_LENGTH = 128
 AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+OPERATOR_PREFIX = "operator:"  # how an operator acting is recorded (`operator:alice`): no agent's id begins so
 
 
 def key_path_for(db_path: Path) -> Path:
@@ -82,6 +83,8 @@ async def create_agent(
     agent_id = agent_id or str(uuid.uuid4())
     if not AGENT_ID_PATTERN.match(agent_id):
         raise ValueError("an agent id is 1-128 characters: letters, digits and _ . : @ -, starting alphanumeric")
+    if agent_id.startswith(OPERATOR_PREFIX):  # its calls would be recorded, limited and budgeted as that operator's
+        raise ValueError(f"an agent id cannot begin with {OPERATOR_PREFIX!r}: operators are recorded so")
     if not name.strip():
         raise ValueError("an agent needs a name")
     token = new_token()

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway_core import __version__
-from gateway_core.auth import Authenticator, TokenHasher, open_token_hasher
+from gateway_core.auth import OPERATOR_PREFIX, Authenticator, TokenHasher, open_token_hasher
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog, ServiceSpec
 from gateway_core.clock import Clock, iso_utc, system_clock
 from gateway_core.config import Settings
@@ -140,7 +140,7 @@ class OperatorCaller:
 
     @property
     def caller_id(self) -> str:
-        return f"operator:{self.login}"
+        return OPERATOR_PREFIX + self.login
 
 
 class Gateway:

@@ -45,6 +45,9 @@ async def test_agents_add_prints_the_token_once_and_stores_only_its_hash(tmp_pat
     assert "deploy-1" in listed and added["token"] not in listed
     duplicate = await mcp_console("agents", "add", "again", "--id", "deploy-1", "--db", db, check=False)
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    # An operator's calls are recorded as `operator:<name>`: an agent so named would pass for one.
+    posing = await mcp_console("agents", "add", "eve", "--id", "operator:alice", "--db", db, check=False)
+    assert posing.returncode != 0 and "cannot begin with 'operator:'" in posing.stderr
 
 
 async def test_a_new_agent_works_on_a_running_gateway_within_two_seconds_and_revoking_stops_it(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import connect
 
 from gateway_core import __version__
+from gateway_core.auth import OPERATOR_PREFIX
 from gateway_core.orchestrator.models import (
     ACTING_OPERATOR_HEADER,
     WHOLE_SERVICE_ONLY,
@@ -182,7 +183,7 @@ class OrchestratorClient:
     async def respond(self, body: PermissionRespondBody) -> Decided:
         """Decides a request. Ours records who decided from the token, so with the gateway's internal token a
         `decided_by` of `operator:<login>` goes as the acting-operator header (any other token: ignored)."""
-        acting = body.decided_by if body.decided_by and body.decided_by.startswith("operator:") else None
+        acting = body.decided_by if body.decided_by and body.decided_by.startswith(OPERATOR_PREFIX) else None
         response = await self._call("POST", "/api/mcp/permission-respond", body.model_dump(exclude_none=True),
                                     headers={ACTING_OPERATOR_HEADER: acting} if acting else None)
         if response.status_code == 409:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from gateway_core.auth import AGENT_ID_PATTERN, TokenHasher, create_agent
+from gateway_core.auth import AGENT_ID_PATTERN, OPERATOR_PREFIX, TokenHasher, create_agent
 from gateway_core.errors import ParseError
 from gateway_core.models import parse_json
 from gateway_core.orchestrator.models import (
@@ -205,7 +205,7 @@ class EmbeddedOrchestrator:
             return "gateway", None
         token_hash = self.hasher.hash(token)
         operator = await self.store.operator_by_token_hash(token_hash)
-        return (f"operator:{operator.name}", token_hash) if operator else None
+        return (OPERATOR_PREFIX + operator.name, token_hash) if operator else None
 
     def _route(self, view: View) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -213,7 +213,7 @@ class EmbeddedOrchestrator:
             if operator is None:
                 return _detail(401, "An operator token is required: Authorization: Bearer <operator token>")
             acting = request.headers.get(ACTING_OPERATOR_HEADER, "")
-            if operator == "gateway" and acting.startswith("operator:") and len(acting) <= 128:
+            if operator == "gateway" and acting.startswith(OPERATOR_PREFIX) and len(acting) <= 128:
                 operator = acting  # the console in our process, acting for its operator: audit who did it
             return await view(request, operator)
 
