@@ -3,14 +3,24 @@ size, the body up to its limit (never read whole past it), and who the caller sa
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 
 from gateway_core.rpc import Caller
 
 MAX_HEADER_BYTES = 16 * 1024  # all of a request's headers together; a token is under a hundred bytes
+# A body still arriving after this long is refused: a client sending a byte now and then would hold its
+# connection, and everything waiting on it (a graceful stop), for as long as it liked. 1 MiB takes
+# milliseconds on any link an agent uses.
+BODY_READ_SECONDS = 30.0
 
 
 class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTooSlow(Exception):
     pass
 
 
@@ -37,8 +47,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
+    try:
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge
+    except TimeoutError:
+        raise BodyTooSlow from None
     return bytes(body)

@@ -48,8 +48,10 @@ from gateway_core.errors import (
 )
 from gateway_core.gateway import ExecuteOutcome, Gateway
 from gateway_core.http_edge import (
+    BODY_READ_SECONDS,
     MAX_HEADER_BYTES,
     BodyTooLarge,
+    BodyTooSlow,
     HeadersTooLarge,
     caller_of,
     check_header_size,
@@ -393,17 +395,7 @@ class McpFrontDoor:
             # to DELETE.
             await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
             return
-        started = time.perf_counter()
-        self._inflight += 1
-        try:
-            if self._inflight > self._settings.max_inflight:
-                busy = ServiceUnavailable(f"The MCP front door is busy ({self._settings.max_inflight} requests in "
-                                          "flight): retry in a second")
-                await self._refuse(scope, receive, send, busy, started, headers={"Retry-After": "1"})
-                return
-            await self._admit(scope, receive, send, started)
-        finally:
-            self._inflight -= 1
+        await self._admit(scope, receive, send, time.perf_counter())
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         request = Request(scope, receive)
@@ -424,6 +416,10 @@ class McpFrontDoor:
             too_large = InvalidRequest(f"Request body too large: the limit is {self._body_limit} bytes")
             await self._refuse(scope, receive, send, too_large, started, status=413, close=True)
             return
+        except BodyTooSlow:
+            too_slow = InvalidRequest(f"Request body not received within {BODY_READ_SECONDS:g} s")
+            await self._refuse(scope, receive, send, too_slow, started, status=408, close=True)
+            return
         try:
             envelope = _read_envelope(body)
         except GatewayError as error:
@@ -437,13 +433,24 @@ class McpFrontDoor:
             await self._refuse(scope, receive, send, refusal, started, envelope,
                                headers={"WWW-Authenticate": challenge})
             return
-        if envelope.method != TOOLS_CALL:
-            self._count_housekeeping(envelope.method)
-        elif (plain := self._plain_call(request, envelope.message)) is not None:
-            await self._answer_plain_call(plain, agent_id, receive, send)
+        # Counted once authenticated: requests nobody vouches for (a body sent a byte at a time) filled the
+        # count and shut every agent out.
+        if self._inflight >= self._settings.max_inflight:
+            busy = ServiceUnavailable(f"The MCP front door is busy ({self._settings.max_inflight} requests in "
+                                      "flight): retry in a second")
+            await self._refuse(scope, receive, send, busy, started, envelope, headers={"Retry-After": "1"})
             return
-        scope[AGENT_ID_SCOPE_KEY] = agent_id
-        await self._manager.handle_request(scope, _replay(body, receive), send)
+        self._inflight += 1
+        try:
+            if envelope.method != TOOLS_CALL:
+                self._count_housekeeping(envelope.method)
+            elif (plain := self._plain_call(request, envelope.message)) is not None:
+                await self._answer_plain_call(plain, agent_id, receive, send)
+                return
+            scope[AGENT_ID_SCOPE_KEY] = agent_id
+            await self._manager.handle_request(scope, _replay(body, receive), send)
+        finally:
+            self._inflight -= 1
 
     # -- the plain path: a 2025-era tools/call without the SDK's per-request machinery -------------------------
 

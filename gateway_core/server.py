@@ -27,8 +27,10 @@ from gateway_core.clock import iso_utc
 from gateway_core.errors import GatewayError, InternalError, InvalidRequest
 from gateway_core.gateway import Gateway
 from gateway_core.http_edge import (
+    BODY_READ_SECONDS,
     MAX_HEADER_BYTES,
     BodyTooLarge,
+    BodyTooSlow,
     HeadersTooLarge,
     caller_of,
     check_header_size,
@@ -157,6 +159,10 @@ def create_app(gateway: Gateway, mcp_route: McpRoute | None = None) -> Starlette
                 error = InvalidRequest(f"Request body too large: the limit is {limit} bytes")
                 status, reply = endpoint.refuse(error, started, method=method)
                 status = 413
+            except BodyTooSlow:
+                error = InvalidRequest(f"Request body not received within {BODY_READ_SECONDS:g} s")
+                status, reply = endpoint.refuse(error, started, method=method)
+                status = 408
             except Exception:
                 correlation_id = uuid.uuid4().hex[:12]
                 log.exception("internal error %s on %s", correlation_id, request.url.path)

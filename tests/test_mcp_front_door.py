@@ -27,6 +27,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 
+from gateway_core import http_edge
 from gateway_core import server as server_module
 from gateway_core.catalog import ServiceSpec
 from gateway_core.clock import Clock
@@ -606,8 +607,32 @@ async def test_beyond_max_inflight_a_request_is_refused_with_retry_after(tmp_pat
         rows = await ledger(gw)
     assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
     assert refused.json()["error"]["code"] == -32001
-    # Refused before its body was read: the row cannot say what it asked for.
-    assert [(row.method, row.error_code) for row in rows] == [("mcp", -32001), ("tools/call", None)]
+    assert [(row.method, row.error_code) for row in rows] == [("tools/call", -32001), ("tools/call", None)]
+
+
+async def test_bodies_nobody_vouches_for_never_fill_the_door_and_a_slow_one_is_cut_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count was taken before the caller was known: 512 connections sending a body a byte at a time, with no
+    token, shut every agent out for as long as they liked."""
+    monkeypatch.setattr(http_edge, "BODY_READ_SECONDS", 1.0)
+    async with run_gateway(tmp_path / "gw.db", mcp={"max_inflight": 1}) as gw:
+        agent_id, token = await gw.add_agent()
+        await gw.grant(agent_id, "echo")
+        host, port = gw.url.removeprefix("http://").split(":")
+        status_lines = []
+        for path in ("/mcp", "/mcp/rpc"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         "Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{".encode())
+            await writer.drain()
+            await asyncio.sleep(0.2)  # its body is being read
+            if path == "/mcp":
+                answered = await post_mcp(gw.url, tools_call("echo_echo", {"message": "hi"}), token)
+            async with asyncio.timeout(10):
+                status_lines.append(await reader.readline())
+            writer.close()
+    assert answered.status_code == 200 and '"isError":false' in answered.text, answered.text
+    assert [line[:12] for line in status_lines] == [b"HTTP/1.1 408"] * 2, status_lines
 
 
 # -- refused before MCP: auth, size, method, host ----------------------------------------------------------------
