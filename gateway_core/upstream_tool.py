@@ -89,7 +89,10 @@ class UpstreamTool(Operation):
             if key in properties and key not in named:
                 named[key] = value
         named = {key: _converted(value, properties.get(key)) for key, value in named.items()}
-        errors = [problem for error in self._validator().iter_errors(named) for problem in _problems(error)]
+        # jsonschema reports each missing name as an error of its own, which says the whole `required` list:
+        # the same entry comes once per missing name, kept once (a dict keeps the first's place).
+        errors = list({(problem["field"], problem["type"]): problem for error in self._validator().iter_errors(named)
+                       for problem in _problems(error)}.values())
         if errors:
             listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             raise InvalidParams(f"Invalid arguments for {self.name}: {listed}", {"errors": errors})

@@ -174,12 +174,17 @@ async def test_bad_arguments_are_refused_before_any_permission_is_asked(tmp_path
         await listed(linked.gateway)
         empty = await client.error("note", {"text": ""})
         wrong = await client.error("add", {"a": "two", "b": 3})
+        missing = await client.error("add", {})
         nothing_filed = await linked.gateway.store.list_permission_requests("pending")
         asked = await client.error("note", {"text": "fine"})  # the same call, valid: now a permission is asked
         filed = await linked.gateway.store.list_permission_requests("pending")
     assert empty["code"] == -32602 and empty["data"]["errors"][0]["field"] == "text"
     assert [(error["field"], error["type"]) for error in wrong["data"]["errors"]] == [("a", "type")]
     assert "two" not in wrong["message"]  # the value is not echoed
+    # Each missing name once (jsonschema's error for each listed them all: n missing made n² entries).
+    assert [(error["field"], error["type"]) for error in missing["data"]["errors"]] == [("a", "missing"),
+                                                                                        ("b", "missing")]
+    assert missing["message"].endswith("a: Field required; b: Field required")
     assert nothing_filed == []
     assert asked["code"] == -32004 and [(r.id, r.service, r.operation) for r in filed] == [
         (asked["data"]["requestId"], "testsrv", "note")]
