@@ -189,6 +189,7 @@ def test_a_log_line_quotes_others_text_without_anything_a_terminal_would_act_on(
         "from gateway_core.logs import configure_logging",
         "configure_logging(logging.INFO, stream=sys.stderr)",
         "logging.getLogger('upstream').warning('it said %s', '\\x1b[2J\\n2026-01-01 00:00:00 INFO forged: line')",
+        "logging.getLogger('mcp.server.streamable_http').info('Terminating session: None')  # each request's",
         "try:",
         "    raise ValueError('boom')",
         "except ValueError:",
