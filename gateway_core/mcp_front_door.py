@@ -440,6 +440,9 @@ class McpFrontDoor:
                                       "flight): retry in a second")
             await self._refuse(scope, receive, send, busy, started, envelope, headers={"Retry-After": "1"})
             return
+        if envelope.method == TOOLS_CALL and (problem := _tools_call_problem(envelope)) is not None:
+            await self._refuse(scope, receive, send, problem, started, envelope, rpc_id=envelope.message.get("id"))
+            return
         self._inflight += 1
         try:
             if envelope.method != TOOLS_CALL:
@@ -511,13 +514,15 @@ class McpFrontDoor:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: GatewayError, started: float,
                       envelope: _Envelope | None = None, *, status: int | None = None,
-                      headers: dict[str, str] | None = None, close: bool = False) -> None:
-        """Answers a request refused before MCP (JSON-RPC error, `id` null) and writes its one ledger row."""
+                      headers: dict[str, str] | None = None, close: bool = False,
+                      rpc_id: str | int | None = None) -> None:
+        """Answers a request refused before MCP (JSON-RPC error, `id` null unless given) and writes its one ledger
+        row."""
         self._record_refusal(error, started, envelope)
         headers = dict(headers or {})
         if close:  # a refused body or header block is not read any further: closing the connection stops it
             headers["Connection"] = "close"
-        body = json_bytes(error_envelope(None, error))
+        body = json_bytes(error_envelope(rpc_id, error))
         await Response(body, status or error.http_status, headers, media_type="application/json")(
             scope, receive, send)
 
@@ -680,8 +685,27 @@ def _read_envelope(body: bytes) -> _Envelope:
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequest("Invalid Request: the body must be one JSON-RPC message object")
+    # What the SDK would answer with its own codes (a pydantic dump), or with 202 and nothing, leaving the
+    # client waiting for ever: refused here as the wire contract says, recorded.
+    if payload.get("jsonrpc") != "2.0":
+        raise InvalidRequest('Invalid Request: "jsonrpc" must be "2.0"')
     method, rpc_id = payload.get("method"), payload.get("id")
-    return _Envelope(method if isinstance(method, str) else None, None if rpc_id is None else str(rpc_id), payload)
+    if "id" in payload and (isinstance(rpc_id, bool) or not isinstance(rpc_id, str | int)):
+        raise InvalidRequest("Invalid Request: an id is a string or an integer")
+    if method is None and not ("id" in payload and ("result" in payload or "error" in payload)):
+        raise InvalidRequest('Invalid Request: a message has a "method" (or is a response: an id and a result)')
+    if method is not None and not isinstance(method, str):
+        raise InvalidRequest('Invalid Request: "method" must be a string')
+    return _Envelope(method, None if rpc_id is None else str(rpc_id), payload)
+
+
+def _tools_call_problem(envelope: _Envelope) -> InvalidParams | None:
+    """A tools/call whose params are not a name and arguments: the SDK answers it without a ledger row."""
+    params = envelope.message.get("params")
+    if isinstance(params, dict) and isinstance(params.get("name"), str) and isinstance(
+            params.get("arguments", {}), dict):
+        return None
+    return InvalidParams('Invalid params for tools/call: "name" (a string) and "arguments" (an object) are expected')
 
 
 def _plain_answer(call: _PlainCall, work: asyncio.Task[types.CallToolResult]) -> bytes:

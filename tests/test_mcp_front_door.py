@@ -685,6 +685,32 @@ async def test_a_body_over_the_limit_is_refused_with_413_and_recorded(tmp_path: 
     assert [(row.method, row.error_code, row.via) for row in rows] == [("mcp", -32600, "mcp")]
 
 
+MALFORMED = [({"foo": 1}, -32600), ({"jsonrpc": "1.0", "id": 1, "method": "tools/list"}, -32600),
+             ({"jsonrpc": "2.0", "id": None, "method": "tools/list"}, -32600),
+             ({"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}, -32600),
+             ({"jsonrpc": "2.0", "id": True, "method": "tools/list"}, -32600),
+             ({"jsonrpc": "2.0", "id": {}, "method": "tools/list"}, -32600),
+             ({"jsonrpc": "2.0", "id": 1, "method": 7}, -32600),
+             ({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo_echo", "arguments": []}},
+              -32602),
+             ({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": 5}}, -32602)]
+
+
+async def test_a_message_that_is_not_json_rpc_is_refused_with_the_contracts_codes_and_recorded(
+        tmp_path: Path) -> None:
+    """The SDK answered these with its own codes and a pydantic dump, or with 202 and nothing (the client waited
+    for ever), and without a ledger row."""
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        _, token = await gw.add_agent()
+        answers = [await post_mcp(gw.url, message, token) for message, _ in MALFORMED]
+        rows = await ledger(gw)
+    for (message, code), answer in zip(MALFORMED, answers, strict=True):
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == code, (message, answer.text)
+        assert "pydantic" not in answer.text
+    assert answers[-1].json()["id"] == 3  # a tools/call's id is known: the answer carries it
+    assert [row.error_code for row in rows] == [code for _, code in MALFORMED]
+
+
 async def test_get_is_not_allowed(tmp_path: Path) -> None:
     async with run_gateway(tmp_path / "gw.db") as gw, httpx.AsyncClient() as client:
         response = await client.get(f"{gw.url}/mcp", headers={"Accept": "text/event-stream"})
