@@ -88,6 +88,12 @@ class BudgetExceeded(GatewayError):
     code, http_status, name = -32010, 402, "BUDGET_EXCEEDED"
 
 
+class RequestCancelled(GatewayError):
+    """The client cancelled the call (MCP's notifications/cancelled): never an HTTP answer of its own."""
+
+    code, http_status, name = -32800, 400, "REQUEST_CANCELLED"
+
+
 _BY_CODE = {error.code: error for error in GatewayError.__subclasses__()}  # one class per code, all above
 
 

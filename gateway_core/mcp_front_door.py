@@ -43,6 +43,7 @@ from gateway_core.errors import (
     OperationNotSupported,
     PermissionDenied,
     RateLimitExceeded,
+    RequestCancelled,
     ServiceNotFound,
     ServiceUnavailable,
 )
@@ -71,12 +72,12 @@ AGENT_ID_SCOPE_KEY: Final = "mcp_console.agent_id"  # the authenticated agent, i
 WAIT_META_KEY: Final = "mcp-console/waitForApproval"  # a call's own hold, in seconds, in its `_meta`
 CALL_META_KEY: Final = "mcp-console/call"  # the call's metadata, in every result's `_meta`
 TOOLS_CALL: Final = "tools/call"
+CANCELLED_NOTIFICATION: Final = "notifications/cancelled"
 # The ledger's method for a request refused before its JSON-RPC method could be read (too big, unreadable).
 UNREAD_METHOD: Final = "mcp"
-CANCELLED_CODE: Final = -32800  # JSON-RPC's "request cancelled": the client closed the call's stream
 # Methods the SDK answers without the pipeline: counted by name in mcp_frontdoor_requests_total, no ledger row.
 HOUSEKEEPING_METHODS: Final = frozenset({
-    "initialize", "ping", "tools/list", "server/discover", "notifications/initialized", "notifications/cancelled",
+    "initialize", "ping", "tools/list", "server/discover", "notifications/initialized", CANCELLED_NOTIFICATION,
     "notifications/progress", "notifications/roots/list_changed"})
 UNKNOWN_METHOD: Final = "unknown"
 # The plain path (McpFrontDoor._plain_call): the message and params it takes, and the SDK's SSE headers.
@@ -381,6 +382,9 @@ class McpFrontDoor:
         self._listing: ToolListing | None = None
         self._listing_key: tuple[tuple[str, tuple[int, ...]], ...] = ()
         self._method_counters: dict[str, Any] = {}
+        # tools/calls in flight by (agent, JSON-RPC id): what a notifications/cancelled names. Ids are the
+        # client's, unique among its calls in flight; two clients of one agent could share one (both cancelled).
+        self._running: dict[tuple[str, str], set[asyncio.Future[ExecuteOutcome]]] = {}
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -440,6 +444,8 @@ class McpFrontDoor:
                                       "flight): retry in a second")
             await self._refuse(scope, receive, send, busy, started, envelope, headers={"Retry-After": "1"})
             return
+        if envelope.method == CANCELLED_NOTIFICATION:
+            self._cancel(agent_id, envelope.message.get("params"))
         if envelope.method == TOOLS_CALL and (problem := _tools_call_problem(envelope)) is not None:
             await self._refuse(scope, receive, send, problem, started, envelope, rpc_id=envelope.message.get("id"))
             return
@@ -454,6 +460,14 @@ class McpFrontDoor:
             await self._manager.handle_request(scope, _replay(body, receive), send)
         finally:
             self._inflight -= 1
+
+    def _cancel(self, agent_id: str, params: Any) -> None:
+        """notifications/cancelled: on the 2025 wire it is a POST of its own, which the SDK answers 202 and
+        nothing more; the call it names, this agent's, would have run on (an approval given after the client had
+        given up ran a destructive call for nobody)."""
+        if isinstance(params, dict) and isinstance(request_id := params.get("requestId"), str | int):
+            for work in self._running.get((agent_id, str(request_id)), ()):
+                work.cancel()
 
     # -- the plain path: a 2025-era tools/call without the SDK's per-request machinery -------------------------
 
@@ -631,16 +645,27 @@ class McpFrontDoor:
             if heartbeat is not None:
                 heartbeat.on_wait(request_id)
 
+        work = asyncio.ensure_future(self._gateway.execute(agent_id, execute_params, rpc_id, method=TOOLS_CALL,
+                                                           via="mcp", on_wait=waiting))
+        running = self._running.setdefault((agent_id, rpc_id), set())
+        running.add(work)
         try:
-            outcome = await self._gateway.execute(agent_id, execute_params, rpc_id, method=TOOLS_CALL, via="mcp",
-                                                  on_wait=waiting)
+            outcome = await work
         except asyncio.CancelledError:
-            # The client closed the call's stream: its row says so; a filed request stays pending.
-            self._gateway.record(agent_id=agent_id, method=TOOLS_CALL, service=service, operation=operation.name,
-                                 status="error", error_code=CANCELLED_CODE, started=started, rpc_id=rpc_id,
-                                 permission_request_id=request_ids[-1] if request_ids else None, via="mcp")
-            raise
+            # The client closed the call's stream, or sent notifications/cancelled naming it: its row says so;
+            # a filed request stays pending, and an approval of it later runs nothing for this call.
+            record = self._gateway.record(
+                agent_id=agent_id, method=TOOLS_CALL, service=service, operation=operation.name, status="error",
+                error_code=RequestCancelled.code, started=started, rpc_id=rpc_id,
+                permission_request_id=request_ids[-1] if request_ids else None, via="mcp")
+            this = asyncio.current_task()
+            if this is not None and this.cancelling():
+                raise  # the stream is closed: nobody reads an answer
+            return error_result(operation, service, RequestCancelled("Cancelled by the client"), record)
         finally:
+            running.discard(work)
+            if not running:
+                self._running.pop((agent_id, rpc_id), None)
             if ticking is not None:
                 ticking.cancel()
         if outcome.error is not None:

@@ -381,6 +381,32 @@ async def test_a_call_whose_client_goes_away_is_recorded_as_cancelled(tmp_path: 
     assert [(row.operation, row.status, row.error_code, row.via) for row in rows] == [("nap", "error", -32800, "mcp")]
 
 
+@MODES
+async def test_a_call_the_client_cancels_while_it_waits_never_runs_when_approved(tmp_path: Path, mode: str) -> None:
+    """On the 2025 wire notifications/cancelled is a POST of its own, and the stream of the call stays open: the
+    call waited on, and the operator's approval ran a destructive call for a client that had given up."""
+    async with run_linked(tmp_path / "p.db") as linked, \
+            feed(linked.orchestrator_url, linked.operator_token) as operator:
+        _, token = await linked.add_agent()
+        async with mcp_client(linked.url, token, mode) as client:
+            held = asyncio.create_task(client.call_tool("echo_wipe", {"target": "prod"}))
+            request = await operator.next("mcp_permission_request")
+            held.cancel()  # the client gives up, and stays connected
+            with contextlib.suppress(asyncio.CancelledError):
+                await held
+            async with asyncio.timeout(10):
+                while not [row for row in await ledger(linked) if row.error_code == -32800]:
+                    await asyncio.sleep(0.05)
+            approved = await respond(linked, request["request_id"], True, scope="once")
+            after = await client.call_tool("echo_echo", {"message": "still here"},  # the client goes on
+                                           meta={"mcp-console/waitForApproval": 0})
+            await asyncio.sleep(0.5)
+        rows = await ledger(linked)
+    assert approved.status_code == 200 and structured(after)["status"] == "pending"
+    assert [(row.operation, row.status, row.error_code) for row in rows if row.operation == "wipe"] == [
+        ("wipe", "error", -32800)]
+
+
 # -- the plain path: 2025-era calls the door answers without the SDK's per-request machinery ------------------
 
 

@@ -21,8 +21,9 @@ from gateway_core.mcp_stdio import TOKEN_ENVIRONMENT
 from gateway_core.redaction import shown_url
 from tests.cli import COMMAND, mcp_console
 from tests.ports import free_port
-from tests.servers import run_gateway
+from tests.servers import run_gateway, run_linked
 from tests.test_mcp_front_door import FAST_PROGRESS, ledger, mcp_client, structured
+from tests.test_permissions import feed, respond
 
 MODES = pytest.mark.parametrize("mode", ["legacy", "auto"])
 
@@ -62,6 +63,29 @@ async def test_the_bridge_lists_calls_and_relays_progress_as_the_front_door(tmp_
     assert [(row.agent_id, row.operation, row.error_code, row.via) for row in rows] == [
         (agent_id, "echo", None, "mcp"), (agent_id, "nap", None, "mcp"), (agent_id, "echo", -32602, "mcp")]
     assert isinstance(echoed.content[0], types.TextContent)
+
+
+@MODES
+async def test_a_call_cancelled_through_the_bridge_never_runs_when_approved(tmp_path: Path, mode: str) -> None:
+    """The bridge speaks the 2025 wire to the gateway: its client's cancel reached the gateway as a
+    notifications/cancelled of its own, which stopped nothing; an approval then ran the destructive call."""
+    async with run_linked(tmp_path / "p.db") as linked, \
+            feed(linked.orchestrator_url, linked.operator_token) as operator:
+        _, token = await linked.add_agent()
+        async with bridged(linked.url, token, mode, tmp_path / "stderr") as client:
+            held = asyncio.create_task(client.call_tool("echo_wipe", {"target": "prod"}))
+            request = await operator.next("mcp_permission_request")
+            held.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held
+            async with asyncio.timeout(10):
+                while not [row for row in await ledger(linked) if row.error_code == -32800]:
+                    await asyncio.sleep(0.05)
+            await respond(linked, request["request_id"], True, scope="once")
+            await asyncio.sleep(0.5)
+        rows = await ledger(linked)
+    assert [(row.operation, row.status, row.error_code) for row in rows if row.operation == "wipe"] == [
+        ("wipe", "error", -32800)]
 
 
 async def test_a_missing_or_refused_token_ends_the_bridge_with_exit_2_naming_the_variable(tmp_path: Path) -> None:
