@@ -22,7 +22,7 @@ from gateway_core.errors import GatewayError
 from gateway_core.store import AuditEvent
 
 AUDIT_SHOWN = 500
-AUDIT_COLUMNS = (Column("time (UTC)", 19), Column("actor", 24), Column("action", 24), Column("subject", 42),
+AUDIT_COLUMNS = (Column("time (UTC)", 19, whole=True), Column("actor", 24), Column("action", 24), Column("subject", 42),
                  Column("detail", 80))
 
 

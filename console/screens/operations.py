@@ -38,6 +38,9 @@ def picker_choices(data: dict[str, Any], picker: Picker) -> list[tuple[str, str]
             for item in items if isinstance(item, dict) and item.get(picker.value)]
 
 
+CHOOSE_AN_OPERATION = "Choose an operation on the left (enter)."
+
+
 class OperationsScreen(ConsoleScreen):
     BINDINGS = bindings(OPERATIONS_KEYS)
     AUTO_FOCUS = "#operations"
@@ -55,7 +58,7 @@ class OperationsScreen(ConsoleScreen):
                 yield Static("", id="service-title")
                 yield OptionList(id="operations")
             with Vertical(id="operation-pane"):
-                yield Static("Choose an operation on the left (enter).", id="operation-title")
+                yield Static(CHOOSE_AN_OPERATION, id="operation-title")
                 yield VerticalScroll(id="form-area")
                 yield Button("Run (ctrl+r)", id="run", variant="primary", disabled=True)
                 yield Static("", id="operation-status")
@@ -84,6 +87,11 @@ class OperationsScreen(ConsoleScreen):
         services = self._services()
         wanted = name or (self.service.name if self.service else None)
         service = next((s for s in services if s.name == wanted), services[0] if services else None)
+        shown = self.service.name if self.service is not None else None
+        # A form runs only against the service it was made for, and only an operation the service still lists.
+        if self.selected is not None and (service is None or service.name != shown
+                                          or service.operations.get(self.selected.name) is None):
+            self._clear_operation()
         self.service = service
         title = self.query_one("#service-title", Static)
         options = self.query_one("#operations", OptionList)
@@ -102,6 +110,16 @@ class OperationsScreen(ConsoleScreen):
             options.add_options([Option(Content(f"  {printable(operation.name)}" + (
                 "  !" if operation.risk == "destructive" else "")), id=operation.name)
                                  for operation in operations])
+
+    def _clear_operation(self) -> None:
+        """Back to no operation chosen: no form, nothing to run, no result."""
+        self.selected = None
+        self.query_one("#operation-title", Static).update(CHOOSE_AN_OPERATION)
+        self.query_one("#form-area", VerticalScroll).remove_children()
+        self.query_one("#run", Button).disabled = True
+        self.query_one("#operation-status", Static).update("")
+        self.query_one("#result", Static).update("")
+        self.result_text = ""
 
     def action_other_service(self, step: int) -> None:
         services = self._services()
@@ -125,8 +143,9 @@ class OperationsScreen(ConsoleScreen):
 
     async def choose(self, operation_name: str) -> None:
         """Shows the form of this operation of the service shown."""
-        operation = self.service.operations.get(operation_name) if self.service is not None else None
-        if operation is None:
+        service = self.service
+        operation = service.operations.get(operation_name) if service is not None else None
+        if service is None or operation is None:
             return
         self.selected = operation
         self.query_one("#operation-title", Static).update(Content.from_markup(
@@ -134,6 +153,8 @@ class OperationsScreen(ConsoleScreen):
             description=printable(operation.description)))
         area = self.query_one("#form-area", VerticalScroll)
         await area.remove_children()
+        # The first field, focused below, is at the top: a scroll kept from a longer form would hide it.
+        area.scroll_home(animate=False, immediate=True)
         form = OperationForm(form_fields(operation), id="form")
         await area.mount(form)
         self.query_one("#run", Button).disabled = False
@@ -142,16 +163,16 @@ class OperationsScreen(ConsoleScreen):
         self.result_text = ""
         for field in form.fields:
             if field.picker is not None:
-                self._fill_picker(form, field.name, field.picker)
+                self._fill_picker(form, service.name, field.name, field.picker)
         focusable = form.query("Input, Select, Checkbox")
         (focusable.first().focus() if focusable else self.query_one("#run", Button).focus())
 
     @work(exit_on_error=False, group="pickers")
-    async def _fill_picker(self, form: OperationForm, field_name: str, picker: Picker) -> None:
-        if self.state.gateway is None or self.service is None:
+    async def _fill_picker(self, form: OperationForm, service_name: str, field_name: str, picker: Picker) -> None:
+        if self.state.gateway is None:
             return
         try:
-            outcome = await self.state.gateway.run(self.service.name, picker.operation, {})
+            outcome = await self.state.gateway.run(service_name, picker.operation, {})
             error, result = outcome.error, outcome.result
         except GatewayError as exc:  # a gateway elsewhere that cannot be reached
             error, result = exc, None
@@ -190,16 +211,19 @@ class OperationsScreen(ConsoleScreen):
         target_value = str(args.get(operation.target.argument, "")) if operation.target else ""
         name = (form.label_of(operation.target.argument) if operation.target else None) or args.get("name")
         target = f"{name} ({target_value})" if name and target_value and name != target_value else \
-            str(name or target_value or operation.name)
+            str(name or target_value)
+        # "mem0 remember", "coolify stop-application on web (app1)": the call named as it will be made.
+        call = Content.from_markup("[b]$service $operation[/b]" + (" on [b]$target[/b]" if target else ""),
+                                   service=printable(service.name), operation=printable(operation.name),
+                                   target=printable(target))
         if operation.risk == "destructive":
-            question = Content.from_markup("[b]$operation[/b] on [b]$target[/b] is destructive.",
-                                           operation=printable(operation.name), target=printable(target))
-            if not await self.app.push_screen_wait(ConfirmModal(question, typed_name=str(name or target))):
+            question = Content.assemble(call, " is destructive.")
+            typed_name = str(name or target or operation.name)  # with no target, the operation's own name
+            if not await self.app.push_screen_wait(ConfirmModal(question, typed_name)):
                 status.update("cancelled")
                 return
         elif operation.risk == "write" and not await self.app.push_screen_wait(
-                ConfirmModal(Content.from_markup("Run [b]$operation[/b] on [b]$target[/b]?",
-                                                 operation=printable(operation.name), target=printable(target)))):
+                ConfirmModal(Content.assemble("Run ", call, "?"))):
             status.update("cancelled")
             return
         status.update(Content(f"running {printable(operation.name)}…"))

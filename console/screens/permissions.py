@@ -30,7 +30,7 @@ PENDING_COLUMNS = (Column("agent", 14, grows=True), Column("service", 10), Colum
                    Column("risk", 11), Column("asked", 9), Column("expires", 9))
 GRANT_COLUMNS = (Column("agent", 14, grows=True), Column("service", 10), Column("operation", 18, grows=True),
                  Column("expires", 13), Column("granted by", 16, grows=True))
-HISTORY_COLUMNS = (Column("decided (UTC)", 19), Column("agent", 16, grows=True), Column("service", 10),
+HISTORY_COLUMNS = (Column("decided (UTC)", 19, whole=True), Column("agent", 16, grows=True), Column("service", 10),
                    Column("operation", 22), Column("status", 8), Column("scope", 9), Column("for", 10),
                    Column("by", 18), Column("reason", 30))
 

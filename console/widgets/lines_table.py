@@ -24,6 +24,7 @@ class Column:
     width: int
     right: bool = False
     grows: bool = False  # takes the table's spare width, as far as its longest cell needs (names)
+    whole: bool = False  # never narrowed when the table is too wide for the screen (a time: cut, it misleads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,28 @@ def format_line(widths: Sequence[int], columns: Sequence[Column], cells: Iterabl
 
 
 def fitted_widths(columns: Sequence[Column], rows: Sequence[Row], room: int) -> list[int]:
-    """Each column's width: its own, and for growing columns more from `room` (spare width), as needed."""
+    """Each column's width: its own, and for growing columns more from `room` (spare width), as needed. A
+    negative `room` (the columns do not fit) is taken first from widths no cell needs, then from the widest
+    columns, none narrower than its title (a `whole` one not at all): every column stays on screen, a cell too
+    long cut with "…"."""
     widths = [column.width for column in columns]
+    longest = [max((len(row.cells[index]) for row in rows if not row.spans), default=0)
+               for index in range(len(columns))]
     for index in reversed(range(len(columns))):  # right to left: an operation's name before an agent's
         column = columns[index]
         if column.grows and room > 0:
-            longest = max((len(row.cells[index]) for row in rows if not row.spans), default=0)
-            extra = min(room, max(0, longest - column.width))
+            extra = min(room, max(0, longest[index] - column.width))
             widths[index] += extra
             room -= extra
+    least = [column.width if column.whole else len(column.title) for column in columns]
+    for floors in ([max(floor, cell) for floor, cell in zip(least, longest, strict=True)], least):
+        while room < 0:
+            narrowable = [index for index, floor in enumerate(floors) if widths[index] > floor]
+            if not narrowable:
+                break
+            widest = max(reversed(narrowable), key=lambda index: widths[index])  # of equals, the rightmost
+            widths[widest] -= 1
+            room += 1
     return widths
 
 
@@ -61,7 +75,7 @@ class LinesTable(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES = {"lines-table--header", "lines-table--warning", "lines-table--error", "lines-table--cursor"}
     DEFAULT_CSS = """
-    LinesTable { width: 100%; }
+    LinesTable { width: 100%; overflow-x: hidden; }
     LinesTable > .lines-table--header { text-style: bold; color: $text-accent; }
     LinesTable > .lines-table--warning { color: $text-warning; }
     LinesTable > .lines-table--error { color: $text-error; }
@@ -107,22 +121,39 @@ class LinesTable(ScrollView, can_focus=True):
         """The row under the cursor."""
         if self.cursor_row is None or not self.rows:
             return None
-        return self.rows[min(self.cursor_row, len(self.rows) - 1)]
+        return self.rows[self.cursor_row]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Without a cursor there is nothing to move or choose: the footer must not offer it.
         return self.cursor_row is not None or action not in ("move", "choose")
 
+    @property
+    def visible_rows(self) -> int:
+        """How many rows are on screen at once, below the header."""
+        return max(1, self.scrollable_content_region.height - 1)
+
     def action_move(self, by: int) -> None:
         if self.cursor_row is None or not self.rows:
             return
         self.cursor_row = max(0, min(len(self.rows) - 1, self.cursor_row + by))
-        top, visible = self.scroll_offset.y, max(1, self.size.height - 1)
-        if self.cursor_row < top:
-            self.scroll_to(y=self.cursor_row, animate=False)
-        elif self.cursor_row >= top + visible:
-            self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
+        self._scroll_to_cursor()
         self.refresh()
+
+    def _scroll_to_cursor(self) -> None:
+        """Scrolls so that the cursor's row is on screen (and, the rows fewer now, none is left above blank lines)."""
+        top, visible = self.scroll_offset.y, self.visible_rows
+        if self.cursor_row is not None:
+            top = max(min(top, self.cursor_row), self.cursor_row - visible + 1)
+        top = max(0, min(top, len(self.rows) - visible))
+        if top != self.scroll_offset.y:
+            self.scroll_to(y=top, animate=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Scrolled by other means (the mouse): the cursor comes along, so enter or r acts on a row on screen.
+        if self.cursor_row is not None and self.rows:
+            top = round(new_value)
+            self.cursor_row = max(top, min(self.cursor_row, top + self.visible_rows - 1, len(self.rows) - 1))
 
     def action_choose(self) -> None:
         if (row := self.chosen) is not None:
@@ -133,17 +164,24 @@ class LinesTable(ScrollView, can_focus=True):
         if rows == self.rows:
             return
         self.rows = rows
+        if self.cursor_row is not None:
+            self.cursor_row = max(0, min(self.cursor_row, len(rows) - 1))
         self._lay_out()
 
     def on_resize(self) -> None:
         self._lay_out()
 
     def _lay_out(self) -> None:
+        # The vertical scrollbar, shown when the rows overflow, takes its width from the columns': `size`
+        # includes it (columns fitted to `size` were cut at the right and scrolled sideways).
+        overflows = len(self.rows) + 1 > self.size.height
+        room = self.size.width - (self.styles.scrollbar_size_vertical if overflows else 0)
         base = sum(column.width + 1 for column in self.columns) + 1
-        self.widths = fitted_widths(self.columns, self.rows, self.size.width - base)
+        self.widths = fitted_widths(self.columns, self.rows, room - base)
         self._lines = [(printable(row.cells[0]).ljust(self.line_width) if row.spans
                         else format_line(self.widths, self.columns, row.cells), row.tone) for row in self.rows]
         self.virtual_size = Size(self.line_width, len(self.rows) + 1)
+        self._scroll_to_cursor()
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
@@ -157,7 +195,7 @@ class LinesTable(ScrollView, can_focus=True):
                 return Strip.blank(width, self.rich_style)
             text, tone = self._lines[index]
             style = self._style(tone) if tone else self.rich_style
-            if self.cursor_row is not None and index == min(self.cursor_row, len(self._lines) - 1):
+            if index == self.cursor_row:
                 style += self.get_component_rich_style("lines-table--cursor")
         strip = Strip([Segment(text.ljust(self.line_width), style)]).crop(scroll_x, scroll_x + width)
         return strip.extend_cell_length(width, self.rich_style)
