@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, Final, TextIO
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Final, TextIO, TypeVar
 
 import httpx2
 import mcp_types as types
@@ -22,7 +22,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from gateway_core import __version__
-from gateway_core.errors import AuthenticationRequired
+from gateway_core.errors import AuthenticationRequired, ServiceUnavailable
 from gateway_core.redaction import shown_url
 
 TOKEN_ENVIRONMENT: Final = "MCP_CONSOLE_TOKEN"
@@ -91,13 +91,89 @@ def _forwarded_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return kept or None
 
 
-def bridge_server(gateway: Client) -> Server[Any]:
+_Answer = TypeVar("_Answer")
+
+
+class GatewayLink:
+    """The bridge's client of the front door, held in a task of its own. The SDK's client runs its transport in a
+    task group: a request the gateway could not be reached for (a restart) failed that group, which took the
+    bridge down with it (stdout closed, the process left hanging). Held apart, such a failure ends that client
+    only: the request is answered with an error, and the next one connects again (the door is stateless)."""
+
+    def __init__(self, url: str, token: str, wait_seconds: float) -> None:
+        self.url, self._token, self._wait_seconds = url, token, wait_seconds
+        self._held: asyncio.Task[None] | None = None
+        self._client: Client | None = None
+        self._stop = asyncio.Event()
+
+    async def client(self) -> Client:
+        """The live client, connecting first if there is none (the first time, or after a failure): _Refused
+        when the gateway refuses the token, TimeoutError when it did not answer within the wait."""
+        if self._client is None or self._held is None or self._held.done():
+            ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+            self._stop.clear()
+            self._held = asyncio.create_task(self._hold(ready))
+            self._client = await ready
+        return self._client
+
+    def lost(self, client: Client) -> None:
+        """`client` failed a request: the next one connects again."""
+        if client is self._client:
+            self._client = None
+            self._stop.set()
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._held is not None:
+            with contextlib.suppress(Exception):
+                await self._held
+
+    async def _hold(self, ready: asyncio.Future[Client]) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    client = await _connect(stack, self.url, self._token, self._wait_seconds)
+                except BaseException as exc:
+                    ready.set_exception(exc)
+                    return
+                ready.set_result(client)
+                await self._stop.wait()
+        except Exception:  # its transport failed: the request that met it is answered, the next reconnects
+            pass
+
+    async def forward(self, send: Callable[[Client], Awaitable[_Answer]], what: str, reads: bool = False) -> _Answer:
+        """`send` on the live client; a gateway that cannot be reached (or went away mid-request) is -32001. What
+        only `reads` is sent once more on a new connection (waiting for a restarting gateway)."""
+        for attempt in (1, 2):
+            try:
+                client = await self.client()
+            except (TimeoutError, _Refused) as exc:
+                reason = "it refused the token" if isinstance(exc, _Refused) else "no answer"
+                raise MCPError(ServiceUnavailable.code, f"the gateway at {shown_url(self.url)} cannot be reached "
+                               f"({reason}): {what} was not sent") from None
+            try:
+                return await send(client)
+            except MCPError as error:
+                if error.code != types.CONNECTION_CLOSED:
+                    raise
+            except Exception as exc:
+                if not any(isinstance(leaf, httpx2.TransportError) for leaf in _leaves(exc)):
+                    raise
+            self.lost(client)
+            if not reads or attempt == 2:
+                break
+        raise MCPError(ServiceUnavailable.code, f"the connection to the gateway at {shown_url(self.url)} was lost "
+                       f"during {what}" + ("" if reads else ": it may have run; check before repeating it"))
+
+
+def bridge_server(gateway: GatewayLink, instructions: str | None) -> Server[Any]:
     """The stdio side: lists and calls through `gateway`, results as they came, progress relayed."""
 
     async def list_tools(ctx: ServerRequestContext[Any],
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         cursor = params.cursor if params is not None else None
-        return await gateway.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+        return await gateway.forward(lambda client: client.session.list_tools(
+            params=types.PaginatedRequestParams(cursor=cursor)), "the listing", reads=True)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         async def relay(progress: float, total: float | None, message: str | None) -> None:
@@ -108,10 +184,11 @@ def bridge_server(gateway: Client) -> Server[Any]:
             {"name": params.name, "arguments": params.arguments, "_meta": _forwarded_meta(params.meta)}))
         # send_request, not session.call_tool: that one checks structured content against outputSchema (listing
         # again to find it), which is the end client's business; the bridge passes the result on as it is.
-        return await gateway.session.send_request(request, types.CallToolResult,
-                                                  progress_callback=relay if wants_progress else None)
+        return await gateway.forward(lambda client: client.session.send_request(
+            request, types.CallToolResult, progress_callback=relay if wants_progress else None),
+            f"the call of {params.name}")
 
-    return Server("mcp-console", version=__version__, instructions=gateway.instructions,
+    return Server("mcp-console", version=__version__, instructions=instructions,
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 
@@ -123,9 +200,10 @@ async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr,
         print(f"mcp-console mcp-stdio: set {TOKEN_ENVIRONMENT} to the agent's token (mcp-console agents add "
               "NAME prints it); it is never taken from the command line", file=errors, flush=True)
         return EXIT_REFUSED
-    async with contextlib.AsyncExitStack() as stack:
+    gateway = GatewayLink(url, token, wait_seconds)
+    try:
         try:
-            gateway = await _connect(stack, url, token, wait_seconds)
+            instructions = (await gateway.client()).instructions
         except _Refused as refusal:
             print(f"mcp-console mcp-stdio: the gateway at {shown_url(url)} refused the token in "
                   f"{TOKEN_ENVIRONMENT} ({refusal})", file=errors, flush=True)
@@ -135,7 +213,9 @@ async def run_bridge(url: str, token: str | None, errors: TextIO = sys.stderr,
                   f"{wait_seconds:g} s (--url or {URL_ENVIRONMENT} names another; --wait waits longer)",
                   file=errors, flush=True)
             return EXIT_UNREACHABLE
-        server = bridge_server(gateway)
+        server = bridge_server(gateway, instructions)
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
+    finally:
+        await gateway.aclose()
     return 0

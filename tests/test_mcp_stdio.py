@@ -15,14 +15,14 @@ from pathlib import Path
 
 import mcp_types as types
 import pytest
-from mcp import Client, StdioServerParameters, stdio_client
+from mcp import Client, MCPError, StdioServerParameters, stdio_client
 
 from gateway_core.mcp_stdio import TOKEN_ENVIRONMENT
 from gateway_core.redaction import shown_url
 from tests.cli import COMMAND, mcp_console
 from tests.ports import free_port
 from tests.servers import run_gateway, run_linked
-from tests.test_mcp_front_door import FAST_PROGRESS, ledger, mcp_client, structured
+from tests.test_mcp_front_door import FAST_PROGRESS, ledger, mcp_client, serving, structured
 from tests.test_permissions import feed, respond
 
 MODES = pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -86,6 +86,42 @@ async def test_a_call_cancelled_through_the_bridge_never_runs_when_approved(tmp_
         rows = await ledger(linked)
     assert [(row.operation, row.status, row.error_code) for row in rows if row.operation == "wipe"] == [
         ("wipe", "error", -32800)]
+
+
+async def test_the_bridge_outlives_a_gateway_restart_and_answers_while_it_is_down(tmp_path: Path) -> None:
+    """The SDK's client ran its transport in the bridge's own task group: a request the gateway could not be
+    reached for took the bridge down (stdout closed, the process hanging), so a restarted gateway lost every
+    stdio agent."""
+    db, port = tmp_path / "gw.db", free_port()
+    token = json.loads((await mcp_console("agents", "add", "bridged", "--db", db, "--json")).stdout)["token"]
+    url = f"http://127.0.0.1:{port}"
+
+    def gateway() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*COMMAND, "serve", "--db", str(db), "--port", str(port)],
+                                stderr=subprocess.DEVNULL)
+
+    first = gateway()
+    try:
+        await serving(url)
+        async with bridged(url, token, "legacy", tmp_path / "stderr") as client:
+            before = (await client.list_tools()).tools
+            first.send_signal(signal.SIGTERM)
+            first.wait(30)
+            with pytest.raises(MCPError) as down:
+                async with asyncio.timeout(20):
+                    await client.call_tool("coolify_get-version", {})
+            second = gateway()
+            try:
+                await serving(url)
+                after = (await client.list_tools()).tools
+            finally:
+                second.terminate()
+                second.wait(30)
+    finally:
+        first.kill()
+        first.wait()
+    assert down.value.code == -32001 and "may have run" in down.value.message, down.value
+    assert [tool.name for tool in after] == [tool.name for tool in before]
 
 
 async def test_a_missing_or_refused_token_ends_the_bridge_with_exit_2_naming_the_variable(tmp_path: Path) -> None:
