@@ -24,6 +24,7 @@ from console.screens.dashboard import call_row
 from console.widgets.lines_table import LinesTable
 from gateway_core.auth import create_agent
 from gateway_core.catalog import DEFAULT_CATALOG, Catalog
+from gateway_core.clock import FrozenClock
 from gateway_core.config import load_settings
 from gateway_core.redaction import printable
 from sandbox import Sandbox
@@ -331,6 +332,23 @@ async def test_enter_on_a_pending_request_opens_its_modal(tmp_path: Path) -> Non
         await until(pilot, lambda: modal_open(app))
         await pilot.press("a")
         await until(pilot, lambda: pending.row_count == 0)
+
+
+async def test_a_pending_requests_ages_count_on_while_the_screen_is_shown(tmp_path: Path) -> None:
+    """They were drawn when a permission event came, and then stood still: 'asked 42 s' minutes later."""
+    clock = FrozenClock(time.time())
+    async with console(tmp_path, clock=clock) as (app, pilot):
+        await agent_call(app, await agent_token(app))
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("escape", "p")
+        await until(pilot, lambda: app.screen is app.permissions_screen)
+        pending = app.permissions_screen.query_one("#pending", LinesTable)
+        await until(pilot, lambda: pending.row_count == 1)
+        first = pending.rows[0].cells[4:]
+        clock.advance(125)
+        await until(pilot, lambda: pending.rows[0].cells[4:] != first, within=3)
+        later = pending.rows[0].cells[4:]
+    assert first[0].endswith(" s") and later[0] == "2 min", (first, later)
 
 
 async def test_history_shows_who_decided_and_why(tmp_path: Path) -> None:
@@ -749,7 +767,6 @@ def test_redaction_masks_secret_keys_and_url_credentials_but_keeps_names() -> No
 
 async def test_with_the_external_orchestrator_requests_are_decided_and_the_screen_says_what_it_lacks(
         tmp_path: Path) -> None:
-    from gateway_core.clock import FrozenClock
     from tests.external_orchestrator import ExternalOrchestrator
 
     external = ExternalOrchestrator(clock=FrozenClock(1_800_000_000.0))  # every request filed in the same second

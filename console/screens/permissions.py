@@ -68,6 +68,16 @@ class PermissionsScreen(ConsoleScreen):
         yield Static("", id="permissions-note", markup=False)
         yield KeysFooter()
 
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """The ages ("asked", "expires", a grant's "in 8 h") count on while the screen is shown, not only when
+        a permission event comes."""
+        if self.is_current:
+            self.show_pending()
+            self._show_grants()
+
     def on_screen_resume(self) -> None:
         self.show_pending()
         if (self.loaded_with != self.state.permission_changes
