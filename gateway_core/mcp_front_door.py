@@ -411,8 +411,9 @@ class McpFrontDoor:
             return
         refused = await self._security_check.validate_request(request, is_post=True)
         if refused is not None:  # a Host or Origin not allowed (DNS rebinding), or not JSON
-            self._record_refusal(InvalidRequest(bytes(refused.body).decode()), started)
-            await refused(scope, receive, send)
+            # The SDK's words and status (421, 403, 400), in the JSON-RPC envelope every other error comes in.
+            await self._refuse(scope, receive, send, InvalidRequest(bytes(refused.body).decode()), started,
+                               status=refused.status_code)
             return
         try:
             body = await read_body(request, self._body_limit)

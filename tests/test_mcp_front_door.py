@@ -750,7 +750,12 @@ async def test_a_host_or_origin_not_allowed_is_refused(tmp_path: Path) -> None:
         rebound = await post_mcp(gw.url, listing, token, Host="evil.example")
         foreign = await post_mcp(gw.url, listing, token, Origin="http://evil.example")
         named = await post_mcp(gw.url, listing, token, Host="gw.internal:8100")
+        plain_text = await post_mcp(gw.url, listing, token, **{"Content-Type": "text/plain"})
     assert (rebound.status_code, foreign.status_code, named.status_code) == (421, 403, 200)
+    # Refused in the JSON-RPC envelope, as every other error (the SDK answers plain text)
+    for refused in (rebound, foreign, plain_text):
+        assert refused.json()["error"]["code"] == -32600 and refused.headers["content-type"] == "application/json"
+    assert plain_text.status_code == 400 and "Content-Type" in plain_text.json()["error"]["message"]
 
 
 async def test_an_unknown_tool_is_a_protocol_error_recorded_as_the_legacy_path_would(tmp_path: Path) -> None:
