@@ -390,7 +390,8 @@ class ConsoleApp(App[None]):
             self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
                                                 agent_name=request.agent_name or self.state.agent_names.get(
                                                     request.agent_id), keymap=self.settings.console.keys,
-                                                scopes=scopes, expiry=expiry, limits_note=note)
+                                                scopes=scopes, expiry=expiry, limits_note=note,
+                                                guard_seconds=self.settings.console.decision_guard_seconds)
             decision = await self.push_screen_wait(self.modal)
         finally:
             self.modal, self._reviewing = None, False

@@ -158,6 +158,9 @@ class ConsoleSettings(_Section):
     # Binding id → keys, e.g. {"quit" = "ctrl+q"}: remaps the console's keys (ids in `?` help).
     keys: dict[str, str] = Field(default_factory=dict)
     snooze_seconds: float = Field(60.0, ge=0)  # after esc on a request, new ones wait this long for r
+    # Keys pressed within this long of a request coming up are ignored: a key meant for what was on screen
+    # (typing, or a second `a` after a decision, when the next request opens) must not decide one unread.
+    decision_guard_seconds: float = Field(0.4, ge=0, le=5)
 
 
 class Settings(BaseSettings):

@@ -16,7 +16,14 @@ import pytest
 from sandbox.coolify import FakeCoolify
 from tests.cli import mcp_console
 from tests.servers import serve_asgi
-from tests.test_console_terminal import MCP_CONSOLE, free_port, screen_shows, terminal_session, tmux
+from tests.test_console_terminal import (
+    DECISION_GUARD,
+    MCP_CONSOLE,
+    free_port,
+    screen_shows,
+    terminal_session,
+    tmux,
+)
 
 __all__ = ["terminal_session"]  # the fixture, used by name
 
@@ -66,6 +73,7 @@ async def test_serve_in_one_window_attach_in_another_approve_and_leave(tmp_path:
                            "options": {"waitForApproval": 30}}}))
             screen = await screen_shows(target, "Permission request", "restart-application")
             assert "deployer" in screen
+            await asyncio.sleep(DECISION_GUARD)
             tmux("send-keys", "-t", target, "a")
             answer = await asyncio.wait_for(held, 15)
             assert answer.json()["result"]["status"] == "success"

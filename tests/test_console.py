@@ -47,9 +47,11 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], within: float
 @contextlib.asynccontextmanager
 async def console(tmp_path: Path, read_only: bool = False, sandbox: Sandbox | None = None,
                   size: tuple[int, int] = (120, 40), **options: Any) -> AsyncIterator[tuple[ConsoleApp, Pilot[None]]]:
+    configured = options.pop("settings", {})
+    # Keys are pressed the moment a request is up (test_console_terminal.py and one test here keep the guard).
+    configured["console"] = {"decision_guard_seconds": 0, **configured.get("console", {})}
     async with serve_asgi(create_echo_upstream()) as upstream:
-        settings = load_settings(None, store={"path": tmp_path / "console.db"}, server={"port": 0},
-                                 **options.pop("settings", {}))
+        settings = load_settings(None, store={"path": tmp_path / "console.db"}, server={"port": 0}, **configured)
         app = ConsoleApp(settings, orchestrator_port=0, read_only=read_only, sandbox=sandbox, login="alice",
                          catalog=Catalog((*DEFAULT_CATALOG, ECHO_SPEC)), handlers={"echo": EchoHandler(upstream)},
                          **options)
@@ -156,6 +158,24 @@ async def test_while_snoozed_the_notification_names_the_request_that_just_came(t
         await agent_call(app, await agent_token(app), "wipe", ["disk-1"])
         await until(pilot, lambda: any("echo.wipe" in str(n.message) for n in app._notifications))
     assert not [n for n in app._notifications if "echo.echo" in str(n.message)]
+
+
+async def test_keys_pressed_as_a_request_comes_up_do_not_decide_it(tmp_path: Path) -> None:
+    """After a decision the next request opens at once: a second `a`, or a key typed for what was on screen,
+    approved a request nobody had read."""
+    async with console(tmp_path, settings={"console": {"decision_guard_seconds": 0.5}}) as (app, pilot):
+        first, second = await agent_token(app), await agent_token(app)
+        held = [asyncio.create_task(agent_call(app, token, waitForApproval=20)) for token in (first, second)]
+        await until(pilot, lambda: modal_open(app) and len(app.state.pending) == 2)
+        await pilot.pause(0.6)
+        await pilot.press("a", "a")  # the first is read and approved; the second `a` comes with the next one up
+        await until(pilot, lambda: len(app.state.pending) == 1 and modal_open(app))
+        await pilot.pause(0.2)
+        still_pending = len(app.state.pending)
+        await pilot.pause(0.5)
+        await pilot.press("a")  # read now
+        answers = await asyncio.wait_for(asyncio.gather(*held), 10)
+    assert still_pending == 1 and [answer.status_code for answer in answers] == [200, 200]
 
 
 async def test_a_request_decided_elsewhere_closes_its_modal(tmp_path: Path) -> None:
@@ -633,7 +653,7 @@ async def test_no_gateway_attaches_to_an_orchestrator_and_decides_its_requests(t
         _, token = await linked.add_agent()
         settings = load_settings(None, store={"path": tmp_path / "viewer.db"},
                                  orchestrator_url=linked.orchestrator_url,
-                                 orchestrator_token=linked.operator_token)
+                                 orchestrator_token=linked.operator_token, console={"decision_guard_seconds": 0})
         app = ConsoleApp(settings, serve_gateway=False, login="bob")
         async with app.run_test(size=(120, 40)) as pilot, httpx.AsyncClient(base_url=linked.url, timeout=30,
                                      headers={"authorization": f"Bearer {token}"}) as client:

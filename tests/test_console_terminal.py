@@ -27,6 +27,7 @@ from tests.cli import COMMAND, mcp_console
 from tests.ports import free_port
 
 MCP_CONSOLE = Path(sys.executable).parent / "mcp-console"  # the installed entry point, as a user runs it
+DECISION_GUARD = 0.5  # a request's modal takes keys 0.4 s after it is up ([console] decision_guard_seconds)
 
 
 
@@ -155,6 +156,7 @@ async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_p
         screen = await screen_shows(terminal_session, "Permission request", "restart-application")
         assert "e2e-deployer" in screen and "a this call" in screen
         # esc defers it, and a request arriving now does not take the keyboard: it is announced, r opens it.
+        await asyncio.sleep(DECISION_GUARD)
         tmux("send-keys", "-t", terminal_session, "Escape")
         await screen_shows(terminal_session, "1 pending")
         await screen_lacks(terminal_session, "Permission request")
@@ -164,8 +166,10 @@ async def test_approving_from_a_real_terminal_lets_the_agents_call_through(tmp_p
         assert "Permission request  " not in tmux("capture-pane", "-p", "-t", terminal_session)
         tmux("send-keys", "-t", terminal_session, "r")
         await screen_shows(terminal_session, "Permission request  1 of 2", "restart-application")
+        await asyncio.sleep(DECISION_GUARD)
         tmux("send-keys", "-t", terminal_session, "a")
         await screen_shows(terminal_session, "Permission request  1 of 1", "get-application-logs")
+        await asyncio.sleep(DECISION_GUARD)
         tmux("send-keys", "-t", terminal_session, "a")
         responses = await asyncio.wait_for(asyncio.gather(restart, logs), 15)
     assert [response.json()["result"]["status"] for response in responses] == ["success", "success"]
@@ -257,6 +261,7 @@ async def stop_a_busy_console(ending: str, db: Path, config: Path, token: str, s
                 assert "result" in answer.json()
             approved = asyncio.create_task(client.post("/mcp/rpc", json=held_call))
             await screen_shows(session, "Permission request", "restart-application")
+            await asyncio.sleep(DECISION_GUARD)
             tmux("send-keys", "-t", session, "a")
             assert (await approved).json()["result"]["status"] == "success"
             tmux("send-keys", "-t", session, "?")

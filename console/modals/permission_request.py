@@ -10,6 +10,7 @@ is offered. Every argument can be read before deciding: the list scrolls, says h
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -83,8 +84,10 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
 
     def __init__(self, request: PermissionRequestEvent, position: int, waiting: int, service_health: str,
                  clock: Callable[[], float], *, agent_name: str | None = None, keymap: Mapping[str, str] | None = None,
-                 scopes: Collection[Scope] = ALL_SCOPES, expiry: bool = True, limits_note: str = "") -> None:
-        """`scopes` and `expiry`: what the linked orchestrator can grant (`limits_note` says why not more)."""
+                 scopes: Collection[Scope] = ALL_SCOPES, expiry: bool = True, limits_note: str = "",
+                 guard_seconds: float = 0.0) -> None:
+        """`scopes` and `expiry`: what the linked orchestrator can grant (`limits_note` says why not more);
+        keys pressed within `guard_seconds` of it coming up are ignored ([console] decision_guard_seconds)."""
         super().__init__()
         self.request = request
         self.position = position
@@ -99,6 +102,8 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         self.armed: Scope | None = None  # a destructive approval waiting for `y`
         self.time_limit: float | None = None
         self.stage: Stage = "keys"
+        self.guard_seconds = guard_seconds
+        self._keys_from = float("inf")  # set when it is on screen
 
     @property
     def destructive(self) -> bool:
@@ -131,6 +136,7 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        self._keys_from = time.monotonic() + self.guard_seconds
         self.query_one("#permission-input", Input).display = False
         self.set_interval(1.0, self._tick)
         self.watch(self.query_one("#permission-arguments", VerticalScroll), "scroll_y",
@@ -268,6 +274,9 @@ class PermissionRequestModal(ModalScreen[Decision | None]):
         self.dismiss(None)
 
     def on_key(self, event: events.Key) -> None:
+        if time.monotonic() < self._keys_from:  # typed before the request could be read
+            event.stop()
+            return
         # An armed destructive approval: any key but the confirming one cancels it.
         if self.armed is not None and event.key not in ("escape", *self.keymap.get(CONFIRM_DESTRUCTIVE.id,
                                                                                    CONFIRM_DESTRUCTIVE.keys).split(",")):
