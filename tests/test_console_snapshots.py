@@ -50,7 +50,7 @@ REQUEST = PermissionRequestEvent(
 
 def console_app(tmp_path: Path, sandbox: Sandbox | None = None) -> ConsoleApp:
     settings = load_settings(None, store={"path": tmp_path / "snap.db"}, server={"port": 0},
-                             health={"interval_seconds": 3600})
+                             health={"interval_seconds": 3600}, console={"decision_guard_seconds": 0})
     return ConsoleApp(settings, orchestrator_port=0, sandbox=sandbox, clock=FrozenClock(NOW), login="alice",
                       gateway_address_shown=SHOWN_GATEWAY_ADDRESS)
 
