@@ -384,7 +384,8 @@ class McpFrontDoor:
         self._method_counters: dict[str, Any] = {}
         # tools/calls in flight by (agent, JSON-RPC id): what a notifications/cancelled names. Ids are the
         # client's, unique among its calls in flight; two clients of one agent could share one (both cancelled).
-        self._running: dict[tuple[str, str], set[asyncio.Future[ExecuteOutcome]]] = {}
+        self._running: dict[tuple[str, str], set[asyncio.Task[Any]]] = {}
+        self._cancelled: set[asyncio.Task[Any]] = set()  # of those, the ones a notifications/cancelled cancelled
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -438,17 +439,19 @@ class McpFrontDoor:
             await self._refuse(scope, receive, send, refusal, started, envelope,
                                headers={"WWW-Authenticate": challenge})
             return
+        if envelope.method == CANCELLED_NOTIFICATION:  # before the count: a cancel is what frees a busy door
+            self._cancel(agent_id, envelope.message.get("params"))
         # Counted once authenticated: requests nobody vouches for (a body sent a byte at a time) filled the
         # count and shut every agent out.
         if self._inflight >= self._settings.max_inflight:
             busy = ServiceUnavailable(f"The MCP front door is busy ({self._settings.max_inflight} requests in "
                                       "flight): retry in a second")
-            await self._refuse(scope, receive, send, busy, started, envelope, headers={"Retry-After": "1"})
+            await self._refuse(scope, receive, send, busy, started, envelope, headers={"Retry-After": "1"},
+                               agent_id=agent_id)
             return
-        if envelope.method == CANCELLED_NOTIFICATION:
-            self._cancel(agent_id, envelope.message.get("params"))
         if envelope.method == TOOLS_CALL and (problem := _tools_call_problem(envelope)) is not None:
-            await self._refuse(scope, receive, send, problem, started, envelope, rpc_id=envelope.message.get("id"))
+            await self._refuse(scope, receive, send, problem, started, envelope, rpc_id=envelope.message.get("id"),
+                               agent_id=agent_id)
             return
         self._inflight += 1
         try:
@@ -467,8 +470,10 @@ class McpFrontDoor:
         nothing more; the call it names, this agent's, would have run on (an approval given after the client had
         given up ran a destructive call for nobody)."""
         if isinstance(params, dict) and isinstance(request_id := params.get("requestId"), str | int):
-            for work in self._running.get((agent_id, str(request_id)), ()):
-                work.cancel()
+            for task in self._running.get((agent_id, str(request_id)), ()):
+                if task not in self._cancelled:
+                    self._cancelled.add(task)
+                    task.cancel()
 
     # -- the plain path: a 2025-era tools/call without the SDK's per-request machinery -------------------------
 
@@ -483,17 +488,12 @@ class McpFrontDoor:
         if version not in HANDSHAKE_PROTOCOL_VERSIONS:
             return None
         accepts_json, accepts_sse = check_accept_headers(request)
-        if not (accepts_json and accepts_sse) or message.keys() != _PLAIN_MESSAGE_KEYS or message["jsonrpc"] != "2.0":
+        if not (accepts_json and accepts_sse) or message.keys() != _PLAIN_MESSAGE_KEYS:
             return None
-        rpc_id, params = message["id"], message["params"]
-        if isinstance(rpc_id, bool) or not isinstance(rpc_id, int | str):
+        params = message["params"]  # its id, name and arguments checked at the door (_read_envelope and after)
+        if not params.keys() <= _PLAIN_PARAMS_KEYS:
             return None
-        if not isinstance(params, dict) or not params.keys() <= _PLAIN_PARAMS_KEYS:
-            return None
-        name, arguments = params.get("name"), params.get("arguments")
-        if not isinstance(name, str) or (arguments is not None and not isinstance(arguments, dict)):
-            return None
-        return _PlainCall(rpc_id, name, arguments, version)
+        return _PlainCall(message["id"], params["name"], params.get("arguments"), version)
 
     async def _answer_plain_call(self, call: _PlainCall, agent_id: str, receive: Receive, send: Send) -> None:
         """Runs the call and answers it as the SDK does (one SSE `message` event with the JSON-RPC response, on
@@ -530,10 +530,10 @@ class McpFrontDoor:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: GatewayError, started: float,
                       envelope: _Envelope | None = None, *, status: int | None = None,
                       headers: dict[str, str] | None = None, close: bool = False,
-                      rpc_id: str | int | None = None) -> None:
+                      rpc_id: str | int | None = None, agent_id: str | None = None) -> None:
         """Answers a request refused before MCP (JSON-RPC error, `id` null unless given) and writes its one ledger
-        row."""
-        self._record_refusal(error, started, envelope)
+        row (the agent's, once it is known)."""
+        self._record_refusal(error, started, envelope, agent_id)
         headers = dict(headers or {})
         if close:  # a refused body or header block is not read any further: closing the connection stops it
             headers["Connection"] = "close"
@@ -541,8 +541,9 @@ class McpFrontDoor:
         await Response(body, status or error.http_status, headers, media_type="application/json")(
             scope, receive, send)
 
-    def _record_refusal(self, error: GatewayError, started: float, envelope: _Envelope | None = None) -> None:
-        self._gateway.record(agent_id=None, method=envelope.method if envelope else UNREAD_METHOD, status="error",
+    def _record_refusal(self, error: GatewayError, started: float, envelope: _Envelope | None = None,
+                        agent_id: str | None = None) -> None:
+        self._gateway.record(agent_id=agent_id, method=envelope.method if envelope else UNREAD_METHOD, status="error",
                              error_code=error.code, started=started, rpc_id=envelope.rpc_id if envelope else None,
                              via="mcp")
 
@@ -646,12 +647,15 @@ class McpFrontDoor:
             if heartbeat is not None:
                 heartbeat.on_wait(request_id)
 
-        work = asyncio.ensure_future(self._gateway.execute(agent_id, execute_params, rpc_id, method=TOOLS_CALL,
-                                                           via="mcp", on_wait=waiting))
+        # This task (the SDK's handler, or the plain path's) is what a notifications/cancelled naming the call
+        # cancels: listed only while the pipeline runs, so a cancel never lands after it.
+        this = asyncio.current_task()
+        assert this is not None
         running = self._running.setdefault((agent_id, rpc_id), set())
-        running.add(work)
+        running.add(this)
         try:
-            outcome = await work
+            outcome = await self._gateway.execute(agent_id, execute_params, rpc_id, method=TOOLS_CALL, via="mcp",
+                                                  on_wait=waiting)
         except asyncio.CancelledError:
             # The client closed the call's stream, or sent notifications/cancelled naming it: its row says so;
             # a filed request stays pending, and an approval of it later runs nothing for this call.
@@ -659,14 +663,14 @@ class McpFrontDoor:
                 agent_id=agent_id, method=TOOLS_CALL, service=service, operation=operation.name, status="error",
                 error_code=RequestCancelled.code, started=started, rpc_id=rpc_id,
                 permission_request_id=request_ids[-1] if request_ids else None, via="mcp")
-            this = asyncio.current_task()
-            if this is not None and this.cancelling():
+            if this not in self._cancelled or this.uncancel() > 0:
                 raise  # the stream is closed: nobody reads an answer
             return error_result(operation, service, RequestCancelled("Cancelled by the client"), record)
         finally:
-            running.discard(work)
+            running.discard(this)
             if not running:
                 self._running.pop((agent_id, rpc_id), None)
+            self._cancelled.discard(this)
             if ticking is not None:
                 ticking.cancel()
         if outcome.error is not None:
@@ -726,10 +730,11 @@ def _read_envelope(body: bytes) -> _Envelope:
 
 
 def _tools_call_problem(envelope: _Envelope) -> InvalidParams | None:
-    """A tools/call whose params are not a name and arguments: the SDK answers it without a ledger row."""
+    """A tools/call whose params are not a name and arguments (an object, or null): the SDK answers it without a
+    ledger row."""
     params = envelope.message.get("params")
-    if isinstance(params, dict) and isinstance(params.get("name"), str) and isinstance(
-            params.get("arguments", {}), dict):
+    if isinstance(params, dict) and isinstance(params.get("name"), str) and (
+            (arguments := params.get("arguments")) is None or isinstance(arguments, dict)):
         return None
     return InvalidParams('Invalid params for tools/call: "name" (a string) and "arguments" (an object) are expected')
 

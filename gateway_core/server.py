@@ -73,8 +73,9 @@ KEEP_IDLE_CONNECTION_SECONDS = 75
 def _json(status: int, body: Any) -> Response:
     if body is None:
         return Response(status_code=204)
-    # A refused body or header block is not read any further: closing the connection is how to stop it.
-    headers = {"connection": "close"} if status in (413, 431) else None
+    # A refused body or header block is not read any further: closing the connection is how to stop it (and a
+    # body too slow to come must not keep its connection: every byte would restart uvicorn's idle timer).
+    headers = {"connection": "close"} if status in (408, 413, 431) else None
     return Response(json_bytes(body), status, headers,
                     media_type="application/json")
 

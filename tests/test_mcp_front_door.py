@@ -634,6 +634,7 @@ async def test_beyond_max_inflight_a_request_is_refused_with_retry_after(tmp_pat
     assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
     assert refused.json()["error"]["code"] == -32001
     assert [(row.method, row.error_code) for row in rows] == [("tools/call", -32001), ("tools/call", None)]
+    assert rows[0].agent_id == agent_id  # refused once the agent was known: the row is its
 
 
 async def test_bodies_nobody_vouches_for_never_fill_the_door_and_a_slow_one_is_cut_off(
@@ -656,6 +657,7 @@ async def test_bodies_nobody_vouches_for_never_fill_the_door_and_a_slow_one_is_c
                 answered = await post_mcp(gw.url, tools_call("echo_echo", {"message": "hi"}), token)
             async with asyncio.timeout(10):
                 status_lines.append(await reader.readline())
+                await reader.read()  # to its end: the gateway closed the connection
             writer.close()
     assert answered.status_code == 200 and '"isError":false' in answered.text, answered.text
     assert [line[:12] for line in status_lines] == [b"HTTP/1.1 408"] * 2, status_lines
@@ -729,12 +731,15 @@ async def test_a_message_that_is_not_json_rpc_is_refused_with_the_contracts_code
     async with run_gateway(tmp_path / "gw.db") as gw:
         _, token = await gw.add_agent()
         answers = [await post_mcp(gw.url, message, token) for message, _ in MALFORMED]
+        null_arguments = await post_mcp(gw.url, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                                 "params": {"name": "echo_nosuch", "arguments": None}}, token)
         rows = await ledger(gw)
     for (message, code), answer in zip(MALFORMED, answers, strict=True):
         assert answer.status_code == 400 and answer.json()["error"]["code"] == code, (message, answer.text)
         assert "pydantic" not in answer.text
     assert answers[-1].json()["id"] == 3  # a tools/call's id is known: the answer carries it
-    assert [row.error_code for row in rows] == [code for _, code in MALFORMED]
+    assert [row.error_code for row in rows[:len(MALFORMED)]] == [code for _, code in MALFORMED]
+    assert (null_arguments.status_code, rows[-1].service, rows[-1].error_code) == (200, "echo", -32002)  # none
 
 
 async def test_get_is_not_allowed(tmp_path: Path) -> None:
