@@ -77,17 +77,18 @@ class UpstreamClient:
     """Keep-alive connections to one base URL, its headers (credentials among them), one timeout for each
     request. Redirects are followed here, not by aiohttp: aiohttp takes only `Authorization` off a request
     redirected to another origin, and our vendors' keys travel in `X-API-Key` and `X-N8N-API-KEY` too. A
-    redirect to another origin (GitHub's job logs in its blob storage) is followed with no header of ours."""
+    redirect to another origin (GitHub's job logs in its blob storage) is followed by a session of its own,
+    which sends no header of ours."""
 
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, timeout_seconds: float = 30.0,
                  max_connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
         self.display_url = shown_url(self.base_url)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        self._origin: tuple[str, str, int | None] | None = None  # the base URL's, once aiohttp is loaded
         self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._elsewhere: aiohttp.ClientSession | None = None  # for redirects to another origin: no headers of ours
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         import aiohttp  # loaded by request() first: a look-up in sys.modules
@@ -96,32 +97,40 @@ class UpstreamClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
                                             keepalive_timeout=IDLE_CONNECTION_SECONDS)
-            self._session = aiohttp.ClientSession(connector=connector,
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
         return self._session
+
+    def _session_for(self, url: URL) -> aiohttp.ClientSession:
+        """Ours for the base URL's origin (scheme, host, port: what the credentials are for), a bare one else."""
+        import aiohttp
+        from yarl import URL
+
+        base = URL(self.base_url)
+        if (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port):
+            return self._ensure_session()
+        if self._elsewhere is None or self._elsewhere.closed:
+            self._elsewhere = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, connector=aiohttp.TCPConnector(
+                keepalive_timeout=IDLE_CONNECTION_SECONDS), timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
+        return self._elsewhere
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       json_body: Any = None, timeout_seconds: float | None = None) -> UpstreamResponse:
         await load_client_library()
         import aiohttp  # loaded just above, on a worker thread: a look-up in sys.modules
-        from yarl import URL  # aiohttp's own, loaded with it
 
-        url = URL(self.base_url + path)
-        if self._origin is None:
-            self._origin = _origin(URL(self.base_url))
+        url: str | URL = self.base_url + path
         session = self._ensure_session()
         timeout = session.timeout if timeout_seconds is None else aiohttp.ClientTimeout(total=timeout_seconds)
-        headers = self._headers
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                async with session.request(method, url, headers=headers, params=params, json=json_body,
-                                           timeout=timeout, allow_redirects=False) as response:
+                async with session.request(method, url, params=params, json=json_body, timeout=timeout,
+                                           allow_redirects=False) as response:
                     location = response.headers.get("Location") if response.status in REDIRECTS else None
                     if location is None:
                         return UpstreamResponse(response.status, response.headers, await response.read())
-                url = response.url.join(URL(location))
-                if _origin(url) != self._origin:
-                    headers = {"User-Agent": USER_AGENT}
+                url = _redirected(response.url, location, self.display_url)
+                session = self._session_for(url)
                 if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                     method, json_body = "GET", None  # as browsers and aiohttp do
                 params = None  # the Location is the whole next URL
@@ -137,10 +146,16 @@ class UpstreamClient:
             raise UpstreamConnectionError(f"{self.display_url} broke the connection: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._elsewhere):
+            if session is not None:
+                await session.close()
 
 
-def _origin(url: URL) -> tuple[str, str, int | None]:
-    """A yarl URL's origin (scheme, host, port), which a request's credentials are for."""
-    return url.scheme, url.host or "", url.port
+def _redirected(at: URL, location: str, shown: str) -> URL:
+    """Where a redirect's Location leads from `at`; a Location no URL can be made of is the upstream's fault."""
+    from yarl import URL
+
+    try:
+        return at.join(URL(location))
+    except ValueError:
+        raise UpstreamConnectionError(f"{shown} redirected to a malformed address") from None

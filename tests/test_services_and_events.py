@@ -224,7 +224,10 @@ async def test_a_redirect_to_another_origin_is_followed_without_our_credentials(
         def loop(request: Request) -> Response:
             return Response(status_code=302, headers={"location": "/loop"})
 
-        app = Starlette(routes=[Route("/go", redirect, methods=["GET", "POST"]),
+        def malformed(request: Request) -> Response:
+            return Response(status_code=302, headers={"location": "http://h:99999/"})
+
+        app = Starlette(routes=[Route("/go", redirect, methods=["GET", "POST"]), Route("/malformed", malformed),
                                 Route("/own", own, methods=["GET", "POST"]), Route("/loop", loop)])
         async with serve_asgi(app) as origin:
             client = upstream.UpstreamClient(origin, {"X-API-Key": "key-for-origin-only"})
@@ -237,6 +240,8 @@ async def test_a_redirect_to_another_origin_is_followed_without_our_credentials(
                                                   json_body={"dropped": True})
                 with pytest.raises(upstream.UpstreamConnectionError, match="redirected more than 5 times"):
                     await client.request("GET", "/loop")
+                with pytest.raises(upstream.UpstreamConnectionError, match="redirected to a malformed address"):
+                    await client.request("GET", "/malformed")
             finally:
                 await client.aclose()
     assert away.json() == {"at": "/blob"} and home.json() == {"at": "own"}
