@@ -105,16 +105,18 @@ class GatewayLink:
         self._held: asyncio.Task[None] | None = None
         self._client: Client | None = None
         self._stop = asyncio.Event()
+        self._connecting = asyncio.Lock()  # requests that find no client wait for one connection, not each their own
 
     async def client(self) -> Client:
         """The live client, connecting first if there is none (the first time, or after a failure): _Refused
         when the gateway refuses the token, TimeoutError when it did not answer within the wait."""
-        if self._client is None or self._held is None or self._held.done():
-            ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-            self._stop.clear()
-            self._held = asyncio.create_task(self._hold(ready))
-            self._client = await ready
-        return self._client
+        async with self._connecting:
+            if self._client is None or self._held is None or self._held.done():
+                ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+                self._stop = asyncio.Event()  # the old holder keeps its own (set): it ends
+                self._held = asyncio.create_task(self._hold(ready, self._stop))
+                self._client = await ready
+            return self._client
 
     def lost(self, client: Client) -> None:
         """`client` failed a request: the next one connects again."""
@@ -128,7 +130,7 @@ class GatewayLink:
             with contextlib.suppress(Exception):
                 await self._held
 
-    async def _hold(self, ready: asyncio.Future[Client]) -> None:
+    async def _hold(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
@@ -137,7 +139,7 @@ class GatewayLink:
                     ready.set_exception(exc)
                     return
                 ready.set_result(client)
-                await self._stop.wait()
+                await stop.wait()
         except Exception:  # its transport failed: the request that met it is answered, the next reconnects
             pass
 
