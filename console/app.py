@@ -374,8 +374,25 @@ class ConsoleApp(App[None]):
 
     @work(exit_on_error=False, group="modal")
     async def _review(self, request: PermissionRequestEvent) -> None:
+        try:
+            decision = await self._decision_on(request)
+        finally:
+            self.modal, self._reviewing = None, False
+        if decision is not None:
+            await self._send(request, decision)
+            self._offer_next()
+        elif request_key(request) in self.state.pending:  # "later": it stays queued, new ones wait a while for r
+            self._snoozed_until = time.monotonic() + self.settings.console.snooze_seconds
+        else:  # decided elsewhere, before or while its modal was up: the next one, as when a request comes
+            self._offer_next(automatic=True)
+
+    async def _decision_on(self, request: PermissionRequestEvent) -> Decision | None:
+        """The operator's decision in the modal; None for "later", or when it was decided before the modal came
+        up (elsewhere, or by the orchestrator's expiry, between the review's start and now)."""
         pending, key = self.state.pending, request_key(request)
-        position = list(pending).index(key) + 1 if key in pending else 1
+        if key not in pending:
+            return None
+        position = list(pending).index(key) + 1
         gateway = self.state.gateway
         services = {service.name: service for service in gateway.services()} if gateway is not None else {}
         health = STATUS_LABEL[services[request.service_name].status if request.service_name in services
@@ -386,20 +403,13 @@ class ConsoleApp(App[None]):
             scopes, expiry = tuple(capabilities.scopes), capabilities.expiry
             note = (f"This orchestrator grants only {' or '.join(capabilities.scopes)}"
                     f"{'' if expiry else ', for ever (no time limit)'}: nothing more is offered.")
-        try:
-            self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
-                                                agent_name=request.agent_name or self.state.agent_names.get(
-                                                    request.agent_id), keymap=self.settings.console.keys,
-                                                scopes=scopes, expiry=expiry, limits_note=note,
-                                                guard_seconds=self.settings.console.decision_guard_seconds)
-            decision = await self.push_screen_wait(self.modal)
-        finally:
-            self.modal, self._reviewing = None, False
-        if decision is not None:
-            await self._send(request, decision)
-            self._offer_next()
-        elif key in pending:  # "later": it stays queued, and new ones wait a while for r
-            self._snoozed_until = time.monotonic() + self.settings.console.snooze_seconds
+        self.modal = PermissionRequestModal(request, position, len(pending), health, self.state.clock,
+                                            agent_name=request.agent_name or self.state.agent_names.get(
+                                                request.agent_id), keymap=self.settings.console.keys,
+                                            scopes=scopes, expiry=expiry, limits_note=note,
+                                            guard_seconds=self.settings.console.decision_guard_seconds)
+        decision: Decision | None = await self.push_screen_wait(self.modal)
+        return decision
 
     async def _send(self, request: PermissionRequestEvent, decision: Decision) -> None:
         assert self.state.gateway is not None

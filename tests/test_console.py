@@ -20,6 +20,7 @@ from textual.widgets import Input
 
 from console.app import ConsoleApp
 from console.modals.permission_request import PermissionRequestModal
+from console.modals.text_view import TextView
 from console.screens.dashboard import call_row
 from console.widgets.lines_table import LinesTable
 from gateway_core.auth import create_agent
@@ -168,9 +169,11 @@ async def test_keys_pressed_as_a_request_comes_up_do_not_decide_it(tmp_path: Pat
         held = [asyncio.create_task(agent_call(app, token, waitForApproval=20)) for token in (first, second)]
         await until(pilot, lambda: modal_open(app) and len(app.state.pending) == 2)
         await pilot.pause(0.6)
-        await pilot.press("a", "a")  # the first is read and approved; the second `a` comes with the next one up
-        await until(pilot, lambda: len(app.state.pending) == 1 and modal_open(app))
-        await pilot.pause(0.2)
+        first_shown = app.screen
+        await pilot.press("a")  # read, and approved
+        await until(pilot, lambda: modal_open(app) and app.screen is not first_shown)
+        await pilot.press("a")  # as the next one comes up: a key meant for the last
+        await pilot.pause(0.1)
         still_pending = len(app.state.pending)
         await pilot.pause(0.5)
         await pilot.press("a")  # read now
@@ -325,6 +328,13 @@ async def test_the_permissions_screen_lists_and_revokes_grants_after_confirmatio
         await until(pilot, lambda: app.screen is screen)
         assert [g.id for g in await store.list_grants()] == [grant.id]
         grants.focus()
+        await pilot.press("enter")  # the grant, whole (the footer offers enter on every table)
+        await until(pilot, lambda: isinstance(app.screen, TextView))
+        shown = app.screen
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        assert isinstance(shown, TextView) and shown.title_text == f"Grant {grant.id}"
+        assert '"operations": [\n    "list-applications"\n  ]' in shown.text and '"agent": "deployer"' in shown.text
         await pilot.press("r")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
         await pilot.press("n")  # no: nothing changes
@@ -409,6 +419,9 @@ async def test_help_lists_every_key_by_its_id(tmp_path: Path) -> None:
         # Every key, the modal's time limits, enter on tables and esc in a filter included.
         for shown in ("open the row", "one hour", "eight hours", "clear the filter", "whole request"):
             assert shown in text
+        # A `[` key's description starts in the column all others do (its escape took a column of padding).
+        bracket = next(line for line in text.splitlines() if line.startswith("  ["))
+        assert bracket[14] == " " and bracket[15] != " ", bracket
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.dashboard)
 

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from console.formatting import literal
 from console.keymap import HELP_KEYS, SECTIONS, bindings, shown_keys
 
 
@@ -27,8 +28,9 @@ class HelpScreen(ModalScreen[None]):
         for title, keys in SECTIONS:
             lines.append(f"[b]{title}[/b]")
             for key in keys:
-                shown = shown_keys(self.app, keymap, key).replace("[", "\\[")  # a [ key is text, not markup
-                lines.append(f"  {shown:<12} {key.description:<24} [dim]{key.id}[/dim]")
+                # Padded, then escaped: a `[` key is text, not markup, and its escape takes no column.
+                shown = literal(f"{shown_keys(self.app, keymap, key):<12}")
+                lines.append(f"  {shown} {key.description:<24} [dim]{key.id}[/dim]")
             lines.append("")
         lines.append("[b]Also[/b]")
         lines.append(f"  {'ctrl+p':<12} command palette: screens, services, operations, requests")

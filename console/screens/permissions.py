@@ -4,6 +4,7 @@ and the screen says so."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from textual import work
@@ -15,6 +16,7 @@ from console.formatting import day_time, describe_age
 from console.keymap import PERMISSIONS_KEYS, bindings
 from console.messages import PendingChanged, PermissionsChanged, ReviewRequest
 from console.modals.confirm import ConfirmModal
+from console.modals.text_view import TextView
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
 from console.widgets.keys_footer import KeysFooter
@@ -156,6 +158,11 @@ class PermissionsScreen(ConsoleScreen):
     def on_lines_table_row_chosen(self, event: LinesTable.RowChosen) -> None:
         if event.table.id == "pending":
             self.post_message(ReviewRequest(event.row.key))
+        elif event.table.id == "grants":  # the footer offers enter on every table: the grant, whole
+            grant = next((grant for grant in self.grants if grant.id == event.row.key), None)
+            if grant is not None:
+                whole = {"agent": self.state.agent_name(grant.agent_id), **grant.model_dump(mode="json")}
+                self.app.push_screen(TextView(f"Grant {grant.id}", json.dumps(whole, indent=2)))
 
     @work(exit_on_error=False, group="permissions-revoke")
     async def action_revoke(self) -> None:
