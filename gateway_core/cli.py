@@ -370,9 +370,13 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("--since takes an ISO-8601 time, like 2026-11-29 or 2026-11-29T08:00Z") from None
         since_ts = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
-    # A command-line tool: nothing else shares this event loop, so plain file writes are fine.
-    out = _private_file(args.output) if args.output else sys.stdout
-    store = await _open_store(_settings(args))
+    store = await _open_store(_settings(args))  # first: a store that cannot be read leaves a last export whole
+    try:
+        # A command-line tool: nothing else shares this event loop, so plain file writes are fine.
+        out = _private_file(args.output) if args.output else sys.stdout
+    except UsageError:
+        await store.close()
+        raise
     try:
         writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
         if writer:
