@@ -12,7 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 
-SECRET_WORDS = ("password", "secret", "token", "key", "credential")
+from gateway_core.config import McpServerSettings
+
+SECRET_WORDS = ("password", "secret", "token", "key", "credential", "authorization")
 MASK = "********"
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^/@\s]+@", re.IGNORECASE)
 
@@ -88,6 +90,8 @@ class AgentFacingScrubber:
             elif isinstance(value, str):
                 if leaf.endswith(("_url", "_endpoint")) or leaf == "url":
                     addresses.update(_address_forms(value, f"<{name.upper()}>"))
+            elif isinstance(value, McpServerSettings):  # its env and headers come in more_secrets, as filled
+                walk(value.url, f"{name}.url", "url")
             elif isinstance(value, BaseModel):
                 for field in type(value).model_fields:
                     walk(getattr(value, field), f"{name}.{field}" if name else field, field)

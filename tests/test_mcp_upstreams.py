@@ -391,12 +391,16 @@ async def test_a_servers_own_key_echoed_by_it_reaches_neither_the_agent_nor_the_
     agent in the server's error and went into the log with its stderr."""
     monkeypatch.setenv("TESTSRV_KEY", "testsrv-key-8c1f3a")
     caplog.set_level(logging.INFO, logger="gateway_core.mcp.testsrv")
-    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(env={"API_KEY": "${TESTSRV_KEY}"})) as running:
+    env = {"TOKEN": "Bearer ${TESTSRV_KEY}", "LOG_LEVEL": "info", "SERVICE_KEY": "svc-literal-7d2e"}
+    async with run_gateway(tmp_path / "gw.db", mcp_servers=stdio(env=env)) as running:
         client = await agent(running)
         await listed(running.gateway)
-        refused = await client.error("refuse", {"message": "the key testsrv-key-8c1f3a is not valid"})
+        refused = await client.error("refuse", {"message": "the key testsrv-key-8c1f3a is not valid; information: "
+                                                           "svc-literal-7d2e"})
         await until(lambda: "refusing: the key" in caplog.text, STARTS)
-    assert refused["code"] == -32009 and "the key ******** is not valid" in refused["message"], refused
+    # What came from the environment and what a secret's name holds are masked; a plain value ("info") is not.
+    assert refused["code"] == -32009, refused
+    assert "the key ******** is not valid; information: ********" in refused["message"], refused
     assert "testsrv-key-8c1f3a" not in caplog.text and "refusing: the key ******** is not valid" in caplog.text
 
 

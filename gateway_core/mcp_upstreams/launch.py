@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from gateway_core.catalog import Catalog, ServiceSpec
 from gateway_core.config import ConfigError, McpServerSettings, Settings
 from gateway_core.ratelimit import RateLimit
+from gateway_core.redaction import is_secret_key
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RATE_LIMIT = RateLimit(max_requests=60, window_ms=60_000)  # a configured upstream's, unless [rate_limit] says
@@ -33,14 +34,18 @@ class UpstreamLaunch:
     headers: Mapping[str, str] = field(repr=False)
     cwd: Path | None
     settings: McpServerSettings = field(repr=False)  # isolation, protocol, start, timeouts, tools, risk, ...
+    filled: tuple[str, ...] = field(default=(), repr=False)  # the values ${VAR}s were filled with
 
     @property
     def transport(self) -> str:
         return "stdio" if self.command is not None else "http"
 
     def secrets(self) -> list[str]:
-        """The values of its variables and headers, filled: what must not be shown if the server echoes it."""
-        return [*self.env.values(), *self.headers.values()]
+        """What must not be shown if the server echoes it: what came from the gateway's environment (`${VAR}`),
+        and the values of variables and headers named as secrets are (API_KEY, Authorization). Not every value:
+        `LOG_LEVEL = "info"` masked the word wherever it was written."""
+        named = [value for key, value in (*self.env.items(), *self.headers.items()) if is_secret_key(key)]
+        return [*self.filled, *named]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +98,26 @@ def _resolve(spec: ServiceSpec, settings: Settings, environ: Mapping[str, str]) 
     if not command and not url:
         return NotConfigured(variables or [f"mcp_servers.{spec.name}.command"])
     missing: list[str] = []
-    env = _filled(server.env, environ, missing)
-    headers = _filled(server.headers, environ, missing)
+    filled: list[str] = []
+    env = _filled(server.env, environ, missing, filled)
+    headers = _filled(server.headers, environ, missing, filled)
     if missing:
         return NotConfigured(sorted(set(missing)))
-    return UpstreamLaunch(spec.name, command or None, None if command else url, env, headers, server.cwd, server)
+    return UpstreamLaunch(spec.name, command or None, None if command else url, env, headers, server.cwd, server,
+                          tuple(filled))
 
 
-def _filled(values: Mapping[str, SecretStr], environ: Mapping[str, str], missing: list[str]) -> dict[str, str]:
-    """Secret values with each `${VAR}` taken from the gateway's environment; a VAR not set goes to `missing`."""
+def _filled(values: Mapping[str, SecretStr], environ: Mapping[str, str], missing: list[str],
+            filled: list[str]) -> dict[str, str]:
+    """Secret values with each `${VAR}` taken from the gateway's environment (each such value also into
+    `filled`); a VAR not set goes to `missing`."""
 
     def variable(match: re.Match[str]) -> str:
         value = environ.get(match[1])
         if value is None:
             missing.append(match[1])
+        else:
+            filled.append(value)
         return value or ""
 
     return {key: VARIABLE.sub(variable, secret.get_secret_value()) for key, secret in values.items()}
