@@ -87,6 +87,22 @@ async def test_upload_stores_the_file_with_its_metadata_and_returns_a_working_ur
         assert (await client.get(data["url"])).content == FILE
 
 
+async def test_a_file_named_in_any_language_uploads_and_stat_reads_its_metadata_back(minio: AgentClient,
+                                                                                 s3: S3Server) -> None:
+    """S3 metadata travels in headers, US-ASCII only: the client refused `Größe.pdf` as a filename, so the upload
+    failed (after creating a missing bucket, where that is on)."""
+    data = await minio.data("upload", ["media", "kurse/Größe 100%.pdf", FILE_BASE64, "application/pdf",
+                                       {"entityScope": "Kurs \u2013 Ozean\nLicht"}])
+    stat = await minio.data("stat", ["media", "kurse/Größe 100%.pdf"])
+    head = s3_client(s3).head_object(Bucket="media", Key="kurse/Größe 100%.pdf")
+    assert data["metadata"]["originalFilename"] == "Größe 100%.pdf"
+    assert stat["metadata"]["x-original-filename"] == "Größe 100%.pdf"
+    assert stat["metadata"]["x-entity-scope"] == "Kurs \u2013 Ozean\nLicht"
+    assert head["Metadata"]["x-original-filename"] == "=?UTF-8?B?R3LDtsOfZSAxMDAlLnBkZg==?="  # what S3 holds
+    s3_client(s3).put_object(Bucket="media", Key="plain", Body=b"x", Metadata={"x-entity-scope": "a%41b =?x?="})
+    assert (await minio.data("stat", ["media", "plain"]))["metadata"] == {"x-entity-scope": "a%41b =?x?="}
+
+
 @pytest.mark.parametrize(("content_type", "accepted"), [
     ("application/pdf", True), ("image/png", True), ("IMAGE/JPEG; charset=binary", True),
     ("video/mp4", False), ("application/zip", False), ("text/html", False)])

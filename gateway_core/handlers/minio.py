@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime
 import hashlib
 import io
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from minio import Minio
 
 MAX_PRESIGNED_SECONDS = 604_800  # SigV4's limit: seven days
+# S3 carries metadata in headers, printable US-ASCII only; anything else goes as an RFC 2047 encoded word (as
+# S3's own console writes it), which no plain value looks like: _stat reads it back, whoever wrote it.
+ENCODED_WORD = ("=?UTF-8?B?", "?=")
 S3_PAGE = 1000  # keys and folders in one ListObjectsV2 answer (the client asks for S3's most)
 
 
@@ -123,8 +127,9 @@ def _upload(handler: MinioHandler, values: dict[str, Any]) -> dict[str, Any]:
     given = values["metadata"]
     stored = {"uploadedBy": given.get("uploadedBy") or calling_agent(), "entityScope": given.get("entityScope"),
               "originalFilename": given.get("originalFilename") or key.rsplit("/", 1)[-1]}
-    headers = {"X-Uploaded-By": stored["uploadedBy"], "X-Entity-Scope": stored["entityScope"],
-               "X-Original-Filename": stored["originalFilename"], "X-MD5-Checksum": checksum}
+    headers = {"X-Uploaded-By": _header_value(stored["uploadedBy"]),
+               "X-Entity-Scope": _header_value(stored["entityScope"]),
+               "X-Original-Filename": _header_value(stored["originalFilename"]), "X-MD5-Checksum": checksum}
     written = handler.client.put_object(bucket, key, io.BytesIO(body), len(body), content_type=values["contentType"],
                                         metadata={name: value for name, value in headers.items() if value})
     return {"fileKey": key, "bucket": bucket, "url": handler.presigned(bucket, key, None)["url"], "size": len(body),
@@ -160,10 +165,27 @@ def _delete(handler: MinioHandler, values: dict[str, Any]) -> dict[str, Any]:
             "deletedAt": _iso(handler.now())}
 
 
+def _header_value(text: str | None) -> str | None:
+    """A metadata value as S3 can carry it: printable US-ASCII as it is, anything else (a file named Größe.mp4,
+    a control character) as an encoded word. The client refused such a value: the file could not be uploaded."""
+    if text is None or (text.isascii() and text.isprintable()):
+        return text
+    return ENCODED_WORD[0] + base64.b64encode(text.encode()).decode() + ENCODED_WORD[1]
+
+
+def _read_header_value(value: str) -> str:
+    start, end = ENCODED_WORD
+    if value.upper().startswith(start) and value.endswith(end):
+        with contextlib.suppress(ValueError):  # not base64, or not UTF-8: shown as S3 holds it
+            return base64.b64decode(value[len(start):-len(end)], validate=True).decode()
+    return value
+
+
 def _stat(handler: MinioHandler, values: dict[str, Any]) -> dict[str, Any]:
     found = handler.client.stat_object(values["bucket"], values["fileKey"])
     metadata = {name.removeprefix("x-amz-meta-"): value for name, value in (found.metadata or {}).items()
                 if name.lower().startswith("x-amz-meta-")}
+    metadata = {name: _read_header_value(value) for name, value in metadata.items()}
     return {"size": found.size, "lastModified": _iso(found.last_modified), "etag": (found.etag or "").strip('"'),
             "contentType": found.content_type, "metadata": metadata}
 
