@@ -159,12 +159,18 @@ async def test_the_decisions_table_shows_every_column_and_marks_a_cut_value(tmp_
 # -- the Operations screen ------------------------------------------------------------------------------------
 
 
+async def remember_filled_in(app: ConsoleApp, pilot: Pilot[None]) -> Any:
+    """The Operations screen with mem0's remember chosen and its form filled in."""
+    screen = await operations_of(app, pilot, "mem0")
+    await choose_with_enter(pilot, screen, "remember")
+    screen.query_one("#field-content", Input).value = "the deploy key rotates on Mondays"
+    screen.query_one("#field-user_id", Input).value = "alice"
+    return screen
+
+
 async def test_another_service_clears_the_form_so_it_never_runs_there(tmp_path: Path) -> None:
     async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
-        screen = await operations_of(app, pilot, "mem0")
-        await choose_with_enter(pilot, screen, "remember")
-        screen.query_one("#field-content", Input).value = "the deploy key rotates on Mondays"
-        screen.query_one("#field-user_id", Input).value = "alice"
+        screen = await remember_filled_in(app, pilot)
         await pilot.press("ctrl+o", "right_square_bracket")
         await until(pilot, lambda: screen.service is not None and screen.service.name != "mem0")
         await pilot.pause(0.1)
@@ -179,10 +185,7 @@ async def test_another_service_clears_the_form_so_it_never_runs_there(tmp_path: 
 
 async def test_a_write_without_a_target_is_confirmed_by_service_and_operation(tmp_path: Path) -> None:
     async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
-        screen = await operations_of(app, pilot, "mem0")
-        await choose_with_enter(pilot, screen, "remember")
-        screen.query_one("#field-content", Input).value = "the deploy key rotates on Mondays"
-        screen.query_one("#field-user_id", Input).value = "alice"
+        await remember_filled_in(app, pilot)
         await pilot.press("ctrl+r")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
         question = str(app.screen.query_one("#confirm-question").render())
