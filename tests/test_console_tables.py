@@ -92,6 +92,30 @@ async def test_the_grants_cursor_stays_on_a_row_on_screen_and_r_revokes_that_one
     assert re.search(r"Revoke (deployer-\d)-of-the-sandbox's", question)[1] in line  # type: ignore[index]
 
 
+async def test_the_cursor_stays_on_its_grant_when_the_one_above_it_goes(tmp_path: Path) -> None:
+    """The cursor was kept by row number: when a grant above it went (revoked elsewhere, expired), it moved onto
+    the next grant, which r would revoke."""
+    async with console(tmp_path) as (app, pilot):
+        assert app.runtime is not None
+        store = app.runtime.gateway.store
+        made = []
+        for number in range(3):
+            await create_agent(store, app.runtime.gateway.hasher, f"agent-{number}", "test", f"agent-{number}")
+            made.append(await store.add_grant(f"agent-{number}", "coolify", None, None, "operator:alice"))
+        await pilot.press("p")
+        screen = app.permissions_screen
+        grants = screen.query_one("#grants", LinesTable)
+        await until(pilot, lambda: app.screen is screen and grants.row_count == 3)
+        grants.focus()
+        chosen = grants.rows[1].key
+        grants.cursor_row = 1
+        above = grants.rows[0].key
+        await store.revoke_grant(above, "test")
+        await pilot.press("f5")
+        await until(pilot, lambda: grants.row_count == 2)
+    assert grants.chosen is not None and grants.chosen.key == chosen, (chosen, [row.key for row in grants.rows])
+
+
 async def test_enter_on_the_pending_table_opens_the_request_highlighted_on_screen(tmp_path: Path) -> None:
     async with console(tmp_path, size=(80, 24)) as (app, pilot):
         for number in range(9):

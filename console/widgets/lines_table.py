@@ -163,9 +163,14 @@ class LinesTable(ScrollView, can_focus=True):
         """Replaces the rows; repaints only when something on them changed."""
         if rows == self.rows:
             return
+        chosen = self.chosen
         self.rows = rows
         if self.cursor_row is not None:
-            self.cursor_row = max(0, min(self.cursor_row, len(rows) - 1))
+            # The cursor stays on its row, wherever the new rows put it (a grant added above it): enter and r
+            # act on what the operator chose. A row gone leaves it at the same place.
+            moved = next((index for index, row in enumerate(rows) if chosen is not None and row.key == chosen.key),
+                         None)
+            self.cursor_row = moved if moved is not None else max(0, min(self.cursor_row, len(rows) - 1))
         self._lay_out()
 
     def on_resize(self) -> None:
