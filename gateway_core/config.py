@@ -89,7 +89,10 @@ class PolicySettings(_Section):
 
 
 class PermissionSettings(_Section):
-    max_wait: float = Field(120.0, ge=0)  # the cap on options.waitForApproval
+    # How long a call without options.waitForApproval is held for an operator's decision (the spec's
+    # permission_wait_seconds; existing agents send no option): 0 answers `pending` at once.
+    wait_seconds: float = Field(0.0, ge=0)
+    max_wait: float = Field(120.0, ge=0)  # the cap on options.waitForApproval (and on wait_seconds)
     request_ttl_seconds: float = Field(3600.0, gt=0)
     refile_seconds: float = Field(60.0, gt=0)  # an undecided request is filed again after this (new consoles see it)
     orchestrator_timeout_seconds: float = Field(3.0, gt=0)

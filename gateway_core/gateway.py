@@ -107,7 +107,8 @@ class ExecuteOutcome:
 
 # What `Gateway.reload` takes from a config file read again: whole sections, or `section.field`.
 RELOADABLE_SETTINGS = frozenset({"rate_limit", "budget", "cost", "upstream_timeout_seconds", "policy.always_ask",
-                                 "policy.grant_cache_seconds", "permission.max_wait", "permission.refile_seconds"})
+                                 "policy.grant_cache_seconds", "permission.max_wait", "permission.refile_seconds",
+                                 "permission.wait_seconds"})
 
 
 def changed_settings(old: Settings, new: Settings) -> list[str]:
@@ -188,7 +189,8 @@ class Gateway:
                                           settings.policy.always_ask, self.clock)
                        if orchestrator is not None else StoreGrantPolicy(store, settings.policy.grant_cache_seconds)),
             orchestrator, settings.permission.max_wait, self.recorder, self.metrics, self.events, self.clock,
-            always_ask=settings.policy.always_ask, refile_seconds=settings.permission.refile_seconds)
+            always_ask=settings.policy.always_ask, refile_seconds=settings.permission.refile_seconds,
+            default_wait=settings.permission.wait_seconds)
         self.operator_feed = OperatorFeed(self.events, lambda: self.permissions.capabilities)
         self.health = HealthMonitor(
             {name: state.handler for name, state in self.services.items() if state.handler is not None},
@@ -294,7 +296,7 @@ class Gateway:
         policy = settings.policy
         self.permissions.policy.configure(policy.grant_cache_seconds, policy.always_ask)
         self.permissions.configure(settings.permission.max_wait, settings.permission.refile_seconds,
-                                   policy.always_ask)
+                                   policy.always_ask, settings.permission.wait_seconds)
         return SettingsReload(applied, kept)
 
     def begin_shutdown(self) -> None:

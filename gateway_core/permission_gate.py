@@ -72,12 +72,13 @@ class _Filed:
 class PermissionGate:
     def __init__(self, policy: PermissionPolicy, orchestrator: OrchestratorClient | None, max_wait: float,
                  recorder: Recorder, metrics: GatewayMetrics, events: EventBus, clock: Clock, *,
-                 always_ask: Collection[str] = (), refile_seconds: float = 60.0) -> None:
+                 always_ask: Collection[str] = (), refile_seconds: float = 60.0, default_wait: float = 0.0) -> None:
         """`orchestrator` None: grants come from the store alone and nothing can be asked for. `always_ask`:
         the risks that need a one-time approval each call, which only an orchestrator granting `once` gives."""
         self.policy = policy
         self._orchestrator = orchestrator
         self._max_wait = max_wait  # the cap on a call's options.waitForApproval
+        self._default_wait = default_wait  # the hold of a call that names none ([permission] wait_seconds)
         self._recorder = recorder
         self._metrics = metrics
         self._events = events
@@ -92,9 +93,11 @@ class PermissionGate:
         self._seen: OrderedDict[str, PermissionRequestEvent] = OrderedDict()  # requests on the feed, undecided
         self._decided_here: OrderedDict[str, str] = OrderedDict()  # request id -> the operator deciding it here
 
-    def configure(self, max_wait: float, refile_seconds: float, always_ask: Collection[str]) -> None:
+    def configure(self, max_wait: float, refile_seconds: float, always_ask: Collection[str],
+                  default_wait: float) -> None:
         """New settings (a reloaded config file), from the next call on; calls held now keep their deadline."""
         self._max_wait, self._refile_seconds, self._always_ask = max_wait, refile_seconds, frozenset(always_ask)
+        self._default_wait = default_wait
 
     @property
     def pending(self) -> list[PermissionRequestEvent]:
@@ -191,7 +194,7 @@ class PermissionGate:
                          f"filed: {exc}") from None
         except UnknownAgent as exc:
             raise unknown(exc) from None
-        wait = min(wait_seconds or 0.0, self._max_wait)
+        wait = min(self._default_wait if wait_seconds is None else wait_seconds, self._max_wait)
         if not wait:
             raise denied("pending", f"Permission for {spec.name}.{operation.name} is pending an operator's "
                                     f"decision (request {request_id}); retry after it is approved", request_id)

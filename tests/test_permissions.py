@@ -323,6 +323,22 @@ async def test_our_orchestrator_needs_an_operator_token_everywhere_but_health(tm
     assert hello["type"] == "connection_established"
 
 
+async def test_a_call_without_the_option_is_held_as_long_as_the_config_says(tmp_path: Path) -> None:
+    """The spec holds a call up to permission_wait_seconds, "per-request option or config": existing agents send
+    no option, and there was no such setting, so every one of their calls was answered pending at once."""
+    async with run_linked(tmp_path / "p.db", permission={"wait_seconds": 20}) as linked, \
+            feed(linked.orchestrator_url, linked.operator_token) as operator:
+        _, token = await linked.add_agent()
+        held = asyncio.create_task(call(linked, token))
+        request = await operator.next("mcp_permission_request")
+        assert not held.done()
+        await respond(linked, request["request_id"], True, scope="operation")
+        answered = await asyncio.wait_for(held, 10)
+        not_held = (await call(linked, token, "wipe", ["disk"], waitForApproval=0)).json()  # the option wins
+    assert answered.status_code == 200 and answered.json()["result"]["status"] == "success"
+    assert not_held["error"]["data"]["status"] == "pending"
+
+
 async def test_a_revoked_operators_feed_of_our_orchestrator_is_closed(tmp_path: Path) -> None:
     """The feed checked the token once, at connect: a revoked operator went on hearing every request."""
     async with run_linked(tmp_path / "p.db") as linked:
