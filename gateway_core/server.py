@@ -229,7 +229,9 @@ def create_app(gateway: Gateway, mcp_route: McpRoute | None = None) -> Starlette
     routes = [  # the hot routes first: Starlette tries them in order
         Route("/mcp/rpc", rpc_route(endpoint.handle, RPC_BODY_METHOD), methods=["POST"]),
         # An ASGI object, not a function (Starlette would wrap a function as request → response).
-        *([Route("/mcp", mcp_route, methods=["GET", "POST", "DELETE"])] if mcp_route is not None else []),
+        # "/mcp/" too: MCP clients are configured with either, and no route redirects (see below).
+        *([Route(path, mcp_route, methods=["GET", "POST", "DELETE"]) for path in ("/mcp", "/mcp/")]
+          if mcp_route is not None else []),
         Route("/mcp/execute", rpc_route(endpoint.handle_slash, SLASH_METHOD), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -244,7 +246,11 @@ def create_app(gateway: Gateway, mcp_route: McpRoute | None = None) -> Starlette
     ]
     # A known path with another method is still "no such route" to a client (gateway-protocol.md).
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: not_found, 405: not_found}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    # Starlette answers /mcp/rpc/ with a 307 to /mcp/rpc (an empty body; a client following it posts again):
+    # the contract answers any route it does not list with the 404 above.
+    app.router.redirect_slashes = False
+    return app
 
 
 class _Server(uvicorn.Server):

@@ -742,6 +742,16 @@ async def test_a_message_that_is_not_json_rpc_is_refused_with_the_contracts_code
     assert (null_arguments.status_code, rows[-1].service, rows[-1].error_code) == (200, "echo", -32002)  # none
 
 
+async def test_the_door_answers_at_mcp_with_a_trailing_slash_too(tmp_path: Path) -> None:
+    """Clients are configured with either; Starlette's 307 from one to the other is gone (it is a 404 elsewhere)."""
+    async with run_gateway(tmp_path / "gw.db") as gw:
+        _, token = await gw.add_agent()
+        async with mcp_client(gw.url, token, "legacy") as plain, \
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http, \
+                Client(streamable_http_client(f"{gw.url}/mcp/", http_client=http), mode="legacy") as slashed:
+            assert (await slashed.list_tools()).tools == (await plain.list_tools()).tools
+
+
 async def test_get_is_not_allowed(tmp_path: Path) -> None:
     async with run_gateway(tmp_path / "gw.db") as gw, httpx.AsyncClient() as client:
         response = await client.get(f"{gw.url}/mcp", headers={"Accept": "text/event-stream"})

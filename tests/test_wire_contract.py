@@ -49,7 +49,8 @@ async def test_health_reports_status_utc_timestamp_and_version(gw: RunningGatewa
     assert body["version"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", "/mcp/rpc"), ("DELETE", "/health")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", "/mcp/rpc"), ("DELETE", "/health"),
+                                            ("POST", "/mcp/rpc/"), ("GET", "/health/")])  # no 307 to the route
 async def test_unknown_routes_answer_404_naming_the_route(gw: RunningGateway, method: str, path: str) -> None:
     async with httpx.AsyncClient(base_url=gw.url) as client:
         response = await client.request(method, path)
