@@ -82,6 +82,7 @@ from gateway_core.orchestrator.client import (
     LinkState,
     OrchestratorUnavailable,
     RouteMissing,
+    UnknownGrant,
     UnknownRequest,
     describe_stream_failure,
 )
@@ -405,6 +406,8 @@ class RemoteGateway:
             raise DecisionConflict(problem.first or {"detail": message})
         if problem.error == "unknown_request":
             raise UnknownRequest(message.rsplit(" ", 1)[-1])
+        if problem.error == "unknown_grant":
+            raise UnknownGrant(message.split()[2])
         if problem.error == "not_supported":
             raise DecisionNotSupported(message)
         if problem.error == "route_missing":

@@ -226,7 +226,7 @@ class AgentNames(_Wire):
 class OperatorProblem(_Wire):
     """Any refusal on the operator API: what went wrong, in words, and a short kind to act on."""
 
-    error: Literal["unauthenticated", "invalid", "conflict", "unknown_request", "not_supported",
+    error: Literal["unauthenticated", "invalid", "conflict", "unknown_request", "unknown_grant", "not_supported",
                    "orchestrator_unavailable", "route_missing", "too_large", "not_found"]
     message: str
     first: dict[str, Any] | None = None  # conflict: the decision that stands

@@ -53,7 +53,13 @@ from gateway_core.operator_models import (
     ServiceSnapshot,
     ToolSnapshot,
 )
-from gateway_core.orchestrator.client import DecisionConflict, OrchestratorUnavailable, RouteMissing, UnknownRequest
+from gateway_core.orchestrator.client import (
+    DecisionConflict,
+    OrchestratorUnavailable,
+    RouteMissing,
+    UnknownGrant,
+    UnknownRequest,
+)
 from gateway_core.orchestrator.models import PermissionRespondBody
 from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.redaction import redacted
@@ -174,6 +180,8 @@ def operator_routes(gateway: Gateway, max_body_bytes: int) -> list[BaseRoute]:
             raise _refused(409, "conflict", f"Already decided: {conflict}", conflict.first) from None
         except UnknownRequest as exc:
             raise _refused(404, "unknown_request", str(exc)) from None
+        except UnknownGrant as exc:
+            raise _refused(404, "unknown_grant", str(exc)) from None
         except DecisionNotSupported as exc:
             raise _refused(422, "not_supported", str(exc)) from None
         except RouteMissing as exc:

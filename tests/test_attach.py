@@ -29,7 +29,7 @@ from gateway_core.errors import PermissionDenied
 from gateway_core.events import CallFinished, PermissionEvent, Resynced, Subscription
 from gateway_core.operator_client import OperatorRefused, RemoteGateway
 from gateway_core.operator_models import CallEvent
-from gateway_core.orchestrator.client import DecisionConflict
+from gateway_core.orchestrator.client import DecisionConflict, UnknownGrant
 from gateway_core.orchestrator.models import PermissionRequestEvent, PermissionRespondBody, PermissionResponseEvent
 from gateway_core.store import CallRecord
 from sandbox import Sandbox
@@ -233,6 +233,26 @@ async def test_one_console_decides_and_every_other_hears_who_did(tmp_path: Path)
     assert conflict.value.first["decided_by"] == "operator:erin"  # the second console is told who won
     assert any(event.actor == "operator:erin" and event.action == "permission.approved" for event in audit)
     assert agent_id == request.agent_id
+
+
+async def test_revoking_a_grant_no_longer_in_force_says_so_not_that_the_orchestrator_is_down(tmp_path: Path) -> None:
+    """Our orchestrator's 404 for the grant came back as 503 orchestrator_unavailable."""
+    async with run_linked(tmp_path / "gw.db") as linked:
+        agent_id, _ = await linked.add_agent("deployer")
+        grant = await linked.gateway.store.add_grant(agent_id, "echo", None, None, "test")
+        remote = RemoteGateway(linked.url, await operator_token(linked, "gina"))
+        await remote.connect()
+        try:
+            await remote.revoke(grant.id)
+            with pytest.raises(UnknownGrant) as again:
+                await remote.revoke(grant.id)
+            async with httpx.AsyncClient(base_url=linked.url) as client:
+                answer = await client.post("/operator/revoke", json={"grant_id": "grant_nope"},
+                                           headers={"authorization": f"Bearer {await operator_token(linked, 'hal')}"})
+        finally:
+            await remote.aclose()
+    assert grant.id in str(again.value)
+    assert answer.status_code == 404 and answer.json()["error"] == "unknown_grant", answer.text
 
 
 async def test_an_agents_escape_sequences_reach_attached_consoles_written_out(tmp_path: Path) -> None:

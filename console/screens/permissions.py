@@ -23,7 +23,7 @@ from console.widgets.keys_footer import KeysFooter
 from console.widgets.lines_table import Column, LinesTable, Row
 from console.widgets.status_header import StatusHeader
 from gateway_core.errors import GatewayError
-from gateway_core.orchestrator.client import OrchestratorUnavailable, RouteMissing
+from gateway_core.orchestrator.client import OrchestratorUnavailable, RouteMissing, UnknownGrant
 from gateway_core.orchestrator.models import DecidedRequest, GrantView
 
 RELOAD_AFTER_SECONDS = 10.0  # grants also expire by themselves: reload now and then even with no event
@@ -184,6 +184,10 @@ class PermissionsScreen(ConsoleScreen):
             return
         try:
             await gateway.revoke(grant.id)
+        except UnknownGrant as exc:  # revoked elsewhere or expired meanwhile: what the operator wanted holds
+            self.notify(f"Nothing to revoke: {exc}", severity="warning")
+            self.reload()
+            return
         except (OrchestratorUnavailable, RouteMissing, GatewayError) as exc:
             self.notify(f"The grant was not revoked: {exc}", severity="error")
             return

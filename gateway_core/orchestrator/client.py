@@ -68,6 +68,13 @@ class UnknownRequest(Exception):
         self.request_id = request_id
 
 
+class UnknownGrant(Exception):
+    """Our orchestrator has no such grant in force (never made, revoked or expired already)."""
+
+    def __init__(self, grant_id: str) -> None:
+        super().__init__(f"no grant {grant_id} is in force: revoked or expired already, or never made")
+
+
 class DecisionConflict(Exception):
     """The request was decided before (409): `first` is the decision that stands."""
 
@@ -240,8 +247,11 @@ class OrchestratorClient:
         """`acting_operator` (`operator:<login>`) is who the audit names when we hold the internal token;
         `spent`: a one-time approval used by its call (audited as grant.used)."""
         headers = {ACTING_OPERATOR_HEADER: acting_operator} if acting_operator else None
-        await self.ours_only("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers,
-                             params={"spent": "true"} if spent else None)
+        response = await self._call("DELETE", f"/api/mcp/grants/{grant_id}", headers=headers,
+                                    params={"spent": "true"} if spent else None)
+        if self._not_found(response) is not None:  # an answer, not an orchestrator that cannot be reached
+            raise UnknownGrant(grant_id)
+        self._check(response)
 
     @staticmethod
     def _validated(model: type[Shape], payload: Any) -> Shape:
