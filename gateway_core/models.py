@@ -51,21 +51,34 @@ def holds_lone_surrogate(value: Any) -> bool:
     return False
 
 
+PARSE_ERROR = "Parse error"
+
+
 def parse_json(body: bytes) -> Any:
     """The body as JSON, or ParseError: not JSON, NaN or Infinity (not JSON either), nested deeper than
     MAX_JSON_DEPTH, or holding a lone surrogate."""
     try:
         payload = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ParseError("Parse error: the body is not valid JSON") from None
+        raise ParseError(f"{PARSE_ERROR}: not valid JSON (NaN and Infinity are not JSON either)") from None
     # Fewer brackets than the limit cannot nest deeper than it: the usual body skips the walk.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(payload) > MAX_JSON_DEPTH:
-        raise ParseError(f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        raise ParseError(f"{PARSE_ERROR}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     # Only an escape makes one (raw surrogate bytes are no UTF-8): the usual body skips the walk.
     if (b"\\ud" in body or b"\\uD" in body) and holds_lone_surrogate(payload):
-        raise ParseError("Parse error: a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+        raise ParseError(f"{PARSE_ERROR}: a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
                          "which is no text")
     return payload
+
+
+def parse_json_text(text: str, what: str) -> Any:
+    """JSON written inside something else (the slash form's, a console field's), taken as the door takes a
+    body: ValueError naming `what` and saying why not."""
+    try:
+        return parse_json(text.encode(errors="surrogatepass"))
+    except ParseError as exc:
+        raise ValueError(f"{what} is not JSON the gateway takes: {exc.message.removeprefix(PARSE_ERROR + ': ')}") \
+            from None
 
 
 RPC_METHODS = ("mcp.execute", "mcp.listServices", "mcp.getCapabilities", "mcp.getStatistics")

@@ -5,7 +5,6 @@ and no operation: a new service's shorthands are part of its declaration."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from typing import Any
 
 from gateway_core.catalog import Catalog
 from gateway_core.errors import InvalidParams, ServiceNotFound
-from gateway_core.models import holds_lone_surrogate
+from gateway_core.models import parse_json_text
 from gateway_core.operations import Operation, OperationTable, spelling
 
 _HEAD = re.compile(r"^\s*/mcp-(?P<service>[A-Za-z0-9_-]+)(?:\s+(?P<rest>.*))?$", re.S)
@@ -73,13 +72,11 @@ def _arguments(operation: Operation, said: str, text: str) -> list[Any]:
     if operation.slash_rest == "word_and_json":
         parts = text.split(None, 1)
         arguments: list[Any] = parts[:1]
-        if len(parts) == 2:
+        if len(parts) == 2:  # as the door takes a body: no NaN, no nesting past its limit, no lone surrogate
             try:
-                arguments.append(json.loads(parts[1]))
-            except json.JSONDecodeError as exc:
-                raise _invalid(f"what follows {parts[0]!r} is not valid JSON: {exc.msg}") from None
-            if holds_lone_surrogate(arguments[-1]):
-                raise _invalid(f"what follows {parts[0]!r} holds a lone surrogate (an unpaired \\ud800 escape)")
+                arguments.append(parse_json_text(parts[1], f"what follows {parts[0]!r}"))
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
         return arguments
     return _words(text)
 

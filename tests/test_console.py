@@ -944,7 +944,7 @@ async def test_a_tools_form_takes_properties_named_as_no_identifier_is(tmp_path:
         screen.query_one(f"#{field_id('extra')}").value = '{"n": "\\ud800"}'  # as typed: JSON's escape
         await pilot.press("ctrl+r")
         status = screen.query_one("#operation-status")
-        await until(pilot, lambda: "extra holds a lone surrogate" in str(status.render()))
+        await until(pilot, lambda: "extra is not JSON the gateway takes: a string holds a lone surrogate" in str(status.render()))
         screen.query_one(f"#{field_id('extra')}").value = '{"n": 1}'
         await pilot.press("ctrl+r")
         await until(pilot, lambda: "success" in str(status.render()))

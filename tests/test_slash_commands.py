@@ -84,7 +84,10 @@ def test_shorthands_come_from_the_declarations(command: str, expected: SlashComm
 
 @pytest.mark.parametrize("command", ["deploy my-app", "/mcp-coolify", "/mcp-coolify 'unclosed",
                                      "/mcp-notes execute nightly {not json", "/mcp-notes ka-db",
-                                     '/mcp-notes execute nightly {"dry": "\\ud800"}'])
+                                     '/mcp-notes execute nightly {"dry": "\\ud800"}',
+                                     # What the door refuses in a body: NaN, Infinity, nesting past its limit.
+                                     '/mcp-notes execute nightly {"n": NaN}', '/mcp-notes execute nightly [Infinity]',
+                                     "/mcp-notes execute nightly " + "[" * 150 + "]" * 150])
 def test_malformed_commands_are_invalid_params(command: str) -> None:
     with pytest.raises(InvalidParams):
         parse_slash_command(command, CATALOG, operations_of)

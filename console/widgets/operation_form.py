@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select
 
 from console.formatting import literal
-from gateway_core.models import holds_lone_surrogate
+from gateway_core.models import parse_json_text
 from gateway_core.operations import Operation, Picker
 from gateway_core.redaction import printable
 
@@ -129,13 +129,8 @@ class OperationForm(Vertical):
                     values[field.name] = widget.value
             elif isinstance(widget, Input) and widget.value.strip():
                 text = widget.value.strip()
-                if field.kind == "json":
-                    try:
-                        values[field.name] = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{field.name} is not valid JSON: {exc.msg}") from None
-                    if holds_lone_surrogate(values[field.name]):  # as the gateway's door refuses one
-                        raise ValueError(f"{field.name} holds a lone surrogate (an unpaired \\ud800 escape)")
+                if field.kind == "json":  # as the gateway's door takes a body
+                    values[field.name] = parse_json_text(text, field.name)
                 else:
                     values[field.name] = text
         return values
