@@ -694,7 +694,10 @@ async def test_a_taken_gateway_port_ends_the_console_with_a_clear_message(tmp_pa
         async with app.run_test() as pilot:
             await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
-    assert messages and "cannot listen on 127.0.0.1" in str(messages[0])
+    # Which port, and which flag picks another: two are bound, and the message did not say which was taken.
+    port = settings.server.port
+    assert messages and f"cannot listen on 127.0.0.1:{port}: " in str(messages[0])
+    assert "--gateway-port names another port" in str(messages[0])
     # The log keeps it too: over SSH the terminal that would show it after the exit may be gone.
     assert any("cannot listen on 127.0.0.1" in record.getMessage() for record in caplog.records
                if record.name == "console.app" and record.levelname == "ERROR")
@@ -944,7 +947,8 @@ async def test_a_tools_form_takes_properties_named_as_no_identifier_is(tmp_path:
         screen.query_one(f"#{field_id('extra')}").value = '{"n": "\\ud800"}'  # as typed: JSON's escape
         await pilot.press("ctrl+r")
         status = screen.query_one("#operation-status")
-        await until(pilot, lambda: "extra is not JSON the gateway takes: a string holds a lone surrogate" in str(status.render()))
+        await until(pilot, lambda: "extra is not JSON the gateway takes: a string holds a lone surrogate"
+                    in str(status.render()))
         screen.query_one(f"#{field_id('extra')}").value = '{"n": 1}'
         await pilot.press("ctrl+r")
         await until(pilot, lambda: "success" in str(status.render()))
