@@ -87,6 +87,7 @@ from gateway_core.orchestrator.models import (
 from gateway_core.permission_gate import DecisionNotSupported
 from gateway_core.redaction import printable
 from gateway_core.runtime import Runtime, open_runtime
+from gateway_core.server import CannotListen
 from gateway_core.watchdog import ExitWatchdog
 
 if TYPE_CHECKING:
@@ -178,8 +179,9 @@ class ConsoleApp(App[None]):
                 settings = self.sandbox.configure(settings)
             self.runtime = await open_runtime(settings, self.orchestrator_port, self.serve_gateway, self.state.clock,
                                               **self.gateway_options)
-        except OSError as exc:
-            self._give_up(f"cannot listen on {self.settings.server.host}: {exc.strerror or exc}")
+        except CannotListen as exc:
+            flag = "--gateway-port" if exc.port == settings.server.port else "--orchestrator-port"
+            self._give_up(f"{exc} (another mcp-console? {flag} names another port)")
             return
         except Exception as exc:  # a store that cannot be opened, say: say so and stop, never hang on "starting"
             self._give_up(f"cannot start: {exc}")

@@ -28,7 +28,7 @@ from gateway_core.logs import configure_logging
 from gateway_core.mcp_upstreams import upstream_specs
 from gateway_core.orchestrator.embedded import EmbeddedOrchestrator
 from gateway_core.runtime import open_runtime
-from gateway_core.server import HttpServer, run_fast, serve_until_signalled
+from gateway_core.server import CannotListen, HttpServer, run_fast, serve_until_signalled
 from gateway_core.store import Agent, Operator, SQLiteStore, StoreError
 
 log = logging.getLogger("mcp_console")
@@ -116,8 +116,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         runtime = await open_runtime(settings, orchestrator_port=args.orchestrator_port)
-    except OSError as exc:
-        print(f"mcp-console: cannot listen on {settings.server.host}: {exc.strerror or exc}", file=sys.stderr)
+    except CannotListen as exc:
+        flag = "--port" if exc.port == settings.server.port else "--orchestrator-port"
+        print(f"mcp-console: {exc} (another mcp-console? {flag} names another port)", file=sys.stderr)
         return 1
     await runtime.start()
 
@@ -152,9 +153,9 @@ async def cmd_orchestrator(args: argparse.Namespace) -> int:
                                         max_body_bytes=settings.server.max_body_bytes)
     try:
         server = HttpServer(orchestrator.app(), settings.server.host, args.port)
-    except OSError as exc:
+    except CannotListen as exc:
         await store.close()
-        print(f"mcp-console: cannot listen on {settings.server.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(f"mcp-console: {exc} (another orchestrator? --port names another)", file=sys.stderr)
         return 1
     await orchestrator.start()
 

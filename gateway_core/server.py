@@ -270,6 +270,14 @@ class _Server(uvicorn.Server):
         yield
 
 
+class CannotListen(OSError):
+    """A port that cannot be listened on, named (the console binds two: which one is taken matters)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.port = port
+
+
 class HttpServer:
     """uvicorn serving an ASGI app inside the current event loop. The socket is bound (and listening) at
     construction, so a busy port is an OSError here rather than an exit inside uvicorn, and port 0 is
@@ -284,9 +292,9 @@ class HttpServer:
             # Listening at once: a client that connects before uvicorn accepts waits in the backlog
             # instead of being refused (the gateway's own feed to the orchestrator beside it, at start).
             self._socket.listen(2048)
-        except OSError:
+        except OSError as exc:
             self._socket.close()
-            raise
+            raise CannotListen(host, port, exc.strerror or str(exc)) from None
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,

@@ -167,6 +167,19 @@ async def test_an_export_over_a_readable_file_makes_it_private_and_a_planted_lin
     assert refused.returncode != 0 and "is a symbolic link" in refused.stderr and victim.read_text() == "kept"
 
 
+async def test_serve_on_a_taken_port_names_the_port_and_the_flag(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = await mcp_console("serve", "--db", tmp_path / "s.db", "--port", str(port), "--orchestrator-port",
+                                    "0", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: " in refused.stderr and "--port names another port" in refused.stderr
+
+
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     db = tmp_path / "pipe.db"
     subprocess.run([*COMMAND, "agents", "add", "someone", "--db", str(db)], check=True, capture_output=True)
