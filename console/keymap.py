@@ -5,7 +5,7 @@ permission modal, so a stray keypress on any other screen decides nothing."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual.app import App
 from textual.binding import Binding
@@ -84,6 +84,10 @@ TEXT_VIEW_KEYS = (Key("close-view", "escape,f", "close", "close"),)
 HELP_KEYS = (Key("close-help", "escape,question_mark", "close", "close"),)
 PERMISSION_REQUEST_KEYS = (APPROVE_ONCE, APPROVE_SERVICE, APPROVE_OPERATION, TIME_LIMIT, DENY, LATER, FULL_REQUEST,
                            CONFIRM_DESTRUCTIVE, LIMIT_HOUR, LIMIT_EIGHT_HOURS, LIMIT_DAY, LIMIT_TYPED)
+
+# A modal screen's bindings stop at the modal (Textual leaves the app's out): over the permission request, the
+# app's help and quit are its own too, as the same bindings (a remapped id applies to both).
+OVER_THE_REQUEST = tuple(replace(key, action=f"app.{key.action}") for key in APP_KEYS if key.id in ("help", "quit"))
 
 SECTIONS: tuple[tuple[str, tuple[Key, ...]], ...] = (
     ("Everywhere", APP_KEYS),

@@ -161,6 +161,23 @@ async def test_while_snoozed_the_notification_names_the_request_that_just_came(t
     assert not [n for n in app._notifications if "echo.echo" in str(n.message)]
 
 
+async def test_q_and_help_work_over_a_request_as_everywhere(tmp_path: Path) -> None:
+    """A modal's bindings stop at the modal: q did nothing over a permission request, nor ?."""
+    async with console(tmp_path) as (app, pilot):
+        await agent_call(app, await agent_token(app))
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await until(pilot, lambda: modal_open(app))
+        await pilot.press("q")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+        asked = str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("n")
+        await until(pilot, lambda: modal_open(app))
+    assert asked.startswith("Stop the gateway")
+
+
 async def test_keys_pressed_as_a_request_comes_up_do_not_decide_it(tmp_path: Path) -> None:
     """After a decision the next request opens at once: a second `a`, or a key typed for what was on screen,
     approved a request nobody had read."""

@@ -34,6 +34,7 @@ from console.keymap import (
     LIMIT_EIGHT_HOURS,
     LIMIT_HOUR,
     LIMIT_TYPED,
+    OVER_THE_REQUEST,
     PERMISSION_REQUEST_KEYS,
     TIME_LIMIT,
     Key,
@@ -79,7 +80,7 @@ def request_text(request: PermissionRequestEvent) -> str:
 
 
 class PermissionRequestModal(ModalScreen[Decision | None]):
-    BINDINGS = bindings(PERMISSION_REQUEST_KEYS)
+    BINDINGS = bindings((*PERMISSION_REQUEST_KEYS, *OVER_THE_REQUEST))
     AUTO_FOCUS = "#permission-arguments"  # up and down scroll the arguments; every other key is the modal's
 
     def __init__(self, request: PermissionRequestEvent, position: int, waiting: int, service_health: str,
