@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gateway-port", type=int, default=8100, metavar="PORT",
                         help="the gateway's port on 127.0.0.1 (default 8100)")
     parser.add_argument("--orchestrator-port", type=int, default=9403, metavar="PORT",
-                        help="our orchestrator's port (default 9403); with --no-gateway, the one to attach to")
+                        help="our orchestrator's port (default 9403)")
     parser.add_argument("--orchestrator-url", metavar="URL",
                         help="link to this orchestrator instead of starting ours (or set ORCHESTRATOR_URL, "
                              "and ORCHESTRATOR_TOKEN for an operator token)")

@@ -402,6 +402,12 @@ async def cmd_calls_export(args: argparse.Namespace) -> int:
 COMMANDS = {"serve", "orchestrator", "agents", "grants", "calls", "operators", "mcp-stdio"}
 
 
+def _command(group: Any, name: str, *, text: str, **options: Any) -> argparse.ArgumentParser:
+    """A command whose own --help opens with the line its parent lists it by."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=text, description=text, **options)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="PATH", help="the SQLite store (default: in the user's data dir)")
@@ -416,8 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcp-console {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common],
-                                help="run the gateway headless (stops on SIGINT/SIGTERM; SIGHUP reloads the config)")
+    serve = _command(commands, "serve", parents=[common],
+                     text="run the gateway headless (stops on SIGINT/SIGTERM; SIGHUP reloads the config)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8100)")
     serve.add_argument("--orchestrator-port", type=int, default=9403,
@@ -426,15 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="link to this orchestrator instead of starting ours (or set ORCHESTRATOR_URL)")
     serve.set_defaults(run=cmd_serve)
 
-    orchestrator = commands.add_parser("orchestrator", parents=[common],
-                                       help="run our orchestrator alone (permissions and the event feed)")
+    orchestrator = _command(commands, "orchestrator", parents=[common],
+                            text="run our orchestrator alone (permissions and the event feed)")
     orchestrator.add_argument("--host", help="address to bind (default 127.0.0.1)")
     orchestrator.add_argument("--port", type=int, default=9403, help="port to bind (default 9403)")
     orchestrator.set_defaults(run=cmd_orchestrator, port_is_orchestrator=True)
 
-    mcp_stdio = commands.add_parser(
-        "mcp-stdio", help="an MCP server on stdin/stdout for clients that only start stdio servers: it forwards "
-                          "to the gateway's /mcp, as the agent whose token is in MCP_CONSOLE_TOKEN (never argv)")
+    mcp_stdio = _command(commands, "mcp-stdio",
+                         text="an MCP server on stdin/stdout for clients that only start stdio servers: it forwards "
+                              "to the gateway's /mcp, as the agent whose token is in MCP_CONSOLE_TOKEN (never argv)")
     mcp_stdio.add_argument("--url", metavar="URL", help="the gateway's MCP front door (default: MCP_CONSOLE_URL, "
                                                         "else http://127.0.0.1:<[server] port>/mcp)")
     mcp_stdio.add_argument("--config", metavar="FILE", help="a TOML config file: its [server] port")
@@ -442,54 +448,54 @@ def build_parser() -> argparse.ArgumentParser:
                            help="how long to wait for a gateway that is not up yet before exiting 1 (default 30)")
     mcp_stdio.set_defaults(run=cmd_mcp_stdio)
 
-    operators = commands.add_parser("operators", help="operators and their tokens").add_subparsers(
+    operators = _command(commands, "operators", text="operators and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)
-    operator_add = operators.add_parser("add", parents=[common],
-                                        help="add an operator and print its token once (for attach)")
-    operator_add.add_argument("name")
+    operator_add = _command(operators, "add", parents=[common],
+                            text="add an operator and print its token once (for attach)")
+    operator_add.add_argument("name", help="who the operator is: the audit names them so")
     operator_add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
     operator_add.set_defaults(run=cmd_operators_add)
-    operator_list = operators.add_parser("list", parents=[common], help="list operators")
+    operator_list = _command(operators, "list", parents=[common], text="list operators")
     operator_list.add_argument("--json", action="store_true")
     operator_list.set_defaults(run=cmd_operators_list)
-    operator_revoke = operators.add_parser("revoke", parents=[common], help="revoke an operator's token")
-    operator_revoke.add_argument("operator_id", metavar="ID")
+    operator_revoke = _command(operators, "revoke", parents=[common], text="revoke an operator's token")
+    operator_revoke.add_argument("operator_id", metavar="ID", help="the operator's id (operators list)")
     operator_revoke.set_defaults(run=cmd_operators_revoke)
 
-    agents = commands.add_parser("agents", help="agents and their tokens").add_subparsers(
+    agents = _command(commands, "agents", text="agents and their tokens").add_subparsers(
         dest="action", metavar="ACTION", required=True)
-    add = agents.add_parser("add", parents=[common], help="add an agent and print its token once")
-    add.add_argument("name")
+    add = _command(agents, "add", parents=[common], text="add an agent and print its token once")
+    add.add_argument("name", help="a name to know the agent by (screens and listings show it)")
     add.add_argument("--id", help="the agent id (default: a new UUID, as the external orchestrator requires)")
     add.add_argument("--json", action="store_true", help='print {"id","name","token"}')
     add.set_defaults(run=cmd_agents_add)
-    listing = agents.add_parser("list", parents=[common], help="list agents")
+    listing = _command(agents, "list", parents=[common], text="list agents")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=cmd_agents_list)
-    revoke = agents.add_parser("revoke", parents=[common], help="revoke an agent's token")
-    revoke.add_argument("agent_id", metavar="ID")
+    revoke = _command(agents, "revoke", parents=[common], text="revoke an agent's token")
+    revoke.add_argument("agent_id", metavar="ID", help="the agent's id (agents list)")
     revoke.set_defaults(run=cmd_agents_revoke)
 
-    grants = commands.add_parser("grants", help="what agents may use").add_subparsers(
+    grants = _command(commands, "grants", text="what agents may use").add_subparsers(
         dest="action", metavar="ACTION", required=True)
-    grant_add = grants.add_parser("add", parents=[common], help="let an agent use a service (or one operation)")
-    grant_add.add_argument("agent_id", metavar="AGENT_ID")
-    grant_add.add_argument("service", metavar="SERVICE")
+    grant_add = _command(grants, "add", parents=[common], text="let an agent use a service (or one operation)")
+    grant_add.add_argument("agent_id", metavar="AGENT_ID", help="the agent's id (agents list)")
+    grant_add.add_argument("service", metavar="SERVICE", help="a service or its alias (coolify, postgres, gh, ...)")
     grant_add.add_argument("--operation", metavar="OP", help="only this operation (default: the whole service)")
     grant_add.add_argument("--expires-in", metavar="DURATION", help="e.g. 30m, 1h, 8h, 2d (default: never)")
     grant_add.set_defaults(run=cmd_grants_add)
-    grant_list = grants.add_parser("list", parents=[common], help="list active grants")
+    grant_list = _command(grants, "list", parents=[common], text="list active grants")
     grant_list.add_argument("--agent", metavar="AGENT_ID", help="only this agent's")
     grant_list.add_argument("--all", action="store_true", help="include revoked and expired grants")
     grant_list.add_argument("--json", action="store_true")
     grant_list.set_defaults(run=cmd_grants_list)
-    grant_revoke = grants.add_parser("revoke", parents=[common], help="revoke a grant")
-    grant_revoke.add_argument("grant_id", metavar="GRANT_ID")
+    grant_revoke = _command(grants, "revoke", parents=[common], text="revoke a grant")
+    grant_revoke.add_argument("grant_id", metavar="GRANT_ID", help="the grant's id (grants list)")
     grant_revoke.set_defaults(run=cmd_grants_revoke)
 
-    calls = commands.add_parser("calls", help="the calls ledger").add_subparsers(
+    calls = _command(commands, "calls", text="the calls ledger").add_subparsers(
         dest="action", metavar="ACTION", required=True)
-    export = calls.add_parser("export", parents=[common], help="write the whole ledger as CSV or JSON lines")
+    export = _command(calls, "export", parents=[common], text="write the whole ledger as CSV or JSON lines")
     export.add_argument("--format", choices=["csv", "jsonl"], required=True)
     export.add_argument("--output", metavar="FILE", help="default: standard output")
     export.add_argument("--since", metavar="TIME", help="only calls at or after this ISO-8601 time")

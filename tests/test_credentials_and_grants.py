@@ -171,6 +171,9 @@ async def test_help_explains_every_command() -> None:
         assert command in usage
     grants_help = (await mcp_console("grants", "add", "--help")).stdout
     assert "--expires-in" in grants_help and "--operation" in grants_help
+    # Each command's own --help says what it does, and what its positional arguments are.
+    assert "let an agent use a service" in grants_help and "the agent's id (agents list)" in grants_help
+    assert "run the gateway headless" in (await mcp_console("serve", "--help")).stdout
 
 
 async def test_operators_add_prints_the_orchestrator_token_once_and_stores_its_hash(tmp_path: Path) -> None:
