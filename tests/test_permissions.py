@@ -323,6 +323,20 @@ async def test_our_orchestrator_needs_an_operator_token_everywhere_but_health(tm
     assert hello["type"] == "connection_established"
 
 
+async def test_a_feed_refused_for_its_token_says_which_setting_gives_one(tmp_path: Path) -> None:
+    """--no-gateway without ORCHESTRATOR_TOKEN retried for ever, saying only 'refused the feed (HTTP 403)'."""
+    async with run_linked(tmp_path / "p.db") as linked:
+        client = OrchestratorClient(linked.orchestrator_url, "mcpo_not-a-token", max_backoff_seconds=0.2)
+        reasons: list[str] = []
+        async with asyncio.timeout(10):
+            async for item in client.events():
+                if isinstance(item, LinkState) and item.status == "reconnecting":
+                    reasons.append(item.reason or "")
+                    break
+        await client.aclose()
+    assert "refused the feed (HTTP 403): set ORCHESTRATOR_TOKEN" in reasons[0], reasons
+
+
 async def test_a_call_without_the_option_is_held_as_long_as_the_config_says(tmp_path: Path) -> None:
     """The spec holds a call up to permission_wait_seconds, "per-request option or config": existing agents send
     no option, and there was no such setting, so every one of their calls was answered pending at once."""

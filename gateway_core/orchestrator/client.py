@@ -306,6 +306,8 @@ class OrchestratorClient:
                 reason = "the orchestrator closed the connection"
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 reason = describe_stream_failure(exc)
+                if isinstance(exc, websockets.exceptions.InvalidStatus) and exc.response.status_code in (401, 403):
+                    reason += ": set ORCHESTRATOR_TOKEN to an operator token it takes"
             attempt += 1
             delay = min(self._max_backoff, 0.1 * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
             yield LinkState("reconnecting", round(delay, 1), reason)
