@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from starlette.responses import HTMLResponse
 
 from gateway_core.clock import FrozenClock
 from gateway_core.handlers.mem0 import MEM0_OPERATIONS, Mem0Handler
@@ -219,6 +220,16 @@ async def test_errors_map_as_the_spec_says_and_never_echo_memory_text(
     assert SECRET_TEXT not in json.dumps(error) and SECRET_TEXT not in caplog.text
     if failure[0] == 422:
         assert error["data"]["errors"] == [{"loc": ["body", "query"], "msg": "Field required", "type": "missing"}]
+
+
+async def test_a_page_that_is_not_json_is_the_upstream_failing_not_a_bug_of_ours(tmp_path: Path) -> None:
+    """A proxy's HTML page in front of mem0 (HTTP 200) was -32603, an internal error with a traceback."""
+    async def proxy_page(scope: Any, receive: Any, send: Any) -> None:
+        await HTMLResponse("<html>Sign in to continue</html>")(scope, receive, send)
+
+    async with serve_asgi(proxy_page) as url, mem0_gateway(tmp_path, MemoryStore(), mem0_api_url=url) as running:
+        error = await running.client.error("search", ["deploy key"])
+    assert error["code"] == -32001 and "not JSON (text/html)" in error["message"], error
 
 
 async def test_a_refused_key_is_a_configuration_error_and_degrades_health(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from gateway_core.errors import (
     ValidationFailed,
 )
 from gateway_core.handlers.base import ServiceHandler
-from gateway_core.handlers.rest import fill_path, json_answer, ms_since
+from gateway_core.handlers.rest import fill_path, json_answer, json_of, ms_since
 from gateway_core.health import HealthReport
 from gateway_core.operations import (
     NoArgs,
@@ -417,7 +417,7 @@ class CoolifyHandler(ServiceHandler):
         return response
 
     async def _resolve(self, kind: ResourceKind, name: str) -> str:
-        listing = (await self._api_get(f"/{kind}")).json()
+        listing = json_of(await self._api_get(f"/{kind}"), "Coolify", "COOLIFY_API_URL")
         matches = [item for item in listing if isinstance(item, dict) and item.get("name") == name]
         singular = SINGULAR[kind]
         if len(matches) == 1:

@@ -29,7 +29,7 @@ from gateway_core.errors import (
 )
 from gateway_core.handlers.base import ServiceHandler
 from gateway_core.handlers.caller import calling_agent
-from gateway_core.handlers.rest import fill_path
+from gateway_core.handlers.rest import fill_path, json_of
 from gateway_core.health import HealthReport
 from gateway_core.operations import NoArgs, Operation, OperationArgs, OperationTable, Picker, Target
 from gateway_core.upstream import UpstreamClient, UpstreamConnectionError, UpstreamResponse, UpstreamTimeoutError
@@ -267,7 +267,7 @@ class Mem0Handler(ServiceHandler):
         response = await self._request(route.method, path, route.body(values) if route.body else None,
                                        route.query(values) if route.query else None)
         _raise_for_status(response, values)
-        answer = response.json() if response.body else {}
+        answer = json_of(response, "mem0", "MEM0_API_URL")
         data: dict[str, Any] = {"operation": declared.reported_as}
         data.update(declared.shape(values, answer) if declared.shape else {})
         return data

@@ -139,6 +139,20 @@ def json_answer(response: UpstreamResponse) -> Any:
         return response.text
 
 
+def json_of(response: UpstreamResponse, vendor: str, url_setting: str) -> Any:
+    """The answer's JSON ({} when empty), where only JSON can be the answer: anything else (a proxy's HTML page
+    in front of the service) is the upstream failing, -32001, not a bug of ours (-32603)."""
+    if not response.body:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        raise ServiceUnavailable(f"{vendor} answered HTTP {response.status} with something that is not JSON ({kind}): "
+                                 f"is {url_setting} the service itself, not a proxy's page?",
+                                 {"service": vendor.lower()}) from None
+
+
 def ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
