@@ -422,6 +422,11 @@ async def test_history_says_how_long_a_time_limited_approval_grants(tmp_path: Pa
         history = app.permissions_screen.query_one("#history", LinesTable)
         await until(pilot, lambda: history.row_count == 1)
         row = history.rows[0].cells
+        assert app.runtime is not None  # the spec's history holds revocations too: the grant it made, revoked
+        [grant] = await app.runtime.gateway.store.list_grants()
+        await app.runtime.gateway.store.revoke_grant(grant.id, "test")
+        await pilot.press("f5")
+        await until(pilot, lambda: history.rows[0].cells[6] == "revoked")
     assert row[4:6] == ("approved", "operation") and row[6] in ("1 h 0 min", "59 min"), row
 
 

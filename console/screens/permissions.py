@@ -43,6 +43,8 @@ def granted_for(entry: DecidedRequest) -> str:
         return "-"
     if entry.scope == "once":
         return "one call"
+    if entry.revoked_at is not None:
+        return "revoked"
     if entry.expires_at is not None and entry.timestamp is not None:
         return describe_age(entry.expires_at.timestamp() - entry.timestamp.timestamp())
     return "no limit"

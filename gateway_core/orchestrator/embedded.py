@@ -73,12 +73,13 @@ def response_event(request: PermissionRequest, grant: Grant | None = None) -> Pe
         status=None if request.status == "pending" else request.status)
 
 
-def decided_request(request: PermissionRequest, grant_expires_at: float | None) -> DecidedRequest:
+def decided_request(request: PermissionRequest, grant_end: tuple[float | None, float | None]) -> DecidedRequest:
+    """`grant_end`: the (expires_at, revoked_at) of the grant an approval made."""
     return DecidedRequest(
         request_id=request.id, agent_id=request.agent_id, service_name=request.service, operation=request.operation,
         risk=request.risk, params_preview=request.params_preview, status=request.status, scope=request.scope,
         decided_by=request.decided_by, reason=request.decision_reason, requested_at=request.created_at,
-        timestamp=request.decided_at, expires_at=grant_expires_at)
+        timestamp=request.decided_at, expires_at=grant_end[0], revoked_at=grant_end[1])
 
 
 def grant_view(grant: Grant) -> GrantView:
@@ -363,8 +364,9 @@ class EmbeddedOrchestrator:
         except ValueError:
             return _detail(400, "limit must be a number")
         decided = await self.store.list_permission_requests(None, limit)
-        ends = await self.store.grant_expiries([r.grant_id for r in decided if r.grant_id is not None])
-        return _answer(PermissionHistory(history=[decided_request(r, ends.get(r.grant_id or "")) for r in decided]))
+        ends = await self.store.grant_ends([r.grant_id for r in decided if r.grant_id is not None])
+        return _answer(PermissionHistory(history=[decided_request(r, ends.get(r.grant_id or "", (None, None)))
+                                                  for r in decided]))
 
     async def _agents(self, request: Request, operator: str) -> Response:
         if request.method == "GET":

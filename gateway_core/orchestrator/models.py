@@ -305,6 +305,7 @@ class DecidedRequest(BaseModel):
     requested_at: Timestamp | None = None
     timestamp: Timestamp | None = None  # when it was decided
     expires_at: Timestamp | None = None  # when the grant it made ends
+    revoked_at: Timestamp | None = None  # when that grant was revoked (the spec's history holds revocations)
 
 
 class PermissionHistory(BaseModel):

@@ -359,13 +359,14 @@ class SQLiteStore:
                 row = await rows.fetchone()
         return Grant(*row) if row else None
 
-    async def grant_expiries(self, grant_ids: Sequence[str]) -> dict[str, float | None]:
-        """Each of these grants' end (None: it has no time limit)."""
+    async def grant_ends(self, grant_ids: Sequence[str]) -> dict[str, tuple[float | None, float | None]]:
+        """Each of these grants' (expires_at, revoked_at): None where it has no time limit, or stands."""
         if not grant_ids:
             return {}
         marks = ",".join("?" * len(grant_ids))
-        async with self._db.execute(f"SELECT id, expires_at FROM grants WHERE id IN ({marks})", grant_ids) as cursor:
-            return {row[0]: row[1] for row in await cursor.fetchall()}
+        async with self._db.execute(f"SELECT id, expires_at, revoked_at FROM grants WHERE id IN ({marks})",
+                                    grant_ids) as cursor:
+            return {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
 
     async def get_grant(self, grant_id: str) -> Grant | None:
         async with self._db.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)) as cursor:
