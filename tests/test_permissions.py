@@ -321,6 +321,7 @@ async def test_our_orchestrator_needs_an_operator_token_everywhere_but_health(tm
     assert malformed.status_code == 400 and malformed.json() == {"detail": "Invalid agent ID format"}
     assert unknown.status_code == 404 and unknown.json() == {"detail": "Agent ghost not found"}
     assert hello["type"] == "connection_established"
+    assert hello["message"] == "Connected to Orchestrator Backend"  # the spec keeps its words
 
 
 async def test_a_feed_refused_for_its_token_says_which_setting_gives_one(tmp_path: Path) -> None:

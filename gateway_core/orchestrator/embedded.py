@@ -89,6 +89,8 @@ def grant_view(grant: Grant) -> GrantView:
                      revoked_at=grant.revoked_at)
 
 
+GREETING = "Connected to Orchestrator Backend"  # the existing orchestrator's words, which its clients may look for
+
 CAPABILITIES = OrchestratorCapabilities(scopes=["once", "operation", "service"], expiry=True, pending_list=True,
                                         history=True, grants=True, audit=True)
 
@@ -391,7 +393,7 @@ class EmbeddedOrchestrator:
         self._client_ids += 1
         feed = _Feed(websocket, self.feed_queue_frames, token_hash=found[1])
         feed.offer(ConnectionEstablished(client_id=f"client_{self._client_ids}", timestamp=self.clock(),
-                                         message="Connected to mcp-console orchestrator").model_dump_json())
+                                         message=GREETING).model_dump_json())
         self._clients.add(feed)
         try:
             await feed.run(self.feed_close_timeout_seconds)
