@@ -207,6 +207,22 @@ async def test_another_service_clears_the_form_so_it_never_runs_there(tmp_path: 
     assert not any(call.operation == "remember" for call in app.state.calls)
 
 
+async def test_the_first_enter_on_the_operations_opens_one_and_the_list_shows_the_forms(tmp_path: Path) -> None:
+    """After `c` nothing was highlighted: the first enter did nothing. And a form opened from the palette left the
+    list's highlight elsewhere."""
+    async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
+        screen = await operations_of(app, pilot, "coolify")
+        options = screen.query_one("#operations", OptionList)
+        options.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.selected is not None)
+        first = screen.selected.name
+        await screen.choose("restart-application")
+        highlighted = options.highlighted_option
+    assert first == options.get_option_at_index(1).id  # the first operation (the group's title is not one)
+    assert highlighted is not None and highlighted.id == "restart-application"
+
+
 async def test_a_write_without_a_target_is_confirmed_by_service_and_operation(tmp_path: Path) -> None:
     async with console(tmp_path, sandbox=Sandbox(agents=0)) as (app, pilot):
         await remember_filled_in(app, pilot)

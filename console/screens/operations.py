@@ -6,6 +6,7 @@ recorded, audited and shown in the calls table like an agent's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from console.keymap import OPERATIONS_KEYS, bindings
 from console.messages import OpenOperations, ToolsChanged
@@ -95,6 +96,7 @@ class OperationsScreen(ConsoleScreen):
         self.service = service
         title = self.query_one("#service-title", Static)
         options = self.query_one("#operations", OptionList)
+        highlighted = options.highlighted_option.id if options.highlighted_option is not None else None
         options.clear_options()
         if service is None:
             title.update("starting…" if self.state.gateway is None else "no service declares operations")
@@ -110,6 +112,11 @@ class OperationsScreen(ConsoleScreen):
             options.add_options([Option(Content(f"  {printable(operation.name)}" + (
                 "  !" if operation.risk == "destructive" else "")), id=operation.name)
                                  for operation in operations])
+        # An operation highlighted at once (the first enter opens it: it did nothing), the same one after a
+        # relisting (an MCP server's new tools) where it is still listed.
+        choosable = [index for index in range(options.option_count) if not options.get_option_at_index(index).disabled]
+        again = [index for index in choosable if options.get_option_at_index(index).id == highlighted]
+        options.highlighted = next(iter(again or choosable), None)
 
     def _clear_operation(self) -> None:
         """Back to no operation chosen: no form, nothing to run, no result."""
@@ -148,6 +155,10 @@ class OperationsScreen(ConsoleScreen):
         if service is None or operation is None:
             return
         self.selected = operation
+        # The list shows which operation the form is for (the palette opens forms too).
+        options = self.query_one("#operations", OptionList)
+        with contextlib.suppress(OptionDoesNotExist):
+            options.highlighted = options.get_option_index(operation.name)
         self.query_one("#operation-title", Static).update(Content.from_markup(
             "[b]$name[/b]  ($risk)  $description", name=printable(operation.name), risk=operation.risk,
             description=printable(operation.description)))
